@@ -1,0 +1,45 @@
+# fastlb: `make run` and `make test` do all set-up on a fresh Debian 12 machine
+# with Python 3.11: a virtual environment in .venv, the Cython extension built
+# in place, then the balancer or the tests.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.deps-stamp
+SOURCES := $(wildcard fastlb/*.pyx fastlb/*.pxd fastlb/_cy/*.pyx fastlb/_cy/*.pxi fastlb/_cy/*.h)
+
+.PHONY: run test bench debug build lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip setuptools wheel "Cython>=3.0.10,<4"
+	$(PIP) install --quiet --no-build-isolation -e ".[test,bench,redis]"
+	touch $@
+
+fastlb/_core.stamp: $(STAMP) $(SOURCES) setup.py
+	$(PY) setup.py --quiet build_ext --inplace
+	touch $@
+
+build: fastlb/_core.stamp
+
+run: build
+	$(PY) -m fastlb run -c examples/fastlb.toml
+
+test: build
+	$(PY) -m pytest tests -q
+
+bench: build
+	$(PY) -m pytest bench -q --benchmark-only --benchmark-columns=min,median,mean,ops,rounds \
+		--benchmark-sort=name --benchmark-json=bench/results/micro-$$(git rev-parse --short HEAD 2>/dev/null || echo nogit).json
+
+# Debug build: bounds checks, line tracing, FLB_CHECK assertions, annotated HTML.
+debug: $(STAMP)
+	FASTLB_DEBUG=1 $(PY) setup.py --quiet build_ext --inplace --force
+	rm -f fastlb/_core.stamp
+
+lint: build
+	$(PY) -m pytest tests/test_lint.py -q
+
+clean:
+	rm -rf build $(VENV) fastlb/*.so fastlb/_core.c fastlb/*.html fastlb/_core.stamp *.egg-info

@@ -1,0 +1,1 @@
+# chunked: (to be written)

@@ -1,0 +1,1 @@
+# lb_leastconn: (to be written)

@@ -1,0 +1,1 @@
+# lb_maglev: (to be written)

@@ -1,0 +1,1 @@
+# lb_p2c: (to be written)

@@ -1,0 +1,1 @@
+# lb_ring: (to be written)

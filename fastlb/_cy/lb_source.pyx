@@ -1,0 +1,1 @@
+# lb_source: (to be written)

@@ -1,0 +1,1 @@
+# lb_wrr: (to be written)

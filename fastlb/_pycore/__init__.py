@@ -1,0 +1,11 @@
+"""fastlb._pycore: the readable twin of the native core.
+
+Same names, same contracts as fastlb._core, one module per _cy/ fragment,
+written for clarity (naive scans, a bisect ring).  It is never used at run
+time; the tests run every core test on both (the ``core`` fixture) and
+hypothesis checks they agree.
+"""
+
+from fastlb.types import (  # noqa: F401  (re-exported like _core's cpdef enums)
+    BackendState, BodyKind, ErrCode, HeaderFlag, HeaderKind, Method, ScanStatus,
+)

@@ -1,0 +1,59 @@
+"""Build fastlb: one Cython extension, ``fastlb._core``.
+
+``FASTLB_DEBUG=1`` (``make debug``) turns on bounds checks everywhere, line
+tracing (``CYTHON_TRACE``), the core's own ``FLB_CHECK`` assertions and the
+annotated HTML next to each source.  The normal build keeps Cython's default
+bounds checks on; hot loops use raw pointers whose bounds the loop proves,
+and guard them with ``FLB_CHECK`` (``fastlb/_cy/check.h``), which compiles to
+nothing unless the debug switch is set.
+"""
+
+import os
+import re
+
+from setuptools import Extension, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DEBUG = os.environ.get("FASTLB_DEBUG", "") not in ("", "0")
+
+
+def read_version():
+    with open(os.path.join(ROOT, "fastlb", "_version.py"), encoding="utf-8") as f:
+        m = re.search(r'^__version__ = "([^"]+)"', f.read(), re.M)
+    if m is None:
+        raise RuntimeError("fastlb/_version.py has no __version__")
+    return m.group(1)
+
+
+def extensions():
+    from Cython.Build import cythonize
+
+    directives = {
+        "language_level": 3,
+        "wraparound": False,
+        "cdivision": True,
+        "embedsignature": True,
+    }
+    macros = []
+    cflags = ["-O2"]
+    if DEBUG:
+        directives.update(boundscheck=True, linetrace=True, profile=True)
+        macros += [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1"), ("FLB_DEBUG", "1")]
+        cflags = ["-O0", "-g"]
+    ext = Extension(
+        "fastlb._core",
+        ["fastlb/_core.pyx"],
+        include_dirs=["fastlb/_cy"],
+        define_macros=macros,
+        extra_compile_args=cflags,
+    )
+    return cythonize(
+        [ext],
+        compiler_directives=directives,
+        annotate=DEBUG,
+        force=DEBUG,
+        include_path=["fastlb"],
+    )
+
+
+setup(version=read_version(), ext_modules=extensions())

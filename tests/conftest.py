@@ -1,0 +1,51 @@
+"""Shared fixtures.
+
+``core`` runs a test once on the readable twin (fastlb._pycore, id
+``py-core``) and once on the native core (fastlb._core, id ``c-core``): both
+must honour the same contract.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from types import ModuleType
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cores() -> list[ModuleType]:
+    import fastlb._core
+    import fastlb._pycore
+
+    return [fastlb._pycore, fastlb._core]
+
+
+CORES = _cores()
+
+
+@pytest.fixture(params=CORES, ids=["py-core", "c-core"])
+def core(request: pytest.FixtureRequest) -> ModuleType:
+    return request.param
+
+
+def venv_tool(name: str) -> str:
+    """Path of a console script installed beside this interpreter."""
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    if os.path.exists(path):
+        return path
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed (make test installs it)")
+    return found
+
+
+def run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run a command from the repo root, with this venv's bin first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
