@@ -9,3 +9,23 @@ from fastlb.types import (
     Method as Method,
     ScanStatus as ScanStatus,
 )
+
+# -- hash
+
+
+# -- http1
+
+
+# -- chunked
+
+
+# -- cookie
+
+
+# -- rewrite
+
+
+# -- table
+
+
+# -- picker and algorithms

@@ -9,3 +9,26 @@ hypothesis checks they agree.
 from fastlb.types import (  # noqa: F401  (re-exported like _core's cpdef enums)
     BackendState, BodyKind, ErrCode, HeaderFlag, HeaderKind, Method, ScanStatus,
 )
+
+# Each fragment's names below, in _core.pyx include order, one block per
+# module (kept apart by blank lines so parallel branches merge cleanly).
+
+# -- hash
+
+
+# -- http1
+
+
+# -- chunked
+
+
+# -- cookie
+
+
+# -- rewrite
+
+
+# -- table
+
+
+# -- picker and algorithms
