@@ -9,9 +9,20 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.deps-stamp
 SOURCES := $(wildcard fastlb/*.pyx fastlb/*.pxd fastlb/_cy/*.pyx fastlb/_cy/*.pxi fastlb/_cy/*.h)
 
-.PHONY: run test bench debug build lint clean
+.PHONY: run test bench debug build lint clean sysdeps
+
+# Debian packages the build needs: a C compiler, Python headers and venv.
+# Installed only when missing (CI and fresh machines run as root).
+APT_PKGS := gcc python3-dev python3-venv
+sysdeps:
+	@if ! command -v cc >/dev/null || ! $(PYTHON) -c "import ensurepip, venv, sysconfig, os, sys; \
+		sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"; then \
+		echo "installing $(APT_PKGS)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS); \
+	fi
 
 $(STAMP): pyproject.toml
+	$(MAKE) --no-print-directory sysdeps
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip setuptools wheel "Cython>=3.0.10,<4"
 	$(PIP) install --quiet --no-build-isolation -e ".[test,bench,redis]"
