@@ -26,6 +26,10 @@ from fastlb.types import (  # noqa: F401  (re-exported like _core's cpdef enums)
 
 
 # -- rewrite
+from fastlb._pycore.rewrite import (  # noqa: F401
+    RequestRewriter, ResponseRewriter, SetCookieBuilder, prefix_set_cookie, remove_cookie,
+    strip_cookie_prefix,
+)
 
 
 # -- table
