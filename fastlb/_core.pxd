@@ -123,15 +123,151 @@ ctypedef struct HeaderSpan:
 
 
 # --------------------------------------------- head scanners (http1.pyx)
-# (owned by the scanner work)
+# Incremental RFC 9112 head scanners.  A head is copied into the scanner's
+# own buffer (capacity max_head, allocated once); every span is an offset
+# into that buffer.  Lines are handled once their LF has arrived, in order,
+# so any split of the input gives the result of the whole head.
+
+# A (offset, length) pair into a scanner's head buffer.
+ctypedef struct ByteSpan:
+    uint32_t off
+    uint32_t len
+
+# Byte classes (CC_* bits, consts.pxi) and ASCII lowercase, filled at import.
+cdef unsigned char flb_cclass[256]
+cdef unsigned char flb_lower[256]
+
+# Checks one field line buf[start..lf] (lf: offset of its LF) and fills the
+# name and OWS-trimmed value of `h`; returns an ErrCode (E_OK when valid).
+# Shared by both head scanners and the chunked framer's trailer fields.
+cdef int flb_field_line(const unsigned char* buf, Py_ssize_t start, Py_ssize_t lf,
+                        HeaderSpan* h) noexcept nogil
+# HeaderKind of a field name (case-insensitive, RFC 9110 5.1).
+cdef int flb_header_kind(const unsigned char* p, Py_ssize_t n) noexcept nogil
+# True when p[0:n] equals the lowercase ASCII `lower` ignoring case.
+cdef bint flb_ieq(const unsigned char* p, Py_ssize_t n, const char* lower,
+                  Py_ssize_t m) noexcept nogil
+# Next element of a comma list (RFC 9110 5.6.1) in v[pos:n]: sets its
+# OWS-trimmed offset and length (empty elements are skipped); returns the
+# position after it, or -1 when the list is exhausted.
+cdef Py_ssize_t flb_list_next(const unsigned char* v, Py_ssize_t n, Py_ssize_t pos,
+                              Py_ssize_t* off, Py_ssize_t* ln) noexcept nogil
+
+
+# What RequestScanner and ResponseScanner share: the buffer, the line loop,
+# the field table, framing and connection fields.
+cdef class HeadScanner:
+    cdef unsigned char* buf      # the head (owned copy), capacity max_head
+    cdef HeaderSpan* hdrs        # one span per field line, capacity max_headers
+    cdef readonly int max_head
+    cdef readonly int max_headers
+    cdef Py_ssize_t buf_len      # bytes copied into buf so far
+    cdef Py_ssize_t line_start   # offset of the first line not yet handled
+    cdef Py_ssize_t search_from  # where the next LF search resumes
+    cdef bint started            # start-line handled
+    cdef uint32_t bits           # SEEN_* facts gathered from the fields
+    cdef readonly int status     # ScanStatus
+    cdef readonly int error      # ErrCode when status is SCAN_ERROR
+    cdef readonly Py_ssize_t consumed  # bytes of the last feed that were head
+    cdef readonly Py_ssize_t head_len  # whole head, final CRLF included
+    cdef readonly int nhdrs
+    cdef readonly int version    # 10 or 11
+    cdef readonly int body_kind  # BodyKind
+    cdef readonly int64_t content_length  # -1 unless a Content-Length was given
+    cdef readonly bint keep_alive
+    cdef readonly bint upgrade   # Upgrade field and a Connection "upgrade" token
+
+    cpdef int feed(self, bytes data, Py_ssize_t start=*) except -1
+    cdef int feed_ptr(self, const unsigned char* p, Py_ssize_t n) noexcept
+    cpdef void reset(self) noexcept
+    cdef void _clear(self) noexcept
+    cdef int _scan(self) noexcept
+    cdef int _start_line(self, Py_ssize_t start, Py_ssize_t lf) noexcept
+    cdef int _overflow_error(self) noexcept
+    cdef int _on_field(self, HeaderSpan* h) noexcept
+    cdef int _common_field(self, HeaderSpan* h) noexcept
+    cdef int _finish(self) noexcept
+    cdef int _finish_common(self) noexcept
+    cdef void _mark_named_hops(self) noexcept
+    cdef bytes _span(self, uint32_t off, uint32_t ln)
+
+
+cdef class RequestScanner(HeadScanner):
+    cdef readonly int max_target
+    cdef readonly int method     # Method
+    cdef readonly bint expect_continue
+    cdef ByteSpan method_span
+    cdef ByteSpan target_span
+    cdef ByteSpan host_span
+    cdef ByteSpan cookie_spans[2]      # value of each configured cookie
+    cdef int ncookie_names
+    cdef const unsigned char* cookie_name[2]
+    cdef Py_ssize_t cookie_name_len[2]
+    cdef tuple _cookie_names           # keeps cookie_name pointers alive
+    cdef int cookies_found             # bit i: cookie_spans[i] is set
+
+    cdef void _clear(self) noexcept
+    cdef int _start_line(self, Py_ssize_t start, Py_ssize_t lf) noexcept
+    cdef int _overflow_error(self) noexcept
+    cdef int _on_field(self, HeaderSpan* h) noexcept
+    cdef int _finish(self) noexcept
+
+
+cdef class ResponseScanner(HeadScanner):
+    cdef readonly int status_code
+    cdef readonly int request_method   # Method of the request answered
+    cdef ByteSpan reason_span
+    cdef ByteSpan set_cookie_span      # value of the configured cookie
+    cdef bint set_cookie_found
+    cdef bytes _cookie_name
+
+    cpdef void set_request_method(self, int method) noexcept
+    cdef void _clear(self) noexcept
+    cdef int _start_line(self, Py_ssize_t start, Py_ssize_t lf) noexcept
+    cdef int _on_field(self, HeaderSpan* h) noexcept
+    cdef int _finish(self) noexcept
 
 
 # ------------------------------------------ chunked framer (chunked.pyx)
-# (owned by the scanner work)
+# Finds where a chunked body (RFC 9112 7.1) ends in pass-through bytes; never
+# copies chunk data.  Trailer lines alone are copied into `line` (max_line)
+# to be checked like header fields.
+cdef class ChunkedFramer:
+    cdef readonly int max_line
+    cdef unsigned char* line     # the trailer line being gathered
+    cdef Py_ssize_t line_len     # bytes of the current size or trailer line
+    cdef Py_ssize_t trailer_len  # bytes of the trailer section so far
+    cdef int state               # CH_* (consts.pxi)
+    cdef uint64_t size           # chunk-size being read
+    cdef readonly uint64_t remaining  # chunk-data bytes still to pass
+    cdef readonly int status     # ScanStatus
+    cdef readonly int error      # ErrCode when status is SCAN_ERROR
+    cdef readonly Py_ssize_t consumed  # bytes of the last feed in this message
+
+    cpdef int feed(self, bytes data, Py_ssize_t start=*) except -1
+    cdef int feed_ptr(self, const unsigned char* p, Py_ssize_t n) noexcept
+    cpdef void reset(self) noexcept
+    cdef int _trailer_line(self) noexcept
 
 
 # ------------------------------------------ cookies (cookie.pyx)
-# (owned by the scanner work: find a cookie's value; parse Set-Cookie)
+# Cookie header values (RFC 6265 4.2.1: cookie-pair *( ";" SP cookie-pair ))
+# and the cookie-pair that opens a Set-Cookie value (RFC 6265 4.1.1).
+
+# One cookie-pair inside a value; the value has its DQUOTEs stripped.
+ctypedef struct CookiePair:
+    Py_ssize_t name_off
+    Py_ssize_t name_len
+    Py_ssize_t value_off   # -1 when the pair has no "=" (never matches)
+    Py_ssize_t value_len
+
+# Parses the pair at or after v[pos] (skipping ";" and OWS); returns the
+# position after it, or -1 when no pair is left.
+cdef Py_ssize_t flb_cookie_next(const unsigned char* v, Py_ssize_t n, Py_ssize_t pos,
+                                CookiePair* out) noexcept nogil
+# Parses the cookie-pair of a Set-Cookie value; False when there is none.
+cdef bint flb_set_cookie_pair(const unsigned char* v, Py_ssize_t n,
+                              CookiePair* out) noexcept nogil
 
 
 # ------------------------------------------ rewriters (rewrite.pyx)

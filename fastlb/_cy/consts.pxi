@@ -8,3 +8,60 @@ cdef enum:
     DEF_MAX_HEAD = 8192
     # Default cap on header lines; HAProxy's tune.http.maxhdr is 101.
     DEF_MAX_HEADERS = 100
+
+
+# -- head scanners and chunked framer (scanner work) --------------------------
+
+cdef enum:
+    # Default cap on a request-target.  RFC 9110 4.1 asks for at least 8000
+    # octets; the head cap (DEF_MAX_HEAD) bounds it anyway.
+    DEF_MAX_TARGET = 8000
+    # Default cap on one chunk-size line (size and extensions) or trailer
+    # line.  Real extensions are rare and short; 4 KiB is nginx's
+    # client_header_buffer_size scale and keeps the trailer copy small.
+    DEF_MAX_CHUNK_LINE = 4096
+    # Cap on a whole trailer section, as on a head: trailer fields are
+    # header fields (RFC 9112 7.1.2), so the same budget applies.
+    MAX_TRAILER_SECTION = DEF_MAX_HEAD
+
+cdef enum:
+    # Bits of flb_cclass[c], the one byte-class table (RFC 9110 5.6.2, 5.5).
+    CC_TOKEN = 1    # tchar: field names, methods, list tokens
+    CC_VALUE = 2    # field-vchar, SP, HTAB, obs-text: field values
+    CC_TARGET = 4   # VCHAR: a request-target is ASCII, no SP/CTL (RFC 3986 2)
+    CC_WS = 8       # SP, HTAB: OWS/BWS
+    CC_HEX = 16     # HEXDIG: chunk-size
+
+cdef enum:
+    # HeadScanner.bits: what the fields so far said.
+    SEEN_HOST = 1
+    SEEN_CL = 2
+    SEEN_TE = 4
+    SEEN_UPGRADE = 8        # an Upgrade field
+    TE_LAST_CHUNKED = 16    # the last transfer coding so far was chunked
+    CONN_CLOSE = 32         # Connection tokens (RFC 9112 9.3, 9.6)
+    CONN_KEEP_ALIVE = 64
+    CONN_UPGRADE = 128
+    CONN_OTHER = 256        # a token naming some other field (RFC 9110 7.6.1)
+    EXPECT_CONTINUE = 512
+
+cdef enum:
+    # ChunkedFramer states, in the order a chunk is read (RFC 9112 7.1).
+    CH_SIZE_START = 0   # first HEXDIG of chunk-size
+    CH_SIZE = 1         # more HEXDIG, or what ends the size
+    CH_EXT_BWS = 2      # BWS before ";" or CR
+    CH_EXT_NAME_START = 3
+    CH_EXT_NAME = 4
+    CH_EXT_EQ_BWS = 5   # BWS before "=" (or ";" / CR)
+    CH_EXT_VAL_START = 6
+    CH_EXT_VAL = 7      # token value
+    CH_EXT_QUOTED = 8   # quoted-string value
+    CH_EXT_QUOTED_PAIR = 9
+    CH_SIZE_LF = 10     # LF after the size line's CR
+    CH_DATA = 11
+    CH_DATA_CR = 12
+    CH_DATA_LF = 13
+    CH_TRAILER_START = 14  # a trailer field, or the final CRLF
+    CH_TRAILER = 15     # inside a trailer line (copied to `line`)
+    CH_FINAL_LF = 16
+    CH_DONE = 17

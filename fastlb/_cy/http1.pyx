@@ -1,1 +1,866 @@
-# http1: (to be written)
+# http1: incremental request and response head scanners (RFC 9112).
+#
+# The head is copied into the scanner's buffer (allocated once) and cut
+# into lines at LF with memchr.  A line is handled only once its LF is
+# there, in one left-to-right pass over a byte-class table, and the next
+# feed resumes at the first line not handled: any split of the input gives
+# the result of the whole head, and no byte is scanned twice except the
+# tail of an unfinished line by memchr.
+#
+# Strictness follows RFC 9112 and nginx/HAProxy defaults: no obs-fold, no
+# bare CR or LF, no whitespace before a colon, no Content-Length with
+# Transfer-Encoding, one Content-Length field, chunked final.
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memchr, memcmp, memcpy
+
+# Largest int64: Content-Length must fit (the body is counted in int64).
+cdef int64_t _INT64_MAX = 0x7FFFFFFFFFFFFFFF
+
+
+cdef void _init_tables() noexcept:
+    cdef int c
+    cdef bytes tchar = b"!#$%&'*+-.^_`|~"
+    for c in range(256):
+        flb_cclass[c] = 0
+        flb_lower[c] = c + 32 if 65 <= c <= 90 else c
+        if (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c in tchar:
+            flb_cclass[c] |= CC_TOKEN
+        if 0x21 <= c <= 0x7E:
+            flb_cclass[c] |= CC_TARGET | CC_VALUE
+        if c >= 0x80 or c == 0x20 or c == 0x09:
+            flb_cclass[c] |= CC_VALUE   # obs-text is allowed in values (5.5)
+        if c == 0x20 or c == 0x09:
+            flb_cclass[c] |= CC_WS
+        if (48 <= c <= 57) or (65 <= c <= 70) or (97 <= c <= 102):
+            flb_cclass[c] |= CC_HEX
+
+
+_init_tables()
+
+
+# ------------------------------------------------------------ shared helpers
+
+cdef bint flb_ieq(const unsigned char* p, Py_ssize_t n, const char* lower,
+                  Py_ssize_t m) noexcept nogil:
+    cdef Py_ssize_t i
+    if n != m:
+        return False
+    for i in range(n):
+        if flb_lower[p[i]] != <unsigned char>lower[i]:
+            return False
+    return True
+
+
+cdef inline bint _ieq_bytes(const unsigned char* a, const unsigned char* b,
+                            Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if flb_lower[a[i]] != flb_lower[b[i]]:
+            return False
+    return True
+
+
+cdef int flb_header_kind(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    # Length, then first letter, then the whole name: most names leave at the
+    # first test, and no name is compared twice.
+    cdef unsigned char c0 = flb_lower[p[0]]
+    if n == 4:
+        if c0 == b'h' and flb_ieq(p, n, b"host", 4):
+            return H_HOST
+    elif n == 6:
+        if c0 == b'c' and flb_ieq(p, n, b"cookie", 6):
+            return H_COOKIE
+        if c0 == b'e' and flb_ieq(p, n, b"expect", 6):
+            return H_EXPECT
+    elif n == 10:
+        if c0 == b'c' and flb_ieq(p, n, b"connection", 10):
+            return H_CONNECTION
+        if c0 == b'k' and flb_ieq(p, n, b"keep-alive", 10):
+            return H_KEEP_ALIVE
+        if c0 == b's' and flb_ieq(p, n, b"set-cookie", 10):
+            return H_SET_COOKIE
+    elif n == 14:
+        if c0 == b'c' and flb_ieq(p, n, b"content-length", 14):
+            return H_CONTENT_LENGTH
+    elif n == 17:
+        if c0 == b't' and flb_ieq(p, n, b"transfer-encoding", 17):
+            return H_TRANSFER_ENCODING
+        if c0 == b'x' and flb_ieq(p, n, b"x-forwarded-proto", 17):
+            return H_X_FORWARDED_PROTO
+    elif n == 7:
+        if c0 == b'u' and flb_ieq(p, n, b"upgrade", 7):
+            return H_UPGRADE
+        if c0 == b't' and flb_ieq(p, n, b"trailer", 7):
+            return H_TRAILER
+    elif n == 2:
+        if c0 == b't' and flb_ieq(p, n, b"te", 2):
+            return H_TE
+    elif n == 16:
+        if c0 == b'p' and flb_ieq(p, n, b"proxy-connection", 16):
+            return H_PROXY_CONNECTION
+        if c0 == b'x' and flb_ieq(p, n, b"x-forwarded-host", 16):
+            return H_X_FORWARDED_HOST
+    elif n == 15:
+        if c0 == b'x' and flb_ieq(p, n, b"x-forwarded-for", 15):
+            return H_X_FORWARDED_FOR
+    elif n == 13:
+        if c0 == b'c' and flb_ieq(p, n, b"cache-control", 13):
+            return H_CACHE_CONTROL
+    return H_OTHER
+
+
+cdef inline int _ctl_error(const unsigned char* b, Py_ssize_t i, Py_ssize_t lf,
+                           int default) noexcept nogil:
+    # b[i] stopped a scan.  The first CR/LF of a line decides the line-end
+    # errors (RFC 9112 2.2): an LF reached first had no CR before it, a CR
+    # not right before the LF is bare.  Anything else is the field's error.
+    if i == lf:
+        return E_BARE_LF
+    if b[i] == 13 and i + 1 != lf:
+        return E_BARE_CR
+    return default
+
+
+cdef inline bint _word_plain(uint64_t x) noexcept nogil:
+    # True when no byte of x is below 0x20 or is 0x7F (DEL): such a word is
+    # field-vchar, SP or obs-text throughout.  Both tests are exact as a
+    # whole ("has a byte less than n" / "has a zero byte" bit tricks).
+    cdef uint64_t low = (x - 0x2020202020202020ULL) & ~x & 0x8080808080808080ULL
+    cdef uint64_t d = x ^ 0x7F7F7F7F7F7F7F7FULL
+    cdef uint64_t dele = (d - 0x0101010101010101ULL) & ~d & 0x8080808080808080ULL
+    return (low | dele) == 0
+
+
+cdef int flb_field_line(const unsigned char* b, Py_ssize_t start, Py_ssize_t lf,
+                        HeaderSpan* h) noexcept nogil:
+    # field-line = field-name ":" OWS field-value OWS  (RFC 9112 5)
+    cdef Py_ssize_t i = start
+    cdef Py_ssize_t vstart, vend
+    cdef uint64_t w
+    FLB_CHECK(b[lf] == 10 and start < lf)
+    if flb_cclass[b[i]] & CC_WS:
+        # A line opening with SP/HTAB continues the previous one: obs-fold
+        # must be rejected by a proxy (RFC 9112 5.2).
+        return E_OBS_FOLD
+    while flb_cclass[b[i]] & CC_TOKEN:   # stops at b[lf] (LF) at the latest
+        i += 1
+    if b[i] != 58:   # ':'
+        if i > start and flb_cclass[b[i]] & CC_WS:
+            while flb_cclass[b[i]] & CC_WS:
+                i += 1
+            if b[i] == 58:
+                # RFC 9112 5.1: a server MUST reject whitespace between the
+                # field name and colon (a smuggling vector).
+                return E_NAME_WS
+        return _ctl_error(b, i, lf, E_HEADER_NAME)
+    if i == start:
+        return E_HEADER_NAME
+    h.line_off = <uint32_t>start
+    h.line_len = <uint32_t>(lf + 1 - start)
+    h.name_off = <uint32_t>start
+    h.name_len = <uint32_t>(i - start)
+    i += 1
+    while flb_cclass[b[i]] & CC_WS:
+        i += 1
+    vstart = i
+    while i + 8 <= lf:   # eight bytes at a time while none is a CTL or DEL
+        memcpy(&w, b + i, 8)
+        if not _word_plain(w):
+            break
+        i += 8
+    while flb_cclass[b[i]] & CC_VALUE:   # NUL, CR, LF and other CTLs stop it
+        i += 1
+    FLB_CHECK(i <= lf)
+    if i != lf - 1 or b[i] != 13:
+        return _ctl_error(b, i, lf, E_HEADER_VALUE)
+    vend = i
+    while vend > vstart and flb_cclass[b[vend - 1]] & CC_WS:
+        vend -= 1
+    h.value_off = <uint32_t>vstart
+    h.value_len = <uint32_t>(vend - vstart)
+    h.kind = <uint8_t>flb_header_kind(b + start, h.name_len)
+    h.flags = 0
+    return E_OK
+
+
+cdef Py_ssize_t flb_list_next(const unsigned char* v, Py_ssize_t n, Py_ssize_t pos,
+                              Py_ssize_t* off, Py_ssize_t* ln) noexcept nogil:
+    # #element lists: empty elements and OWS around commas are allowed and
+    # ignored by recipients (RFC 9110 5.6.1.2).
+    cdef Py_ssize_t end
+    while pos < n:
+        while pos < n and (v[pos] == 44 or flb_cclass[v[pos]] & CC_WS):
+            pos += 1
+        if pos >= n:
+            return -1
+        end = pos
+        while end < n and v[end] != 44:
+            end += 1
+        off[0] = pos
+        ln[0] = end - pos
+        while ln[0] > 0 and flb_cclass[v[pos + ln[0] - 1]] & CC_WS:
+            ln[0] -= 1
+        return end
+    return -1
+
+
+cdef inline int _parse_version(const unsigned char* v, int* version) noexcept nogil:
+    # HTTP-version = "HTTP/" DIGIT "." DIGIT, case-sensitive (RFC 9112 2.3).
+    # 1.x with x > 1 is handled as 1.1 (RFC 9110 2.5: highest minor known).
+    if memcmp(v, b"HTTP/", 5) != 0 or v[6] != 46:
+        return E_VERSION
+    if not (48 <= v[5] <= 57 and 48 <= v[7] <= 57):
+        return E_VERSION
+    if v[5] != 49:
+        return E_VERSION_UNSUPPORTED
+    version[0] = 10 if v[7] == 48 else 11
+    return E_OK
+
+
+cdef inline int _method_of(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    # Methods are case-sensitive (RFC 9110 9.1): exact matches only.
+    if n == 3:
+        if memcmp(p, b"GET", 3) == 0:
+            return M_GET
+        if memcmp(p, b"PUT", 3) == 0:
+            return M_PUT
+    elif n == 4:
+        if memcmp(p, b"POST", 4) == 0:
+            return M_POST
+        if memcmp(p, b"HEAD", 4) == 0:
+            return M_HEAD
+    elif n == 5:
+        if memcmp(p, b"PATCH", 5) == 0:
+            return M_PATCH
+        if memcmp(p, b"TRACE", 5) == 0:
+            return M_TRACE
+    elif n == 6:
+        if memcmp(p, b"DELETE", 6) == 0:
+            return M_DELETE
+    elif n == 7:
+        if memcmp(p, b"OPTIONS", 7) == 0:
+            return M_OPTIONS
+        if memcmp(p, b"CONNECT", 7) == 0:
+            return M_CONNECT
+    return M_OTHER
+
+
+cdef int _check_target(const unsigned char* t, Py_ssize_t n, int method) noexcept nogil:
+    # The four request-target forms (RFC 9112 3.2); a fragment is never part
+    # of one (3.2.1 has no "#"), and CONNECT takes the authority-form only.
+    cdef Py_ssize_t i, colon = -1
+    if memchr(t, 35, n) != NULL:   # '#'
+        return E_TARGET
+    if method == M_CONNECT:
+        # authority-form = uri-host ":" port (3.2.3)
+        for i in range(n):
+            if t[i] == 47 or t[i] == 63 or t[i] == 64:   # '/' '?' '@'
+                return E_TARGET
+            if t[i] == 58:
+                colon = i
+        if colon <= 0 or colon == n - 1:
+            return E_TARGET
+        for i in range(colon + 1, n):
+            if not (48 <= t[i] <= 57):
+                return E_TARGET
+        return E_OK
+    if t[0] == 47:   # origin-form (3.2.1)
+        return E_OK
+    if t[0] == 42:   # asterisk-form: "*" alone, OPTIONS only (3.2.4)
+        return E_OK if n == 1 and method == M_OPTIONS else E_TARGET
+    # absolute-form (3.2.2): scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+    if not 97 <= flb_lower[t[0]] <= 122:
+        return E_TARGET
+    i = 1
+    while i < n and (flb_cclass[t[i]] & CC_TOKEN) and t[i] != 58:
+        if not (48 <= t[i] <= 57 or 97 <= flb_lower[t[i]] <= 122
+                or t[i] == 43 or t[i] == 45 or t[i] == 46):
+            return E_TARGET
+        i += 1
+    if i >= n - 1 or t[i] != 58:
+        return E_TARGET
+    return E_OK
+
+
+cdef int _parse_length(const unsigned char* v, Py_ssize_t n, int64_t* out) noexcept nogil:
+    # Content-Length = 1*DIGIT (RFC 9110 8.6); it must fit int64.
+    cdef int64_t x = 0
+    cdef Py_ssize_t i
+    cdef int d
+    if n == 0:
+        return E_CL_INVALID
+    for i in range(n):
+        d = v[i] - 48
+        if d < 0 or d > 9:
+            return E_CL_INVALID
+        if x > (_INT64_MAX - d) // 10:
+            return E_CL_INVALID
+        x = x * 10 + d
+    out[0] = x
+    return E_OK
+
+
+cdef inline bint _known_coding(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    # The HTTP Transfer Coding registry (RFC 9112 7, RFC 9110 18.8), less
+    # "trailers" which is for TE only; names are case-insensitive.
+    return (flb_ieq(p, n, b"gzip", 4) or flb_ieq(p, n, b"deflate", 7)
+            or flb_ieq(p, n, b"compress", 8) or flb_ieq(p, n, b"x-gzip", 6)
+            or flb_ieq(p, n, b"x-compress", 10))
+
+
+# ---------------------------------------------------------------- HeadScanner
+
+cdef class HeadScanner:
+    """What both head scanners share: feed(), the line loop, the field table.
+
+    Not used directly: RequestScanner and ResponseScanner add the start-line
+    and what their message kind does with fields.
+    """
+
+    def __cinit__(self, int max_head=DEF_MAX_HEAD, int max_headers=DEF_MAX_HEADERS,
+                  *args, **kwargs):
+        if max_head < 16 or max_headers < 1:
+            raise ValueError("max_head must be >= 16 and max_headers >= 1")
+        self.max_head = max_head
+        self.max_headers = max_headers
+        self.buf = <unsigned char*>malloc(max_head)
+        self.hdrs = <HeaderSpan*>malloc(max_headers * sizeof(HeaderSpan))
+        if self.buf == NULL or self.hdrs == NULL:
+            raise MemoryError()
+        self._clear()
+
+    def __dealloc__(self):
+        free(self.buf)
+        free(self.hdrs)
+
+    cpdef void reset(self) noexcept:
+        """Ready for the next message; keeps the buffers (and settings)."""
+        self._clear()
+
+    cdef void _clear(self) noexcept:
+        self.buf_len = 0
+        self.line_start = 0
+        self.search_from = 0
+        self.started = False
+        self.bits = 0
+        self.status = SCAN_MORE
+        self.error = E_OK
+        self.consumed = 0
+        self.head_len = 0
+        self.nhdrs = 0
+        self.version = 0
+        self.body_kind = BODY_NONE
+        self.content_length = -1
+        self.keep_alive = False
+        self.upgrade = False
+
+    cpdef int feed(self, bytes data, Py_ssize_t start=0) except -1:
+        """Scan data[start:]; returns the ScanStatus (see `consumed`)."""
+        if data is None:
+            raise TypeError("feed() needs bytes")
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+        if start < 0 or start > n:
+            raise ValueError("start out of range")
+        return self.feed_ptr(<const unsigned char*>PyBytes_AS_STRING(data) + start,
+                             n - start)
+
+    cdef int feed_ptr(self, const unsigned char* p, Py_ssize_t n) noexcept:
+        cdef Py_ssize_t room, take, before
+        cdef int r
+        self.consumed = 0
+        if self.status != SCAN_MORE:
+            return self.status
+        before = self.buf_len
+        room = self.max_head - before
+        take = n if n < room else room
+        memcpy(self.buf + before, p, take)
+        self.buf_len = before + take
+        r = self._scan()
+        if r == SCAN_DONE:
+            self.consumed = self.head_len - before
+        elif r == SCAN_MORE:
+            self.consumed = take
+            if self.buf_len == self.max_head:
+                # Full and no end of head: it can never fit (RFC 9110 15.5.32
+                # lets a server refuse an over-long head with 431).
+                self.error = self._overflow_error()
+                self.status = r = SCAN_ERROR
+        return r
+
+    cdef int _scan(self) noexcept:
+        cdef const unsigned char* b = self.buf
+        cdef const unsigned char* hit
+        cdef Py_ssize_t ls, lf
+        cdef HeaderSpan* h
+        cdef int err
+        while True:
+            hit = <const unsigned char*>memchr(b + self.search_from, 10,
+                                               self.buf_len - self.search_from)
+            if hit == NULL:
+                self.search_from = self.buf_len
+                return SCAN_MORE
+            lf = hit - b
+            ls = self.line_start
+            FLB_CHECK(ls <= lf and lf < self.buf_len)
+            if not self.started:
+                if lf == ls + 1 and b[ls] == 13 and self.bits == 0:
+                    # Empty lines before a request-line are ignored (RFC
+                    # 9112 2.2); bits counts them to allow just one.
+                    self.bits = 1
+                    err = E_OK
+                else:
+                    err = self._start_line(ls, lf)
+                    self.bits = 0
+                    self.started = True
+            elif lf == ls + 1 and b[ls] == 13:
+                self.head_len = lf + 1
+                err = self._finish()
+                if err == E_OK:
+                    self.status = SCAN_DONE
+                    return SCAN_DONE
+            elif lf == ls:
+                err = E_BARE_LF
+            elif self.nhdrs == self.max_headers:
+                err = E_TOO_MANY_HEADERS
+            else:
+                h = &self.hdrs[self.nhdrs]
+                err = flb_field_line(b, ls, lf, h)
+                if err == E_OK:
+                    self.nhdrs += 1
+                    err = self._on_field(h)
+            if err != E_OK:
+                self.error = err
+                self.status = SCAN_ERROR
+                return SCAN_ERROR
+            self.line_start = self.search_from = lf + 1
+
+    cdef int _start_line(self, Py_ssize_t start, Py_ssize_t lf) noexcept:
+        return E_OK
+
+    cdef int _overflow_error(self) noexcept:
+        return E_HEAD_TOO_LARGE
+
+    cdef int _on_field(self, HeaderSpan* h) noexcept:
+        return self._common_field(h)
+
+    cdef int _common_field(self, HeaderSpan* h) noexcept:
+        # Fields whose meaning is the same in requests and responses.
+        cdef const unsigned char* v = self.buf + h.value_off
+        cdef Py_ssize_t n = h.value_len, pos = 0, off = 0, ln = 0
+        cdef int kind = h.kind
+        if kind == H_CONTENT_LENGTH:
+            if self.bits & SEEN_TE:
+                return E_CL_AND_TE
+            if self.bits & SEEN_CL:
+                # One Content-Length only: RFC 9110 8.6 lets a recipient
+                # reject repeats even when equal (nginx does); a list such as
+                # "42, 42" is not 1*DIGIT and fails below.
+                return E_CL_CONFLICT
+            self.bits |= SEEN_CL
+            return _parse_length(v, n, &self.content_length)
+        if kind == H_TRANSFER_ENCODING:
+            # RFC 9112 6.1: TE in HTTP/1.0 is faulty framing; TE with CL is
+            # a smuggling vector a server MUST NOT forward as is.
+            if self.version == 10:
+                return E_TE_HTTP10
+            if self.bits & SEEN_CL:
+                return E_CL_AND_TE
+            self.bits |= SEEN_TE
+            while True:
+                pos = flb_list_next(v, n, pos, &off, &ln)
+                if pos < 0:
+                    return E_OK
+                if self.bits & TE_LAST_CHUNKED:
+                    # chunked must be the final coding, applied once (7.1).
+                    return E_TE_NOT_CHUNKED
+                if flb_ieq(v + off, ln, b"chunked", 7):
+                    self.bits |= TE_LAST_CHUNKED
+                elif not _known_coding(v + off, ln):
+                    # Unknown codings and parameters: 501 (RFC 9112 6.1).
+                    return E_TE_UNKNOWN
+        if kind == H_CONNECTION:
+            h.flags |= HF_HOP
+            while True:
+                pos = flb_list_next(v, n, pos, &off, &ln)
+                if pos < 0:
+                    return E_OK
+                if flb_ieq(v + off, ln, b"close", 5):
+                    self.bits |= CONN_CLOSE
+                elif flb_ieq(v + off, ln, b"keep-alive", 10):
+                    self.bits |= CONN_KEEP_ALIVE
+                elif flb_ieq(v + off, ln, b"upgrade", 7):
+                    self.bits |= CONN_UPGRADE
+                else:
+                    self.bits |= CONN_OTHER
+        if kind == H_UPGRADE:
+            self.bits |= SEEN_UPGRADE
+            h.flags |= HF_HOP
+        elif (kind == H_KEEP_ALIVE or kind == H_TE or kind == H_TRAILER
+              or kind == H_PROXY_CONNECTION):
+            # The fixed hop-by-hop fields (RFC 9110 7.6.1).
+            h.flags |= HF_HOP
+        return E_OK
+
+    cdef int _finish(self) noexcept:
+        return self._finish_common()
+
+    cdef int _finish_common(self) noexcept:
+        # Connection and framing facts once every field is known.
+        cdef uint32_t bits = self.bits
+        if bits & CONN_OTHER:
+            self._mark_named_hops()
+        # Persistence: HTTP/1.1 unless "close", HTTP/1.0 only with
+        # "keep-alive" (RFC 9112 9.3).
+        if bits & CONN_CLOSE:
+            self.keep_alive = False
+        elif self.version == 11:
+            self.keep_alive = True
+        else:
+            self.keep_alive = (bits & CONN_KEEP_ALIVE) != 0
+        # Upgrade is only meant when Connection names it (RFC 9110 7.8).
+        self.upgrade = (bits & SEEN_UPGRADE) != 0 and (bits & CONN_UPGRADE) != 0
+        if bits & SEEN_CL:
+            self.body_kind = BODY_LENGTH
+        return E_OK
+
+    cdef void _mark_named_hops(self) noexcept:
+        # A Connection token names a field to drop at this hop (RFC 9110
+        # 7.6.1), before or after the Connection line.  Host and the framing
+        # fields are never dropped this way: losing them would change the
+        # request's meaning or framing for the next hop.
+        cdef const unsigned char* b = self.buf
+        cdef HeaderSpan* c
+        cdef HeaderSpan* h
+        cdef Py_ssize_t pos, off = 0, ln = 0
+        cdef int i, j
+        for i in range(self.nhdrs):
+            c = &self.hdrs[i]
+            if c.kind != H_CONNECTION:
+                continue
+            pos = 0
+            while True:
+                pos = flb_list_next(b + c.value_off, c.value_len, pos, &off, &ln)
+                if pos < 0:
+                    break
+                for j in range(self.nhdrs):
+                    h = &self.hdrs[j]
+                    if (h.name_len == ln and h.kind != H_HOST
+                            and h.kind != H_CONTENT_LENGTH
+                            and h.kind != H_TRANSFER_ENCODING
+                            and _ieq_bytes(b + h.name_off, b + c.value_off + off, ln)):
+                        h.flags |= HF_HOP
+
+    cdef bytes _span(self, uint32_t off, uint32_t ln):
+        return <bytes>(self.buf + off)[:ln]
+
+    # -- Python accessors (tests, control plane; not the hot path)
+
+    def head_bytes(self):
+        """The head as received (up to head_len once SCAN_DONE)."""
+        return self._span(0, <uint32_t>(self.head_len if self.head_len else self.buf_len))
+
+    def header(self, int i):
+        """(name, value, kind, flags) of field line i."""
+        if i < 0 or i >= self.nhdrs:
+            raise IndexError(i)
+        cdef HeaderSpan* h = &self.hdrs[i]
+        return (self._span(h.name_off, h.name_len), self._span(h.value_off, h.value_len),
+                h.kind, h.flags)
+
+    def header_span(self, int i):
+        """The raw HeaderSpan of field line i as a dict of offsets."""
+        if i < 0 or i >= self.nhdrs:
+            raise IndexError(i)
+        return self.hdrs[i]
+
+    def headers(self):
+        """Every field line as header(i) gives it."""
+        return [self.header(i) for i in range(self.nhdrs)]
+
+
+# ------------------------------------------------------------- RequestScanner
+
+cdef class RequestScanner(HeadScanner):
+    """Incremental scanner of one request head (RFC 9112 3, 5, 6)."""
+
+    def __init__(self, int max_head=DEF_MAX_HEAD, int max_headers=DEF_MAX_HEADERS,
+                 int max_target=DEF_MAX_TARGET, cookie_names=()):
+        cdef int i
+        cdef bytes name
+        names = tuple(cookie_names)
+        if len(names) > 2:
+            raise ValueError("at most two cookie names")
+        for name in names:
+            if not name:
+                raise ValueError("empty cookie name")
+        if max_target < 1:
+            raise ValueError("max_target must be >= 1")
+        self.max_target = max_target
+        self._cookie_names = names
+        self.ncookie_names = len(names)
+        for i in range(self.ncookie_names):
+            name = names[i]
+            self.cookie_name[i] = <const unsigned char*>PyBytes_AS_STRING(name)
+            self.cookie_name_len[i] = PyBytes_GET_SIZE(name)
+
+    cdef void _clear(self) noexcept:
+        HeadScanner._clear(self)
+        self.method = M_OTHER
+        self.expect_continue = False
+        self.method_span.off = self.method_span.len = 0
+        self.target_span.off = self.target_span.len = 0
+        self.host_span.off = self.host_span.len = 0
+        self.cookies_found = 0
+
+    cdef int _start_line(self, Py_ssize_t s, Py_ssize_t lf) noexcept:
+        # request-line = method SP request-target SP HTTP-version CRLF, single
+        # SPs, no autocorrection (RFC 9112 3).
+        cdef const unsigned char* b = self.buf
+        cdef Py_ssize_t i = s, t, end
+        cdef int err
+        if lf == s or b[lf - 1] != 13:
+            return E_BARE_LF
+        end = lf - 1
+        if memchr(b + s, 13, end - s) != NULL:
+            return E_BARE_CR
+        while flb_cclass[b[i]] & CC_TOKEN:
+            i += 1
+        if i == s or b[i] != 32:
+            return E_METHOD
+        self.method_span.off = <uint32_t>s
+        self.method_span.len = <uint32_t>(i - s)
+        self.method = _method_of(b + s, i - s)
+        t = i = i + 1
+        while flb_cclass[b[i]] & CC_TARGET:
+            i += 1
+        if i - t > self.max_target:
+            return E_TARGET_TOO_LONG
+        if i == t or b[i] != 32:
+            return E_TARGET
+        err = _check_target(b + t, i - t, self.method)
+        if err != E_OK:
+            return err
+        self.target_span.off = <uint32_t>t
+        self.target_span.len = <uint32_t>(i - t)
+        if end - (i + 1) != 8:
+            return E_VERSION
+        return _parse_version(b + i + 1, &self.version)
+
+    cdef int _overflow_error(self) noexcept:
+        # A head that fills the buffer inside its request-target is refused
+        # for its target (414, as nginx does), not its size.
+        cdef const unsigned char* b = self.buf
+        cdef Py_ssize_t i = self.line_start, t
+        if self.started:
+            return E_HEAD_TOO_LARGE
+        while i < self.buf_len and flb_cclass[b[i]] & CC_TOKEN:
+            i += 1
+        if i >= self.buf_len or b[i] != 32:
+            return E_HEAD_TOO_LARGE
+        t = i = i + 1
+        while i < self.buf_len and flb_cclass[b[i]] & CC_TARGET:
+            i += 1
+        return E_TARGET_TOO_LONG if i - t > self.max_target else E_HEAD_TOO_LARGE
+
+    cdef int _on_field(self, HeaderSpan* h) noexcept:
+        cdef int kind = h.kind
+        cdef const unsigned char* v
+        cdef CookiePair pair
+        cdef Py_ssize_t pos = 0
+        cdef int k
+        if kind == H_HOST:
+            # One Host, whatever the version (RFC 9112 3.2: more than one is
+            # a 400, as is none in HTTP/1.1, checked at the end).
+            if self.bits & SEEN_HOST:
+                return E_DUP_HOST
+            self.bits |= SEEN_HOST
+            self.host_span.off = h.value_off
+            self.host_span.len = h.value_len
+            return E_OK
+        if kind == H_COOKIE:
+            if self.ncookie_names == 0:
+                return E_OK
+            v = self.buf + h.value_off
+            while True:
+                pos = flb_cookie_next(v, h.value_len, pos, &pair)
+                if pos < 0:
+                    return E_OK
+                if pair.value_off < 0:
+                    continue
+                for k in range(self.ncookie_names):
+                    if (pair.name_len == self.cookie_name_len[k]
+                            and memcmp(v + pair.name_off, self.cookie_name[k],
+                                       pair.name_len) == 0):
+                        # Cookie names are case-sensitive (RFC 6265 5.4);
+                        # the first occurrence wins.
+                        h.flags |= HF_COOKIE_HIT
+                        if not self.cookies_found & (1 << k):
+                            self.cookies_found |= 1 << k
+                            self.cookie_spans[k].off = <uint32_t>(h.value_off + pair.value_off)
+                            self.cookie_spans[k].len = <uint32_t>pair.value_len
+        if kind == H_EXPECT:
+            # RFC 9110 10.1.1: case-insensitive; ignored in HTTP/1.0.
+            if flb_ieq(self.buf + h.value_off, h.value_len, b"100-continue", 12):
+                self.bits |= EXPECT_CONTINUE
+            return E_OK
+        return self._common_field(h)
+
+    cdef int _finish(self) noexcept:
+        cdef uint32_t bits = self.bits
+        if self.version == 11 and not bits & SEEN_HOST:
+            return E_NO_HOST
+        if bits & SEEN_TE:
+            if not bits & TE_LAST_CHUNKED:
+                # A request's final coding must be chunked, else the server
+                # MUST answer 400 and close (RFC 9112 6.3 item 4).
+                return E_TE_NOT_CHUNKED
+        self._finish_common()
+        if bits & SEEN_TE:
+            self.body_kind = BODY_CHUNKED
+        if self.version == 10:
+            self.upgrade = False   # RFC 9110 7.8: ignored in HTTP/1.0
+        else:
+            self.expect_continue = (bits & EXPECT_CONTINUE) != 0
+        return E_OK
+
+    # -- Python accessors
+
+    def method_bytes(self):
+        return self._span(self.method_span.off, self.method_span.len)
+
+    def target(self):
+        return self._span(self.target_span.off, self.target_span.len)
+
+    def host(self):
+        """The Host value, or None when the head had none."""
+        if not self.bits & SEEN_HOST:
+            return None
+        return self._span(self.host_span.off, self.host_span.len)
+
+    def cookie(self, int i):
+        """Value of configured cookie i (DQUOTEs stripped), or None."""
+        if i < 0 or i >= self.ncookie_names:
+            raise IndexError(i)
+        if not self.cookies_found & (1 << i):
+            return None
+        return self._span(self.cookie_spans[i].off, self.cookie_spans[i].len)
+
+    def cookie_span(self, int i):
+        """(offset, length) of cookie i's value in the head, or None."""
+        if i < 0 or i >= self.ncookie_names:
+            raise IndexError(i)
+        if not self.cookies_found & (1 << i):
+            return None
+        return (self.cookie_spans[i].off, self.cookie_spans[i].len)
+
+
+# ------------------------------------------------------------ ResponseScanner
+
+cdef class ResponseScanner(HeadScanner):
+    """Incremental scanner of one response head (RFC 9112 4, 6.3).
+
+    Tell it the request's method first (set_request_method); reset() keeps
+    it, so the final response after a 1xx is framed for the same request.
+    """
+
+    def __init__(self, int max_head=DEF_MAX_HEAD, int max_headers=DEF_MAX_HEADERS,
+                 cookie_name=b""):
+        self._cookie_name = bytes(cookie_name)
+        self.request_method = M_GET
+
+    cpdef void set_request_method(self, int method) noexcept:
+        self.request_method = method
+
+    cdef void _clear(self) noexcept:
+        HeadScanner._clear(self)
+        self.status_code = 0
+        self.reason_span.off = self.reason_span.len = 0
+        self.set_cookie_found = False
+
+    cdef int _start_line(self, Py_ssize_t s, Py_ssize_t lf) noexcept:
+        # status-line = HTTP-version SP status-code SP [ reason-phrase ]
+        # (RFC 9112 4).  A missing SP before an empty reason is accepted, as
+        # HAProxy and browsers do.
+        cdef const unsigned char* b = self.buf
+        cdef Py_ssize_t end, i
+        if lf == s or b[lf - 1] != 13:
+            return E_BARE_LF
+        end = lf - 1
+        if memchr(b + s, 13, end - s) != NULL:
+            return E_BARE_CR
+        if end - s < 12 or b[s + 8] != 32:
+            return E_STATUS
+        if _parse_version(b + s, &self.version) != E_OK:
+            return E_STATUS
+        for i in range(s + 9, s + 12):
+            if not 48 <= b[i] <= 57:
+                return E_STATUS
+        self.status_code = (b[s + 9] - 48) * 100 + (b[s + 10] - 48) * 10 + b[s + 11] - 48
+        if self.status_code < 100:
+            return E_STATUS
+        if end == s + 12:
+            self.reason_span.off = <uint32_t>end
+            return E_OK
+        if b[s + 12] != 32:
+            return E_STATUS
+        for i in range(s + 13, end):
+            if not flb_cclass[b[i]] & CC_VALUE:
+                return E_STATUS
+        self.reason_span.off = <uint32_t>(s + 13)
+        self.reason_span.len = <uint32_t>(end - s - 13)
+        return E_OK
+
+    cdef int _on_field(self, HeaderSpan* h) noexcept:
+        cdef CookiePair pair
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(self._cookie_name)
+        if h.kind == H_SET_COOKIE and n:
+            if (flb_set_cookie_pair(self.buf + h.value_off, h.value_len, &pair)
+                    and pair.value_off >= 0 and pair.name_len == n
+                    and memcmp(self.buf + h.value_off + pair.name_off,
+                               PyBytes_AS_STRING(self._cookie_name), n) == 0):
+                h.flags |= HF_COOKIE_HIT
+                if not self.set_cookie_found:
+                    self.set_cookie_found = True
+                    self.set_cookie_span.off = <uint32_t>(h.value_off + pair.value_off)
+                    self.set_cookie_span.len = <uint32_t>pair.value_len
+            return E_OK
+        return self._common_field(h)
+
+    cdef int _finish(self) noexcept:
+        # Framing by RFC 9112 6.3, in its order.
+        cdef int code = self.status_code
+        cdef uint32_t bits = self.bits
+        self._finish_common()
+        if (self.request_method == M_HEAD or code < 200 or code == 204 or code == 304
+                or (self.request_method == M_CONNECT and code < 300)):
+            self.body_kind = BODY_NONE
+        elif bits & SEEN_TE:
+            if bits & TE_LAST_CHUNKED:
+                self.body_kind = BODY_CHUNKED
+            else:
+                # A response may end a non-chunked coding by closing (6.3 item 4).
+                self.body_kind = BODY_UNTIL_CLOSE
+        elif not bits & SEEN_CL:
+            self.body_kind = BODY_UNTIL_CLOSE
+        if self.body_kind == BODY_UNTIL_CLOSE:
+            self.keep_alive = False
+        return E_OK
+
+    # -- Python accessors
+
+    def reason(self):
+        return self._span(self.reason_span.off, self.reason_span.len)
+
+    def set_cookie(self):
+        """Value of the configured cookie in the first Set-Cookie naming it."""
+        if not self.set_cookie_found:
+            return None
+        return self._span(self.set_cookie_span.off, self.set_cookie_span.len)
+
+    def set_cookie_value_span(self):
+        if not self.set_cookie_found:
+            return None
+        return (self.set_cookie_span.off, self.set_cookie_span.len)
