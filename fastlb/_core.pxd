@@ -294,6 +294,7 @@ cdef class RequestRewriter:
     cdef readonly bint xfh             # set X-Forwarded-Host from Host
     cdef readonly bint http10_keep_alive   # ask HTTP/1.0 servers to keep the connection
     cdef RwBuf out
+    cpdef bytes rewrite(self, RequestScanner s, bytes client_addr, bint upgrading=*)
     cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t head_len,
                              const HeaderSpan* hdrs, Py_ssize_t nhdrs,
                              bytes client_addr, bint upgrading)
@@ -301,6 +302,8 @@ cdef class RequestRewriter:
 cdef class ResponseRewriter:
     cdef readonly bytes app_cookie     # app cookie prefixed with SERVER~, or None
     cdef RwBuf out
+    cpdef bytes rewrite(self, ResponseScanner s, bytes set_cookie_line=*, bint nocache=*,
+                        bytes app_prefix=*, bint upgrading=*, bytes connection=*)
     cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t head_len,
                              const HeaderSpan* hdrs, Py_ssize_t nhdrs,
                              bytes set_cookie_line, bint nocache, bytes app_prefix,
@@ -312,7 +315,6 @@ cpdef bytes strip_cookie_prefix(bytes value, bytes name)
 cpdef bytes prefix_set_cookie(bytes value, bytes name, bytes prefix)
 
 # Helpers (C names shared by every fragment, hence the _rw_ prefix).
-cdef bint _rw_is_ws(unsigned char c) noexcept nogil
 cdef bint _rw_is_cookie_octet(unsigned char c) noexcept nogil
 cdef bint _rw_is_cookie_value(const unsigned char* v, Py_ssize_t n) noexcept nogil
 cdef const unsigned char* _rw_ptr(bytes b) noexcept
@@ -320,12 +322,9 @@ cdef int _rw_ob_reserve(RwBuf* b, Py_ssize_t need) except -1
 cdef void _rw_ob_put(RwBuf* b, const unsigned char* p, Py_ssize_t k) noexcept nogil
 cdef void _rw_ob_put_bytes(RwBuf* b, bytes x) noexcept
 cdef bytes _rw_ob_finish(RwBuf* b)
-cdef Py_ssize_t _rw_next_pair(const unsigned char* v, Py_ssize_t n, Py_ssize_t i,
-                              Py_ssize_t* s, Py_ssize_t* e, Py_ssize_t* eq) noexcept nogil
-cdef bint _rw_pair_named(const unsigned char* v, Py_ssize_t s, Py_ssize_t eq,
+cdef bint _rw_pair_named(const unsigned char* v, const CookiePair* p,
                          const unsigned char* name, Py_ssize_t nlen) noexcept nogil
-cdef Py_ssize_t _rw_value_start(const unsigned char* v, Py_ssize_t eq,
-                                Py_ssize_t e) noexcept nogil
+cdef Py_ssize_t _rw_pair_end(const unsigned char* v, const CookiePair* p) noexcept nogil
 cdef Py_ssize_t _rw_remove_cookie(const unsigned char* v, Py_ssize_t n,
                                   const unsigned char* name, Py_ssize_t nlen,
                                   unsigned char* out) noexcept nogil
@@ -347,6 +346,7 @@ cdef void _rw_put_tail_of_line(RwBuf* o, const unsigned char* buf,
 cdef void _rw_put_edited(RwBuf* o, const unsigned char* buf, const HeaderSpan* h,
                          Py_ssize_t w) noexcept nogil
 cdef bint _rw_cc_not_shared(const unsigned char* v, Py_ssize_t n) noexcept nogil
+cdef int _rw_check_done(HeadScanner s) except -1
 
 
 # ------------------------------------------ server table (table.pyx)

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from fastlb.types import HeaderFlag, HeaderKind
+from fastlb.types import HeaderFlag, HeaderKind, ScanStatus
 
 # ----------------------------------------------------------- helpers
-# Until the scanners land (branch scan), a test-only table builder stands in
-# for them on the readable twin: it fills HeaderSpan-like rows the way the
-# scanner contract describes (kinds, OWS-trimmed values, HF_HOP).
+# Until the readable twin has its scanners (branch scan), a test-only table
+# builder stands in for them on py-core: it fills HeaderSpan-like rows the
+# way the scanner contract describes (kinds, OWS-trimmed values, HF_HOP).
 
 _KINDS = {
     b"host": HeaderKind.H_HOST, b"connection": HeaderKind.H_CONNECTION,
@@ -38,6 +38,8 @@ class Span:
 
 class TableHead:
     """A scanned head as the rewriters read it: buf, head_len, hdrs."""
+
+    status = ScanStatus.SCAN_DONE
 
     def __init__(self, head: bytes) -> None:
         self.buf = head
@@ -65,18 +67,22 @@ class TableHead:
                 h.flags |= HeaderFlag.HF_HOP
 
 
-def _scan(core: ModuleType, head: bytes) -> Any:
-    if core.__name__ == "fastlb._core":
-        pytest.skip("the native rewriters read the native scanner (branch scan)")
-    return TableHead(head)
-
-
 def scan_request(core: ModuleType, head: bytes) -> Any:
-    return _scan(core, head)
+    """`head` scanned by `core`'s RequestScanner (the table builder until the
+    readable twin has one)."""
+    if not hasattr(core, "RequestScanner"):
+        return TableHead(head)
+    s = core.RequestScanner()
+    assert s.feed(head) == ScanStatus.SCAN_DONE, s.error
+    return s
 
 
 def scan_response(core: ModuleType, head: bytes) -> Any:
-    return _scan(core, head)
+    if not hasattr(core, "ResponseScanner"):
+        return TableHead(head)
+    s = core.ResponseScanner()
+    assert s.feed(head) == ScanStatus.SCAN_DONE, s.error
+    return s
 
 
 def req(core: ModuleType, head: bytes, client: bytes = b"10.0.0.9",
@@ -402,3 +408,14 @@ def test_response_upgrade_and_connection(core: ModuleType) -> None:
 def test_response_without_fields(core: ModuleType) -> None:
     head = b"HTTP/1.1 204 No Content\r\n\r\n"
     assert resp(core, head) == head
+
+
+def test_rewrite_needs_a_complete_head(core: ModuleType) -> None:
+    s = scan_request(core, BASE)
+    if hasattr(core, "RequestScanner"):
+        s = core.RequestScanner()
+        s.feed(BASE[:-2])
+    else:
+        s.status = ScanStatus.SCAN_MORE
+    with pytest.raises(ValueError, match="no complete head"):
+        core.RequestRewriter().rewrite(s, b"1.2.3.4")

@@ -25,10 +25,6 @@ from libc.string cimport memcmp, memcpy
 
 # ------------------------------------------------------------ small helpers
 
-cdef bint _rw_is_ws(unsigned char c) noexcept nogil:
-    return c == 0x20 or c == 0x09
-
-
 cdef bint _rw_is_cookie_octet(unsigned char c) noexcept nogil:
     # cookie-octet = %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E
     # (RFC 6265 4.1.1: no CTLs, whitespace, DQUOTE, comma, ";" or "\")
@@ -170,87 +166,66 @@ cdef class SetCookieBuilder:
 # (room for n bytes, n + plen + 1 when prefixing); it returns the length
 # written, or -1 when nothing changed (the caller then copies v itself).
 
-cdef Py_ssize_t _rw_next_pair(const unsigned char* v, Py_ssize_t n, Py_ssize_t i,
-                              Py_ssize_t* s, Py_ssize_t* e, Py_ssize_t* eq) noexcept nogil:
-    cdef Py_ssize_t j = i
-    cdef Py_ssize_t a, b, k
-    while j < n and v[j] != 0x3B:       # ";"
-        j += 1
-    a = i
-    b = j
-    while a < b and _rw_is_ws(v[a]):
-        a += 1
-    while b > a and _rw_is_ws(v[b - 1]):
-        b -= 1
-    s[0] = a
-    e[0] = b
-    eq[0] = -1
-    for k in range(a, b):
-        if v[k] == 0x3D:                # "="
-            eq[0] = k
-            break
-    return j + 1
+# Pairs are read by cookie.pyx's flb_cookie_next, the parser the scanner uses
+# to find the affinity cookie, so what is found and what is edited agree.
 
-
-cdef bint _rw_pair_named(const unsigned char* v, Py_ssize_t s, Py_ssize_t eq,
+cdef bint _rw_pair_named(const unsigned char* v, const CookiePair* p,
                          const unsigned char* name, Py_ssize_t nlen) noexcept nogil:
-    # A pair without "=" is a nameless cookie (RFC 6265bis 5.6); configured
-    # names are tokens, never empty, so it never matches.  Names are
-    # case-sensitive (RFC 6265 5.4 compares them octet for octet).
-    cdef Py_ssize_t ne = eq
-    if eq < 0:
-        return False
-    while ne > s and _rw_is_ws(v[ne - 1]):
-        ne -= 1
-    return ne - s == nlen and memcmp(v + s, name, nlen) == 0
+    # A pair without "=" never matches (RFC 6265bis 5.6: a nameless cookie);
+    # names are case-sensitive (RFC 6265 5.4 compares them octet for octet).
+    return (p.value_off >= 0 and p.name_len == nlen
+            and memcmp(v + p.name_off, name, nlen) == 0)
 
 
-cdef Py_ssize_t _rw_value_start(const unsigned char* v, Py_ssize_t eq,
-                                Py_ssize_t e) noexcept nogil:
-    cdef Py_ssize_t i = eq + 1
-    while i < e and _rw_is_ws(v[i]):
-        i += 1
-    if i < e and v[i] == 0x22:          # inside a quoted value
-        i += 1
-    return i
+cdef Py_ssize_t _rw_pair_end(const unsigned char* v, const CookiePair* p) noexcept nogil:
+    # One past the pair's last byte, its closing DQUOTE included.
+    if p.value_off < 0:
+        return p.name_off + p.name_len
+    if p.value_off > 0 and v[p.value_off - 1] == 0x22:
+        return p.value_off + p.value_len + 1
+    return p.value_off + p.value_len
 
 
 cdef Py_ssize_t _rw_remove_cookie(const unsigned char* v, Py_ssize_t n,
                                   const unsigned char* name, Py_ssize_t nlen,
                                   unsigned char* out) noexcept nogil:
-    cdef Py_ssize_t i = 0, w = 0, prev_end = 0, s, e, eq
+    cdef CookiePair p
+    cdef Py_ssize_t pos = 0, w = 0, prev_end = 0
     cdef bint removed = False
-    while i < n:
-        i = _rw_next_pair(v, n, i, &s, &e, &eq)
-        if s == e:
-            continue
-        if _rw_pair_named(v, s, eq, name, nlen):
+    while True:
+        pos = flb_cookie_next(v, n, pos, &p)
+        if pos < 0:
+            break
+        if _rw_pair_named(v, &p, name, nlen):
             removed = True
         else:
             if w:                       # the separator before this pair
-                memcpy(out + w, v + prev_end, s - prev_end)
-                w += s - prev_end
-            memcpy(out + w, v + s, e - s)
-            w += e - s
-        prev_end = e
+                memcpy(out + w, v + prev_end, p.name_off - prev_end)
+                w += p.name_off - prev_end
+            memcpy(out + w, v + p.name_off, _rw_pair_end(v, &p) - p.name_off)
+            w += _rw_pair_end(v, &p) - p.name_off
+        prev_end = _rw_pair_end(v, &p)
     return w if removed else -1
 
 
 cdef Py_ssize_t _rw_strip_cookie_prefix(const unsigned char* v, Py_ssize_t n,
                                         const unsigned char* name, Py_ssize_t nlen,
                                         unsigned char* out) noexcept nogil:
-    cdef Py_ssize_t i = 0, w = 0, last = 0, s, e, eq, vs, t
-    while i < n:
-        i = _rw_next_pair(v, n, i, &s, &e, &eq)
-        if s == e or not _rw_pair_named(v, s, eq, name, nlen):
+    cdef CookiePair p
+    cdef Py_ssize_t pos = 0, w = 0, last = 0, t, e
+    while True:
+        pos = flb_cookie_next(v, n, pos, &p)
+        if pos < 0:
+            break
+        if not _rw_pair_named(v, &p, name, nlen):
             continue
-        vs = _rw_value_start(v, eq, e)
-        t = vs
+        t = p.value_off
+        e = p.value_off + p.value_len
         while t < e and v[t] != 0x7E:   # "~", HAProxy's prefix delimiter
             t += 1
         if t < e:
-            memcpy(out + w, v + last, vs - last)
-            w += vs - last
+            memcpy(out + w, v + last, p.value_off - last)
+            w += p.value_off - last
             last = t + 1
     if last == 0:
         return -1
@@ -262,12 +237,11 @@ cdef Py_ssize_t _rw_prefix_set_cookie(const unsigned char* v, Py_ssize_t n,
                                       const unsigned char* name, Py_ssize_t nlen,
                                       const unsigned char* pfx, Py_ssize_t plen,
                                       unsigned char* out) noexcept nogil:
-    # set-cookie-string = cookie-pair *( ";" SP cookie-av ) (RFC 6265 4.1.1)
-    cdef Py_ssize_t s, e, eq, vs
-    _rw_next_pair(v, n, 0, &s, &e, &eq)
-    if not _rw_pair_named(v, s, eq, name, nlen):
+    cdef CookiePair p
+    cdef Py_ssize_t vs
+    if not flb_set_cookie_pair(v, n, &p) or not _rw_pair_named(v, &p, name, nlen):
         return -1
-    vs = _rw_value_start(v, eq, e)
+    vs = p.value_off                    # inside the DQUOTEs of a quoted value
     memcpy(out, v, vs)
     memcpy(out + vs, pfx, plen)
     out[vs + plen] = 0x7E
@@ -306,6 +280,13 @@ cpdef bytes prefix_set_cookie(bytes value, bytes name, bytes prefix):
 
 
 # ---------------------------------------------------------------- rewriters
+
+cdef int _rw_check_done(HeadScanner s) except -1:
+    # Rewriting half a head would forward a truncated one.
+    if s.status != SCAN_DONE:
+        raise ValueError("the scanner holds no complete head (status %d)" % s.status)
+    return 0
+
 
 cdef Py_ssize_t _rw_start_line_end(Py_ssize_t head_len, const HeaderSpan* hdrs,
                                    Py_ssize_t nhdrs) noexcept nogil:
@@ -349,27 +330,14 @@ cdef bint _rw_cc_not_shared(const unsigned char* v, Py_ssize_t n) noexcept nogil
     # Does a Cache-Control value hold an unqualified private, no-cache or
     # no-store?  The qualified forms (no-cache="Set-Cookie") still let a
     # shared cache store the response (RFC 9111 5.2.2.4, 5.2.2.7).
-    cdef Py_ssize_t i = 0, a, b, k
-    cdef unsigned char lower[8]
-    while i <= n:
-        a = i
-        while i < n and v[i] != 0x2C:   # ","
-            i += 1
-        b = i
-        i += 1
-        while a < b and _rw_is_ws(v[a]):
-            a += 1
-        while b > a and _rw_is_ws(v[b - 1]):
-            b -= 1
-        if b - a != 7 and b - a != 8:
-            continue
-        for k in range(b - a):
-            lower[k] = v[a + k] | 0x20 if 0x41 <= v[a + k] <= 0x5A else v[a + k]
-        if ((b - a == 7 and memcmp(lower, b"private", 7) == 0)
-                or (b - a == 8 and (memcmp(lower, b"no-cache", 8) == 0
-                                    or memcmp(lower, b"no-store", 8) == 0))):
+    cdef Py_ssize_t pos = 0, off = 0, ln = 0
+    while True:
+        pos = flb_list_next(v, n, pos, &off, &ln)
+        if pos < 0:
+            return False
+        if (flb_ieq(v + off, ln, b"private", 7) or flb_ieq(v + off, ln, b"no-cache", 8)
+                or flb_ieq(v + off, ln, b"no-store", 8)):
             return True
-    return False
 
 
 cdef class RequestRewriter:
@@ -395,6 +363,11 @@ cdef class RequestRewriter:
 
     def __dealloc__(self):
         free(self.out.data)
+
+    cpdef bytes rewrite(self, RequestScanner s, bytes client_addr, bint upgrading=False):
+        """The head to write upstream for the request `s` has scanned."""
+        _rw_check_done(s)
+        return self._rewrite_head(s.buf, s.head_len, s.hdrs, s.nhdrs, client_addr, upgrading)
 
     cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t head_len,
                              const HeaderSpan* hdrs, Py_ssize_t nhdrs,
@@ -475,6 +448,20 @@ cdef class ResponseRewriter:
 
     def __dealloc__(self):
         free(self.out.data)
+
+    cpdef bytes rewrite(self, ResponseScanner s, bytes set_cookie_line=None,
+                        bint nocache=False, bytes app_prefix=None, bint upgrading=False,
+                        bytes connection=None):
+        """The head to write to the client for the response `s` has scanned.
+
+        set_cookie_line: a SetCookieBuilder line to add (insert mode);
+        nocache: add Cache-Control: private unless already not shared;
+        app_prefix: the server id put before the app cookie (prefix mode);
+        connection: a Connection value for the client (e.g. b"close").
+        """
+        _rw_check_done(s)
+        return self._rewrite_head(s.buf, s.head_len, s.hdrs, s.nhdrs, set_cookie_line,
+                                  nocache, app_prefix, upgrading, connection)
 
     cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t head_len,
                              const HeaderSpan* hdrs, Py_ssize_t nhdrs,

@@ -45,9 +45,9 @@ Decisions (the same in both cores; docs/config.md names the options):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator, NamedTuple
 
-from fastlb.types import HeaderFlag, HeaderKind
+from fastlb.types import HeaderFlag, HeaderKind, ScanStatus
 
 # tchar (RFC 9110 5.6.2): a cookie name is a token (RFC 6265 4.1.1).
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789"
@@ -140,80 +140,96 @@ class SetCookieBuilder:
 
 # ------------------------------------------------------- cookie value edits
 
-def _next_pair(value: bytes, i: int) -> tuple[int, int, int, int]:
-    """The cookie-pair from `i` to the next ";": (start, end, eq, next), its
-    bounds OWS-trimmed, eq the index of its "=" (-1 if none), next where the
-    following pair starts."""
-    j = value.find(b";", i)
-    if j < 0:
-        j = len(value)
-    s, e = i, j
-    while s < e and value[s] in _WS:
-        s += 1
-    while e > s and value[e - 1] in _WS:
-        e -= 1
-    return s, e, value.find(b"=", s, e), j + 1
+# A cookie-pair inside a field value: offsets of its name and of its value
+# (without DQUOTEs; value_off is -1 when the pair has no "=").  Read the way
+# the scanner's cookie helpers read it (fastlb/_cy/cookie.pyx), so what is
+# found and what is edited agree.
+
+class _Pair(NamedTuple):
+    end: int            # where the next pair's search starts (its ";" or the end)
+    name_off: int
+    name_len: int
+    value_off: int
+    value_len: int
 
 
-def _pairs(value: bytes) -> list[tuple[int, int, int]]:
-    """(start, end, eq) of each non-empty cookie-pair (RFC 6265 4.2.1)."""
-    out = []
-    i = 0
-    while i < len(value):
-        s, e, eq, i = _next_pair(value, i)
-        if s < e:
-            out.append((s, e, eq))
-    return out
-
-
-def _pair_name(value: bytes, s: int, eq: int) -> bytes:
+def _cookie_next(v: bytes, pos: int) -> _Pair | None:
+    """The pair at or after v[pos] (skipping ";" and OWS), or None."""
+    n = len(v)
+    while pos < n and (v[pos] == 0x3B or v[pos] in _WS):
+        pos += 1
+    if pos >= n:
+        return None
+    end = v.find(b";", pos)
+    if end < 0:
+        end = n
+    eq = v.find(b"=", pos, end)
+    z = eq if eq >= 0 else end
+    while z > pos and v[z - 1] in _WS:
+        z -= 1
+    name_len = z - pos
     if eq < 0:
-        return b""          # no "=": a nameless cookie (RFC 6265bis 5.6)
-    ne = eq
-    while ne > s and value[ne - 1] in _WS:
-        ne -= 1
-    return value[s:ne]
+        return _Pair(end, pos, name_len, -1, 0)
+    a, z = eq + 1, end
+    while a < z and v[a] in _WS:
+        a += 1
+    while z > a and v[z - 1] in _WS:
+        z -= 1
+    if z - a >= 2 and v[a] == _DQUOTE and v[z - 1] == _DQUOTE:
+        a, z = a + 1, z - 1
+    return _Pair(end, pos, name_len, a, z - a)
 
 
-def _value_start(value: bytes, eq: int, e: int) -> int:
-    """First byte of a pair's value, after OWS and an opening DQUOTE."""
-    v = eq + 1
-    while v < e and value[v] in _WS:
-        v += 1
-    if v < e and value[v] == _DQUOTE:
-        v += 1
-    return v
+def _pairs(v: bytes) -> Iterator[_Pair]:
+    p = _cookie_next(v, 0)
+    while p is not None:
+        yield p
+        p = _cookie_next(v, p.end)
+
+
+def _named(v: bytes, p: _Pair, name: bytes) -> bool:
+    # A pair without "=" never matches (RFC 6265bis 5.6: a nameless cookie);
+    # names are case-sensitive (RFC 6265 5.4 compares them octet for octet).
+    return p.value_off >= 0 and v[p.name_off:p.name_off + p.name_len] == name
+
+
+def _pair_end(v: bytes, p: _Pair) -> int:
+    """One past the pair's last byte, its closing DQUOTE included."""
+    if p.value_off < 0:
+        return p.name_off + p.name_len
+    quoted = p.value_off > 0 and v[p.value_off - 1] == _DQUOTE
+    return p.value_off + p.value_len + quoted
 
 
 def remove_cookie(value: bytes, name: bytes) -> bytes:
-    """The Cookie field value without any pair named `name` (b"" if none is left)."""
-    out = []
+    """The Cookie field value without any pair named `name` (b"" if none is left).
+
+    A removed pair takes the separator before it along; every other byte
+    stays as sent."""
+    out: list[bytes] = []
     removed = False
     prev_end = 0
-    for s, e, eq in _pairs(value):
-        if _pair_name(value, s, eq) == name:
+    for p in _pairs(value):
+        if _named(value, p, name):
             removed = True
         else:
             if out:
-                out.append(value[prev_end:s])   # the separator before this pair
-            out.append(value[s:e])
-        prev_end = e
-    if not removed:
-        return value            # byte for byte
-    return b"".join(out)
+                out.append(value[prev_end:p.name_off])     # the separator before it
+            out.append(value[p.name_off:_pair_end(value, p)])
+        prev_end = _pair_end(value, p)
+    return b"".join(out) if removed else value
 
 
 def strip_cookie_prefix(value: bytes, name: bytes) -> bytes:
     """The Cookie field value with ``SERVER~`` cut from each `name` pair's value."""
-    out = []
+    out: list[bytes] = []
     last = 0
-    for s, e, eq in _pairs(value):
-        if eq < 0 or _pair_name(value, s, eq) != name:
+    for p in _pairs(value):
+        if not _named(value, p, name):
             continue
-        v = _value_start(value, eq, e)
-        t = value.find(b"~", v, e)     # "~", HAProxy's prefix delimiter
+        t = value.find(b"~", p.value_off, p.value_off + p.value_len)   # HAProxy's delimiter
         if t >= 0:
-            out.append(value[last:v])
+            out.append(value[last:p.value_off])
             last = t + 1
     if not out:
         return value
@@ -225,10 +241,15 @@ def prefix_set_cookie(value: bytes, name: bytes, prefix: bytes) -> bytes:
     """A Set-Cookie field value with ``prefix~`` put before the cookie's value
     when the cookie is `name`; any other cookie is returned unchanged."""
     # set-cookie-string = cookie-pair *( ";" SP cookie-av ) (RFC 6265 4.1.1)
-    s, e, eq, _ = _next_pair(value, 0)
-    if eq < 0 or _pair_name(value, s, eq) != name:
+    pos = 0
+    while pos < len(value) and value[pos] in _WS:
+        pos += 1
+    if pos >= len(value) or value[pos] == 0x3B:
         return value
-    v = _value_start(value, eq, e)
+    p = _cookie_next(value, pos)
+    if p is None or p.name_len == 0 or not _named(value, p, name):
+        return value
+    v = p.value_off                     # inside the DQUOTEs of a quoted value
     return value[:v] + prefix + b"~" + value[v:]
 
 
@@ -238,6 +259,12 @@ def _start_line_end(head_len: int, hdrs: list[Any]) -> int:
     # The start line ends where the first field line starts, or just before
     # the head's final CRLF when there is none.
     return hdrs[0].line_off if hdrs else head_len - 2
+
+
+def _check_done(s: Any) -> None:
+    # Rewriting half a head would forward a truncated one.
+    if s.status != ScanStatus.SCAN_DONE:
+        raise ValueError("the scanner holds no complete head (status %d)" % s.status)
 
 
 def _is_hop(h: Any, upgrading: bool) -> bool:
@@ -274,6 +301,8 @@ class RequestRewriter:
         self.http10_keep_alive = http10_keep_alive
 
     def rewrite(self, s: Any, client_addr: bytes, upgrading: bool = False) -> bytes:
+        """The head to write upstream for the request `s` has scanned."""
+        _check_done(s)
         return self._rewrite_head(s.buf, s.head_len, s.hdrs, client_addr, upgrading)
 
     def _rewrite_head(self, buf: bytes, head_len: int, hdrs: list[Any], client_addr: bytes,
@@ -341,6 +370,14 @@ class ResponseRewriter:
     def rewrite(self, s: Any, set_cookie_line: bytes | None = None, nocache: bool = False,
                 app_prefix: bytes | None = None, upgrading: bool = False,
                 connection: bytes | None = None) -> bytes:
+        """The head to write to the client for the response `s` has scanned.
+
+        set_cookie_line: a SetCookieBuilder line to add (insert mode);
+        nocache: add Cache-Control: private unless already not shared;
+        app_prefix: the server id put before the app cookie (prefix mode);
+        connection: a Connection value for the client (e.g. b"close").
+        """
+        _check_done(s)
         return self._rewrite_head(s.buf, s.head_len, s.hdrs, set_cookie_line, nocache,
                                   app_prefix, upgrading, connection)
 
