@@ -62,6 +62,8 @@ class TableHead:
                                   name_len=colon - off, value_off=vs, value_len=ve - vs,
                                   kind=_KINDS.get(name, HeaderKind.H_OTHER), flags=0))
             off = end
+        # Host and the framing fields are never dropped for being named.
+        named -= {b"host", b"content-length", b"transfer-encoding"}
         for h in self.hdrs:
             if head[h.name_off:h.name_off + h.name_len].lower() in _HOP | named:
                 h.flags |= HeaderFlag.HF_HOP
