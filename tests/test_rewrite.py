@@ -169,43 +169,38 @@ def test_set_cookie_rejects_bad_attributes(core: ModuleType, kw: dict[str, Any],
 # ------------------------------------------------------ cookie value edits
 
 
-@pytest.mark.parametrize("value, want", [
-    (b"SRV=s1; a=1; b=2", b"a=1; b=2"),         # first
-    (b"a=1; SRV=s1; b=2", b"a=1; b=2"),         # middle
-    (b"a=1; b=2; SRV=s1", b"a=1; b=2"),         # last
-    (b"SRV=s1", b""),                           # only
-    (b'a=1; SRV="s1"', b"a=1"),                 # quoted
-    (b"a=1;SRV=s1;b=2", b"a=1;b=2"),            # no spaces: separators kept as sent
-    (b"SRV=s1; a=1; SRV=s2", b"a=1"),           # every copy goes
-    (b"a=1; SRVX=s1; XSRV=2; srv=3", b"a=1; SRVX=s1; XSRV=2; srv=3"),  # exact, case-sensitive
-    (b"a=1;  b=2 ;c", b"a=1;  b=2 ;c"),         # untouched: byte for byte
+# edit -> (function, its arguments after the value)
+EDIT = {"rm": ("remove_cookie", (b"SRV",)),
+        "strip": ("strip_cookie_prefix", (b"JSESSIONID",)),
+        "prefix": ("prefix_set_cookie", (b"JSESSIONID", b"s1"))}
+
+
+@pytest.mark.parametrize("edit, value, want", [
+    ("rm", b"SRV=s1; a=1; b=2", b"a=1; b=2"),                  # first
+    ("rm", b"a=1; SRV=s1; b=2", b"a=1; b=2"),                  # middle
+    ("rm", b"a=1; b=2; SRV=s1", b"a=1; b=2"),                  # last
+    ("rm", b"SRV=s1", b""),                                    # only
+    ("rm", b'a=1; SRV="s1"', b"a=1"),                          # quoted
+    ("rm", b"a=1;SRV=s1;b=2", b"a=1;b=2"),                     # separators kept as sent
+    ("rm", b"SRV=s1; a=1; SRV=s2", b"a=1"),                    # every copy goes
+    ("rm", b"a=1; SRVX=1; XSRV=2; srv=3", b"a=1; SRVX=1; XSRV=2; srv=3"),  # exact name
+    ("rm", b"a=1;  b=2 ;c", b"a=1;  b=2 ;c"),                  # untouched: byte for byte
+    ("strip", b"JSESSIONID=s1~abc", b"JSESSIONID=abc"),
+    ("strip", b"a=1; JSESSIONID=s1~abc; b=2", b"a=1; JSESSIONID=abc; b=2"),
+    ("strip", b'JSESSIONID="s1~abc"', b'JSESSIONID="abc"'),
+    ("strip", b"JSESSIONID=abc", b"JSESSIONID=abc"),           # no prefix: unchanged
+    ("strip", b"JSESSIONID=s1~a~b", b"JSESSIONID=a~b"),        # up to the first "~"
+    ("strip", b"X=s1~abc; JSESSIONID=s2~d", b"X=s1~abc; JSESSIONID=d"),
+    ("strip", b"JSESSIONID = s1~abc", b"JSESSIONID = abc"),
+    ("prefix", b"JSESSIONID=abc; Path=/", b"JSESSIONID=s1~abc; Path=/"),
+    ("prefix", b"JSESSIONID=abc", b"JSESSIONID=s1~abc"),
+    ("prefix", b'JSESSIONID="abc"; HttpOnly', b'JSESSIONID="s1~abc"; HttpOnly'),
+    ("prefix", b"OTHER=abc; Path=/", b"OTHER=abc; Path=/"),
+    ("prefix", b"JSESSIONIDX=abc", b"JSESSIONIDX=abc"),
 ])
-def test_remove_cookie(core: ModuleType, value: bytes, want: bytes) -> None:
-    assert core.remove_cookie(value, b"SRV") == want
-
-
-@pytest.mark.parametrize("value, want", [
-    (b"JSESSIONID=s1~abc", b"JSESSIONID=abc"),
-    (b"a=1; JSESSIONID=s1~abc; b=2", b"a=1; JSESSIONID=abc; b=2"),
-    (b'JSESSIONID="s1~abc"', b'JSESSIONID="abc"'),
-    (b"JSESSIONID=abc", b"JSESSIONID=abc"),     # no prefix: unchanged
-    (b"JSESSIONID=s1~a~b", b"JSESSIONID=a~b"),  # only up to the first "~"
-    (b"X=s1~abc; JSESSIONID=s2~d", b"X=s1~abc; JSESSIONID=d"),
-    (b"JSESSIONID = s1~abc", b"JSESSIONID = abc"),
-])
-def test_strip_cookie_prefix(core: ModuleType, value: bytes, want: bytes) -> None:
-    assert core.strip_cookie_prefix(value, b"JSESSIONID") == want
-
-
-@pytest.mark.parametrize("value, want", [
-    (b"JSESSIONID=abc; Path=/", b"JSESSIONID=s1~abc; Path=/"),
-    (b"JSESSIONID=abc", b"JSESSIONID=s1~abc"),
-    (b'JSESSIONID="abc"; HttpOnly', b'JSESSIONID="s1~abc"; HttpOnly'),
-    (b"OTHER=abc; Path=/", b"OTHER=abc; Path=/"),
-    (b"JSESSIONIDX=abc", b"JSESSIONIDX=abc"),
-])
-def test_prefix_set_cookie(core: ModuleType, value: bytes, want: bytes) -> None:
-    assert core.prefix_set_cookie(value, b"JSESSIONID", b"s1") == want
+def test_cookie_value_edit(core: ModuleType, edit: str, value: bytes, want: bytes) -> None:
+    fn, args = EDIT[edit]
+    assert getattr(core, fn)(value, *args) == want
 
 
 def test_cookie_modes_exclude_each_other(core: ModuleType) -> None:
@@ -224,14 +219,22 @@ BASE = (b"GET /a?b=c HTTP/1.1\r\n"
         b"User-Agent: curl/8.0\r\n"
         b"Accept: */*\r\n"
         b"\r\n")
+RBASE = (b"HTTP/1.1 200 OK\r\n"
+         b"Content-Type: text/html\r\n"
+         b"Content-Length: 12\r\n"
+         b"\r\n")
 
 
-@pytest.mark.parametrize("field", [b"Connection: close", b"Keep-Alive: timeout=5",
-                                   b"TE: trailers", b"Trailer: Expires",
-                                   b"Proxy-Connection: keep-alive", b"Upgrade: websocket"])
-def test_request_drops_hop_by_hop(core: ModuleType, field: bytes) -> None:
-    head = BASE[:-2] + field + b"\r\nX-After: 1\r\n\r\n"
-    assert req(core, head, **PLAIN) == BASE[:-2] + b"X-After: 1\r\n\r\n"
+@pytest.mark.parametrize("field", [
+    b"Connection: close", b"Keep-Alive: timeout=5, max=100", b"TE: trailers",
+    b"Trailer: Expires", b"Proxy-Connection: keep-alive", b"Upgrade: websocket",
+    b"Connection: X-Hop\r\nX-Hop: 1"])
+@pytest.mark.parametrize("side", ["request", "response"])
+def test_drops_hop_by_hop(core: ModuleType, side: str, field: bytes) -> None:
+    base = BASE if side == "request" else RBASE
+    head = base[:-2] + field + b"\r\nX-After: 1\r\n\r\n"
+    out = req(core, head, **PLAIN) if side == "request" else resp(core, head)
+    assert out == base[:-2] + b"X-After: 1\r\n\r\n"
 
 
 @pytest.mark.parametrize("order", ["before", "after"])
@@ -348,20 +351,6 @@ def test_request_other_fields_byte_identical_in_order(core: ModuleType) -> None:
 
 
 # -------------------------------------------------------- response heads
-
-RBASE = (b"HTTP/1.1 200 OK\r\n"
-         b"Content-Type: text/html\r\n"
-         b"Content-Length: 12\r\n"
-         b"\r\n")
-
-
-@pytest.mark.parametrize("field", [b"Connection: close", b"Keep-Alive: timeout=5, max=100",
-                                   b"Trailer: Expires", b"Proxy-Connection: close",
-                                   b"Upgrade: h2c", b"Connection: X-Hop\r\nX-Hop: 1"])
-def test_response_drops_hop_by_hop(core: ModuleType, field: bytes) -> None:
-    head = RBASE[:-2] + field + b"\r\nX-After: 1\r\n\r\n"
-    assert resp(core, head) == RBASE[:-2] + b"X-After: 1\r\n\r\n"
-
 
 def test_response_adds_set_cookie_line(core: ModuleType) -> None:
     line = core.SetCookieBuilder(b"SRV", httponly=True).build(b"s2")
