@@ -17,12 +17,15 @@ from fastlb.types import (  # noqa: F401  (re-exported like _core's cpdef enums)
 
 
 # -- http1
+from .http1 import HeadScanner, RequestScanner, ResponseScanner  # noqa: F401,E402
 
 
 # -- chunked
+from .chunked import ChunkedFramer  # noqa: F401,E402
 
 
 # -- cookie
+from .cookie import find_cookie, parse_set_cookie  # noqa: F401,E402
 
 
 # -- rewrite
