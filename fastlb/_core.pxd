@@ -271,7 +271,82 @@ cdef bint flb_set_cookie_pair(const unsigned char* v, Py_ssize_t n,
 
 
 # ------------------------------------------ rewriters (rewrite.pyx)
-# (owned by the rewrite work)
+# Heads on their way through: hop-by-hop fields dropped, affinity cookies
+# edited, X-Forwarded-* and Set-Cookie added, in one pass into one buffer.
+
+# A rewriter's output buffer: grown as needed and kept between heads, so a
+# head costs one bytes object (copied out of it once).
+ctypedef struct RwBuf:
+    unsigned char* data
+    Py_ssize_t cap         # bytes allocated
+    Py_ssize_t n           # bytes written for the current head
+
+cdef class SetCookieBuilder:
+    cdef readonly bytes prefix     # b"Set-Cookie: NAME=", built once
+    cdef readonly bytes suffix     # b"; Path=/; ...; SameSite=Lax\r\n", built once
+    cpdef bytes build(self, bytes value)
+
+cdef class RequestRewriter:
+    cdef readonly bytes strip_cookie   # own cookie removed (insert + indirect) or None
+    cdef readonly bytes app_cookie     # app cookie whose SERVER~ prefix goes, or None
+    cdef readonly bytes proto_line     # b"X-Forwarded-Proto: http\r\n" or None
+    cdef readonly bint xff             # append the client to X-Forwarded-For
+    cdef readonly bint xfh             # set X-Forwarded-Host from Host
+    cdef readonly bint http10_keep_alive   # ask HTTP/1.0 servers to keep the connection
+    cdef RwBuf out
+    cpdef bytes rewrite(self, RequestScanner s, bytes client_addr, bint upgrading=*)
+    cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t head_len,
+                             const HeaderSpan* hdrs, Py_ssize_t nhdrs,
+                             bytes client_addr, bint upgrading)
+
+cdef class ResponseRewriter:
+    cdef readonly bytes app_cookie     # app cookie prefixed with SERVER~, or None
+    cdef RwBuf out
+    cpdef bytes rewrite(self, ResponseScanner s, bytes set_cookie_line=*, bint nocache=*,
+                        bytes app_prefix=*, bint upgrading=*, bytes connection=*)
+    cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t head_len,
+                             const HeaderSpan* hdrs, Py_ssize_t nhdrs,
+                             bytes set_cookie_line, bint nocache, bytes app_prefix,
+                             bint upgrading, bytes connection)
+
+# Cookie-value edits on bytes (the rewriters use the _rw_ forms on spans).
+cpdef bytes remove_cookie(bytes value, bytes name)
+cpdef bytes strip_cookie_prefix(bytes value, bytes name)
+cpdef bytes prefix_set_cookie(bytes value, bytes name, bytes prefix)
+
+# Helpers (C names shared by every fragment, hence the _rw_ prefix).
+cdef bint _rw_is_cookie_octet(unsigned char c) noexcept nogil
+cdef bint _rw_is_cookie_value(const unsigned char* v, Py_ssize_t n) noexcept nogil
+cdef const unsigned char* _rw_ptr(bytes b) noexcept
+cdef int _rw_ob_reserve(RwBuf* b, Py_ssize_t need) except -1
+cdef void _rw_ob_put(RwBuf* b, const unsigned char* p, Py_ssize_t k) noexcept nogil
+cdef void _rw_ob_put_bytes(RwBuf* b, bytes x) noexcept
+cdef bytes _rw_ob_finish(RwBuf* b)
+cdef bint _rw_pair_named(const unsigned char* v, const CookiePair* p,
+                         const unsigned char* name, Py_ssize_t nlen) noexcept nogil
+cdef Py_ssize_t _rw_pair_end(const unsigned char* v, const CookiePair* p) noexcept nogil
+cdef Py_ssize_t _rw_remove_cookie(const unsigned char* v, Py_ssize_t n,
+                                  const unsigned char* name, Py_ssize_t nlen,
+                                  unsigned char* out) noexcept nogil
+cdef Py_ssize_t _rw_strip_cookie_prefix(const unsigned char* v, Py_ssize_t n,
+                                        const unsigned char* name, Py_ssize_t nlen,
+                                        unsigned char* out) noexcept nogil
+cdef Py_ssize_t _rw_prefix_set_cookie(const unsigned char* v, Py_ssize_t n,
+                                      const unsigned char* name, Py_ssize_t nlen,
+                                      const unsigned char* pfx, Py_ssize_t plen,
+                                      unsigned char* out) noexcept nogil
+cdef bytes _rw_edited(bytes value, Py_ssize_t w, bytes out)
+cdef Py_ssize_t _rw_start_line_end(Py_ssize_t head_len, const HeaderSpan* hdrs,
+                                   Py_ssize_t nhdrs) noexcept nogil
+cdef bint _rw_is_hop(const HeaderSpan* h, bint upgrading) noexcept nogil
+cdef void _rw_put_head_of_line(RwBuf* o, const unsigned char* buf,
+                               const HeaderSpan* h) noexcept nogil
+cdef void _rw_put_tail_of_line(RwBuf* o, const unsigned char* buf,
+                               const HeaderSpan* h) noexcept nogil
+cdef void _rw_put_edited(RwBuf* o, const unsigned char* buf, const HeaderSpan* h,
+                         Py_ssize_t w) noexcept nogil
+cdef bint _rw_cc_not_shared(const unsigned char* v, Py_ssize_t n) noexcept nogil
+cdef int _rw_check_done(HeadScanner s) except -1
 
 
 # ------------------------------------------ server table (table.pyx)

@@ -1,0 +1,412 @@
+"""rewrite (readable twin of _cy/rewrite.pyx): heads on their way through.
+
+Job: turn a scanned request head into the head written upstream, and a
+scanned response head into the head written to the client, in one pass each:
+drop hop-by-hop fields (RFC 9110 7.6.1), edit the affinity cookies
+(RFC 6265), add X-Forwarded-* and the affinity Set-Cookie.  Limits: it never
+re-parses a head; it trusts the scanner's HeaderSpan table (kinds, HF_HOP
+flags, OWS-trimmed value spans) and copies every byte it does not own.
+
+Decisions (the same in both cores; docs/config.md names the options):
+
+* X-Forwarded-For is appended to, as nginx's ``$proxy_add_x_forwarded_for``
+  does, rather than added as one more line (HAProxy's ``option forwardfor``).
+  All client XFF lines are merged into one line, in order, followed by
+  ``, <client_addr>``: RFC 9110 5.3 makes the merged line mean the same as
+  the separate ones, and a server that reads only the first (or only the
+  last) line cannot then be told a different story.  The address fastlb
+  adds is always the last element; servers must trust only the rightmost
+  elements they know were added by their own proxies.
+* X-Forwarded-Proto and X-Forwarded-Host are replaced, never passed through:
+  only the balancer knows the scheme the client used and the Host it sent,
+  and an application that builds redirects or absolute links from them
+  would otherwise let any client forge them (cache poisoning, open redirect).
+  X-Forwarded-Host is set from Host as sent; Host itself is forwarded as
+  sent.  A request without Host (HTTP/1.0) gets no X-Forwarded-Host.
+* Connection upstream: the data plane keeps pooled keep-alive connections,
+  persistent by default in HTTP/1.1 (RFC 9112 9.3), so no Connection field
+  is sent.  The request line, version included, is forwarded unchanged; an
+  HTTP/1.0 request gets ``Connection: keep-alive`` only when the rewriter
+  is built with ``http10_keep_alive=True`` (otherwise the server closes after
+  its response and the pool drops that connection).  An upgrade keeps the
+  Upgrade field and sends ``Connection: upgrade`` (RFC 9110 7.8).
+* ``Cache-Control: private`` (nocache) is added as its own line unless a
+  Cache-Control line of the response already holds ``private``, ``no-cache``
+  or ``no-store``: HAProxy adds ``Cache-control: private`` only while the
+  response is still cacheable, and repeated Cache-Control lines form one list
+  (RFC 9110 5.3), in which ``private`` forbids shared caches to store the
+  response (RFC 9111 5.2.2.7).
+* Cookie headers are edited whatever the scanner's HF_COOKIE_HIT says, so
+  the rewriter does not depend on how the scanner was configured.  A removed
+  pair takes the separator before it with it; every other byte of the value
+  is kept.  A prefix is stripped up to the first ``~`` of the value (inside
+  the quotes of a quoted value).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, NamedTuple
+
+from fastlb.types import HeaderFlag, HeaderKind, ScanStatus
+
+# tchar (RFC 9110 5.6.2): a cookie name is a token (RFC 6265 4.1.1).
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789"
+                   b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+# cookie-octet (RFC 6265 4.1.1): US-ASCII except CTLs, whitespace, DQUOTE,
+# comma, semicolon and backslash.
+_COOKIE_OCTET = frozenset(
+    [0x21, *range(0x23, 0x2C), *range(0x2D, 0x3B), *range(0x3C, 0x5C), *range(0x5D, 0x7F)])
+# Domain: a host name (RFC 6265 4.1.2.3, RFC 1034 3.5), a leading dot allowed.
+_DOMAIN = frozenset(b"-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_SAMESITE = {b"lax": b"Lax", b"strict": b"Strict", b"none": b"None"}
+_WS = b" \t"
+_DQUOTE = 0x22
+
+_CRLF = b"\r\n"
+_CACHE_PRIVATE = b"Cache-Control: private\r\n"
+_NOT_SHARED = (b"private", b"no-cache", b"no-store")
+
+
+def _check_token(name: bytes, what: str) -> None:
+    if not isinstance(name, bytes) or not name or not all(c in _TCHAR for c in name):
+        raise ValueError(f"{what} {name!r} is not a token (RFC 6265 4.1.1)")
+
+
+def _check_cookie_modes(strip_cookie: bytes | None, app_cookie: bytes | None) -> None:
+    if strip_cookie is not None:
+        _check_token(strip_cookie, "strip_cookie")
+    if app_cookie is not None:
+        _check_token(app_cookie, "app_cookie")
+    if strip_cookie is not None and app_cookie is not None:
+        raise ValueError("strip_cookie (insert mode) and app_cookie (prefix mode) exclude "
+                         "each other: a backend has one cookie mode")
+
+
+# ---------------------------------------------------------------- Set-Cookie
+
+def _is_cookie_value(value: bytes) -> bool:
+    # cookie-value = *cookie-octet / ( DQUOTE *cookie-octet DQUOTE )
+    if len(value) >= 2 and value[0] == _DQUOTE and value[-1] == _DQUOTE:
+        value = value[1:-1]
+    return all(c in _COOKIE_OCTET for c in value)
+
+
+class SetCookieBuilder:
+    """The affinity cookie's Set-Cookie line, its constant parts built once.
+
+    Built once per backend from the config; ``build(value)`` returns the
+    whole header line (``Set-Cookie: name=value; attrs\\r\\n``).  Everything
+    is checked here, so a bad config fails at load, never per response.
+    """
+
+    def __init__(self, name: bytes, path: bytes | None = b"/", domain: bytes | None = None,
+                 max_age: int | None = None, httponly: bool = False, secure: bool = False,
+                 samesite: bytes | None = None) -> None:
+        _check_token(name, "cookie name")
+        attrs = []
+        if path is not None:
+            # path-value: any CHAR except CTLs or ";" (RFC 6265 4.1.1)
+            if not path or any(c < 0x20 or c >= 0x7F or c == 0x3B for c in path):
+                raise ValueError(f"cookie path {path!r} must be CHARs without CTLs or ';'")
+            attrs.append(b"; Path=" + path)
+        if domain is not None:
+            if not domain or not all(c in _DOMAIN for c in domain):
+                raise ValueError(f"cookie domain {domain!r} is not a host name")
+            attrs.append(b"; Domain=" + domain)
+        if max_age is not None:
+            if max_age < 0:
+                raise ValueError(f"cookie max_age {max_age} must be >= 0 seconds")
+            attrs.append(b"; Max-Age=%d" % max_age)
+        if httponly:
+            attrs.append(b"; HttpOnly")
+        if secure:
+            attrs.append(b"; Secure")
+        if samesite is not None:
+            canon = _SAMESITE.get(samesite.lower())
+            if canon is None:
+                raise ValueError(f"cookie samesite {samesite!r} must be Lax, Strict or None")
+            if canon == b"None" and not secure:
+                # Browsers reject SameSite=None without Secure (RFC 6265bis 5.6.7).
+                raise ValueError("cookie samesite=None requires secure=True")
+            attrs.append(b"; SameSite=" + canon)
+        self.prefix = b"Set-Cookie: " + name + b"="
+        self.suffix = b"".join(attrs) + _CRLF
+
+    def build(self, value: bytes) -> bytes:
+        if not _is_cookie_value(value):
+            raise ValueError(f"cookie value {value!r} is not cookie-octets (RFC 6265 4.1.1)")
+        return self.prefix + value + self.suffix
+
+
+# ------------------------------------------------------- cookie value edits
+
+# A cookie-pair inside a field value: offsets of its name and of its value
+# (without DQUOTEs; value_off is -1 when the pair has no "=").  Read the way
+# the scanner's cookie helpers read it (fastlb/_cy/cookie.pyx), so what is
+# found and what is edited agree.
+
+class _Pair(NamedTuple):
+    end: int            # where the next pair's search starts (its ";" or the end)
+    name_off: int
+    name_len: int
+    value_off: int
+    value_len: int
+
+
+def _cookie_next(v: bytes, pos: int) -> _Pair | None:
+    """The pair at or after v[pos] (skipping ";" and OWS), or None."""
+    n = len(v)
+    while pos < n and (v[pos] == 0x3B or v[pos] in _WS):
+        pos += 1
+    if pos >= n:
+        return None
+    end = v.find(b";", pos)
+    if end < 0:
+        end = n
+    eq = v.find(b"=", pos, end)
+    z = eq if eq >= 0 else end
+    while z > pos and v[z - 1] in _WS:
+        z -= 1
+    name_len = z - pos
+    if eq < 0:
+        return _Pair(end, pos, name_len, -1, 0)
+    a, z = eq + 1, end
+    while a < z and v[a] in _WS:
+        a += 1
+    while z > a and v[z - 1] in _WS:
+        z -= 1
+    if z - a >= 2 and v[a] == _DQUOTE and v[z - 1] == _DQUOTE:
+        a, z = a + 1, z - 1
+    return _Pair(end, pos, name_len, a, z - a)
+
+
+def _pairs(v: bytes) -> Iterator[_Pair]:
+    p = _cookie_next(v, 0)
+    while p is not None:
+        yield p
+        p = _cookie_next(v, p.end)
+
+
+def _named(v: bytes, p: _Pair, name: bytes) -> bool:
+    # A pair without "=" never matches (RFC 6265bis 5.6: a nameless cookie);
+    # names are case-sensitive (RFC 6265 5.4 compares them octet for octet).
+    return p.value_off >= 0 and v[p.name_off:p.name_off + p.name_len] == name
+
+
+def _pair_end(v: bytes, p: _Pair) -> int:
+    """One past the pair's last byte, its closing DQUOTE included."""
+    if p.value_off < 0:
+        return p.name_off + p.name_len
+    quoted = p.value_off > 0 and v[p.value_off - 1] == _DQUOTE
+    return p.value_off + p.value_len + quoted
+
+
+def remove_cookie(value: bytes, name: bytes) -> bytes:
+    """The Cookie field value without any pair named `name` (b"" if none is left).
+
+    A removed pair takes the separator before it along; every other byte
+    stays as sent."""
+    out: list[bytes] = []
+    removed = False
+    prev_end = 0
+    for p in _pairs(value):
+        if _named(value, p, name):
+            removed = True
+        else:
+            if out:
+                out.append(value[prev_end:p.name_off])     # the separator before it
+            out.append(value[p.name_off:_pair_end(value, p)])
+        prev_end = _pair_end(value, p)
+    return b"".join(out) if removed else value
+
+
+def strip_cookie_prefix(value: bytes, name: bytes) -> bytes:
+    """The Cookie field value with ``SERVER~`` cut from each `name` pair's value."""
+    out: list[bytes] = []
+    last = 0
+    for p in _pairs(value):
+        if not _named(value, p, name):
+            continue
+        t = value.find(b"~", p.value_off, p.value_off + p.value_len)   # HAProxy's delimiter
+        if t >= 0:
+            out.append(value[last:p.value_off])
+            last = t + 1
+    if not out:
+        return value
+    out.append(value[last:])
+    return b"".join(out)
+
+
+def prefix_set_cookie(value: bytes, name: bytes, prefix: bytes) -> bytes:
+    """A Set-Cookie field value with ``prefix~`` put before the cookie's value
+    when the cookie is `name`; any other cookie is returned unchanged."""
+    # set-cookie-string = cookie-pair *( ";" SP cookie-av ) (RFC 6265 4.1.1)
+    pos = 0
+    while pos < len(value) and value[pos] in _WS:
+        pos += 1
+    if pos >= len(value) or value[pos] == 0x3B:
+        return value
+    p = _cookie_next(value, pos)
+    if p is None or p.name_len == 0 or not _named(value, p, name):
+        return value
+    v = p.value_off                     # inside the DQUOTEs of a quoted value
+    return value[:v] + prefix + b"~" + value[v:]
+
+
+# ------------------------------------------------------------- rewriters
+
+def _start_line_end(head_len: int, hdrs: list[Any]) -> int:
+    # The start line ends where the first field line starts, or just before
+    # the head's final CRLF when there is none.
+    return hdrs[0].line_off if hdrs else head_len - 2
+
+
+def _check_done(s: Any) -> None:
+    # Rewriting half a head would forward a truncated one.
+    if s.status != ScanStatus.SCAN_DONE:
+        raise ValueError("the scanner holds no complete head (status %d)" % s.status)
+
+
+def _is_hop(h: Any, upgrading: bool) -> bool:
+    # RFC 9110 7.6.1: a proxy removes Connection, the fields it names and the
+    # other hop-by-hop fields; the scanner marks all of them HF_HOP.
+    # Upgrade survives only while an upgrade is under way (RFC 9110 7.8).
+    return bool(h.flags & HeaderFlag.HF_HOP) and not (
+        upgrading and h.kind == HeaderKind.H_UPGRADE)
+
+
+def _copy_edited(out: list[bytes], buf: bytes, h: Any, new_value: bytes) -> None:
+    """Append header line `h` with its value replaced (name, OWS, CRLF kept)."""
+    vo, vl = h.value_off, h.value_len
+    out.append(buf[h.line_off:vo])
+    out.append(new_value)
+    out.append(buf[vo + vl:h.line_off + h.line_len])
+
+
+class RequestRewriter:
+    """Rewrites request heads for one backend (see the module doc)."""
+
+    def __init__(self, strip_cookie: bytes | None = None, app_cookie: bytes | None = None,
+                 xff: bool = True, proto: bytes | None = b"http", xfh: bool = True,
+                 http10_keep_alive: bool = False) -> None:
+        _check_cookie_modes(strip_cookie, app_cookie)
+        self.proto_line = None
+        if proto is not None:
+            _check_token(proto, "proto")
+            self.proto_line = b"X-Forwarded-Proto: " + proto + _CRLF
+        self.strip_cookie = strip_cookie
+        self.app_cookie = app_cookie
+        self.xff = xff
+        self.xfh = xfh
+        self.http10_keep_alive = http10_keep_alive
+
+    def rewrite(self, s: Any, client_addr: bytes, upgrading: bool = False) -> bytes:
+        """The head to write upstream for the request `s` has scanned."""
+        _check_done(s)
+        return self._rewrite_head(s.buf, s.head_len, s.hdrs, client_addr, upgrading)
+
+    def _rewrite_head(self, buf: bytes, head_len: int, hdrs: list[Any], client_addr: bytes,
+                      upgrading: bool = False) -> bytes:
+        start = _start_line_end(head_len, hdrs)
+        out = [buf[:start]]
+        xff_values = []
+        host = None
+        cookie_name = self.strip_cookie if self.strip_cookie is not None else self.app_cookie
+        for h in hdrs:
+            kind = h.kind
+            if _is_hop(h, upgrading):
+                continue
+            if kind == HeaderKind.H_HOST:
+                host = buf[h.value_off:h.value_off + h.value_len]
+            elif kind == HeaderKind.H_X_FORWARDED_FOR and self.xff:
+                if h.value_len:
+                    xff_values.append(buf[h.value_off:h.value_off + h.value_len])
+                continue
+            elif kind == HeaderKind.H_X_FORWARDED_PROTO and self.proto_line is not None:
+                continue
+            elif kind == HeaderKind.H_X_FORWARDED_HOST and self.xfh:
+                continue
+            elif kind == HeaderKind.H_COOKIE and cookie_name is not None:
+                value = buf[h.value_off:h.value_off + h.value_len]
+                if self.strip_cookie is not None:
+                    value = remove_cookie(value, cookie_name)
+                    if not value and h.value_len:
+                        continue        # it was the only cookie: the line goes
+                else:
+                    value = strip_cookie_prefix(value, cookie_name)
+                _copy_edited(out, buf, h, value)
+                continue
+            out.append(buf[h.line_off:h.line_off + h.line_len])
+        if self.xff:
+            xff_values.append(client_addr)
+            out.append(b"X-Forwarded-For: " + b", ".join(xff_values) + _CRLF)
+        if self.proto_line is not None:
+            out.append(self.proto_line)
+        if self.xfh and host is not None:
+            out.append(b"X-Forwarded-Host: " + host + _CRLF)
+        if upgrading:
+            out.append(b"Connection: upgrade\r\n")
+        elif self.http10_keep_alive and start >= 3 and buf[start - 3] == 0x30:
+            out.append(b"Connection: keep-alive\r\n")
+        out.append(_CRLF)
+        return b"".join(out)
+
+
+def _cache_control_not_shared(value: bytes) -> bool:
+    """Does a Cache-Control value hold an unqualified private, no-cache or
+    no-store?  The qualified forms (no-cache="Set-Cookie") still let a shared
+    cache store the response (RFC 9111 5.2.2.4, 5.2.2.7)."""
+    return any(item.strip(_WS).lower() in _NOT_SHARED for item in value.split(b","))
+
+
+class ResponseRewriter:
+    """Rewrites response heads for one backend (see the module doc)."""
+
+    def __init__(self, app_cookie: bytes | None = None) -> None:
+        if app_cookie is not None:
+            _check_token(app_cookie, "app_cookie")
+        self.app_cookie = app_cookie
+
+    def rewrite(self, s: Any, set_cookie_line: bytes | None = None, nocache: bool = False,
+                app_prefix: bytes | None = None, upgrading: bool = False,
+                connection: bytes | None = None) -> bytes:
+        """The head to write to the client for the response `s` has scanned.
+
+        set_cookie_line: a SetCookieBuilder line to add (insert mode);
+        nocache: add Cache-Control: private unless already not shared;
+        app_prefix: the server id put before the app cookie (prefix mode);
+        connection: a Connection value for the client (e.g. b"close").
+        """
+        _check_done(s)
+        return self._rewrite_head(s.buf, s.head_len, s.hdrs, set_cookie_line, nocache,
+                                  app_prefix, upgrading, connection)
+
+    def _rewrite_head(self, buf: bytes, head_len: int, hdrs: list[Any],
+                      set_cookie_line: bytes | None = None, nocache: bool = False,
+                      app_prefix: bytes | None = None, upgrading: bool = False,
+                      connection: bytes | None = None) -> bytes:
+        start = _start_line_end(head_len, hdrs)
+        out = [buf[:start]]
+        for h in hdrs:
+            kind = h.kind
+            if _is_hop(h, upgrading):
+                continue
+            if kind == HeaderKind.H_CACHE_CONTROL and nocache:
+                if _cache_control_not_shared(buf[h.value_off:h.value_off + h.value_len]):
+                    nocache = False
+            elif (kind == HeaderKind.H_SET_COOKIE and app_prefix is not None
+                    and self.app_cookie is not None):
+                value = buf[h.value_off:h.value_off + h.value_len]
+                _copy_edited(out, buf, h, prefix_set_cookie(value, self.app_cookie, app_prefix))
+                continue
+            out.append(buf[h.line_off:h.line_off + h.line_len])
+        if set_cookie_line is not None:
+            out.append(set_cookie_line)
+        if nocache:
+            out.append(_CACHE_PRIVATE)
+        if upgrading:
+            out.append(b"Connection: upgrade\r\n")
+        elif connection is not None:
+            out.append(b"Connection: " + connection + _CRLF)
+        out.append(_CRLF)
+        return b"".join(out)
