@@ -186,6 +186,8 @@ cdef class ServerTable:
 # one and swap it in whole.  pick returns a server number or -1 (nothing
 # usable, or every usable server full).  The pool holds regular servers that
 # are UP with weight > 0, or, when there is none, backup servers that are.
+cimport cython   # @cython.final: the hot helpers below are direct calls, inlinable
+
 cdef uint64_t eps_to_factor(double eps) except? 1   # bound=eps -> bound_factor
 
 cdef class Picker:
@@ -214,8 +216,11 @@ cdef class Picker:
     cpdef int pick(self, uint64_t key_hash, double now) noexcept
     cdef int _build(self) except -1                  # weights changed: rebuild own tables
     cdef int _refresh(self) except -1                # states changed: recompute the pool
+    @cython.final
     cdef bint _fits(self, int i) noexcept      # under maxconn and the bound
+    @cython.final
     cdef int _pool_at(self, uint64_t r) noexcept  # pool slot holding weight point r
+    @cython.final
     cdef int _scan_fit(self, int start) noexcept  # first fitting pool server from start
 
 cdef class RoundRobinPicker(Picker):
@@ -228,6 +233,7 @@ cdef class LeastConnPicker(Picker):
 cdef class P2CPicker(Picker):
     cdef uint64_t rng           # splitmix64 state, seeded from the table seed
     cpdef void init(self, ServerTable t) except *
+    @cython.final
     cdef uint64_t _draw(self) noexcept
 
 cdef class SourceHashPicker(Picker):
@@ -247,10 +253,12 @@ cdef class RingPicker(Picker):
     cdef int* owner[2]      # server number owning each point
     cdef int npoints[2]
     cdef int _build_tier(self, int tier, int* rank) except -1
+    @cython.final
     cdef int _walk(self, int tier, uint64_t key_hash) noexcept
 
 cdef class MaglevPicker(Picker):
     cdef readonly int size      # table length M, a prime
     cdef int* entry[2]          # per tier: slot -> server number; NULL: no server
     cdef int _build_tier(self, int tier) except -1
+    @cython.final
     cdef int _probe(self, int tier, uint64_t key_hash) noexcept

@@ -39,5 +39,5 @@ cdef enum:
     # Ring points per unit of weight.  A server's share of a ring with v
     # points has a relative spread near 1/sqrt(v); 10 servers need
     # max/mean <= 1.10 with margin (docs/algorithms.md has the measurements).
-    RING_DEFAULT_VNODES = 1024
+    RING_DEFAULT_VNODES = 2048
     RING_MAX_POINTS = 8388608    # all tiers' points together: 128 MiB at most

@@ -35,8 +35,10 @@ cdef class P2CPicker(Picker):
         cdef int* nconns
         if self.npool == 0:
             return -1
-        a = self.pool[self._pool_at(self._draw() % <uint64_t>self.pool_weight)]
-        b = self.pool[self._pool_at(self._draw() % <uint64_t>self.pool_weight)]
+        # Multiply-shift range reduction (Lemire 2019) instead of modulo:
+        # no division, and pool_weight < 2^32.
+        a = self.pool[self._pool_at(((self._draw() >> 32) * <uint64_t>self.pool_weight) >> 32)]
+        b = self.pool[self._pool_at(((self._draw() >> 32) * <uint64_t>self.pool_weight) >> 32)]
         fa = self._fits(a)
         fb = self._fits(b)
         if fa and fb:

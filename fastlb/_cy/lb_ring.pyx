@@ -30,7 +30,7 @@ cdef int ring_point_cmp(const void* a, const void* b) noexcept nogil:
 
 
 cdef class RingPicker(Picker):
-    """Consistent hashing ring.  RingPicker(vnodes=1024, bound=0.0)."""
+    """Consistent hashing ring.  RingPicker(vnodes=2048, bound=0.0)."""
 
     def __init__(self, int vnodes=RING_DEFAULT_VNODES, double bound=0.0):
         if vnodes < 1 or vnodes > RING_MAX_POINTS // WEIGHT_MAX:

@@ -25,8 +25,8 @@ class P2CPicker(Picker):
     def pick(self, key_hash: int, now: float) -> int:
         if self.npool == 0 or self.table is None:
             return -1
-        a = self.pool[self._pool_at(self._draw() % self.pool_weight)]
-        b = self.pool[self._pool_at(self._draw() % self.pool_weight)]
+        a = self.pool[self._pool_at(((self._draw() >> 32) * self.pool_weight) >> 32)]
+        b = self.pool[self._pool_at(((self._draw() >> 32) * self.pool_weight) >> 32)]
         fa, fb = self._fits(a), self._fits(b)
         if fa and fb:
             w, c = self.table.weights, self.table.nconns
