@@ -192,7 +192,7 @@ cdef uint64_t eps_to_factor(double eps) except? 1   # bound=eps -> bound_factor
 
 cdef class Picker:
     cdef readonly ServerTable table
-    cdef int* pool          # usable servers of the active tier, canonical order
+    cdef int* pool              # usable servers of the active tier, canonical order
     cdef int64_t* cum           # cum[k] = sum of weights of pool[0..k]
     cdef readonly int npool
     cdef readonly int64_t pool_weight  # cum[npool-1], 0 when the pool is empty
@@ -216,10 +216,13 @@ cdef class Picker:
     cpdef int pick(self, uint64_t key_hash, double now) noexcept
     cdef int _build(self) except -1                  # weights changed: rebuild own tables
     cdef int _refresh(self) except -1                # states changed: recompute the pool
+
     @cython.final
     cdef bint _fits(self, int i) noexcept      # under maxconn and the bound
+
     @cython.final
     cdef int _pool_at(self, uint64_t r) noexcept  # pool slot holding weight point r
+
     @cython.final
     cdef int _scan_fit(self, int start) noexcept  # first fitting pool server from start
 
@@ -233,6 +236,7 @@ cdef class LeastConnPicker(Picker):
 cdef class P2CPicker(Picker):
     cdef uint64_t rng           # splitmix64 state, seeded from the table seed
     cpdef void init(self, ServerTable t) except *
+
     @cython.final
     cdef uint64_t _draw(self) noexcept
 
@@ -250,9 +254,10 @@ cdef int ring_point_cmp(const void* a, const void* b) noexcept nogil   # for qso
 cdef class RingPicker(Picker):
     cdef readonly int vnodes    # ring points per unit of weight
     cdef uint64_t* points[2]    # per tier (0 regular, 1 backup): sorted point hashes
-    cdef int* owner[2]      # server number owning each point
+    cdef int* owner[2]          # server number owning each point
     cdef int npoints[2]
     cdef int _build_tier(self, int tier, int* rank) except -1
+
     @cython.final
     cdef int _walk(self, int tier, uint64_t key_hash) noexcept
 
@@ -260,5 +265,6 @@ cdef class MaglevPicker(Picker):
     cdef readonly int size      # table length M, a prime
     cdef int* entry[2]          # per tier: slot -> server number; NULL: no server
     cdef int _build_tier(self, int tier) except -1
+
     @cython.final
     cdef int _probe(self, int tier, uint64_t key_hash) noexcept
