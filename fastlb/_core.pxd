@@ -120,6 +120,13 @@ ctypedef struct HeaderSpan:
 
 # ------------------------------------------------------------- hash (hash.pyx)
 # (owned by the balancing work)
+# xxHash64 (Collet), seeded, 64-bit.  hash_ptr is the C entry point for the
+# cookie and sticky code; hash_bytes is the same function for Python callers.
+# mix64 is the splitmix64 finalizer (Steele, Lea, Flood 2014): a bijective
+# 64-bit mixer used to derive ring points, Maglev permutations and P2C draws.
+cdef uint64_t hash_ptr(const unsigned char* p, Py_ssize_t n, uint64_t seed) noexcept nogil
+cpdef uint64_t hash_bytes(bytes data, uint64_t seed=*) except? 0
+cpdef uint64_t mix64(uint64_t x) noexcept nogil
 
 
 # --------------------------------------------- head scanners (http1.pyx)
@@ -351,7 +358,124 @@ cdef int _rw_check_done(HeadScanner s) except -1
 
 # ------------------------------------------ server table (table.pyx)
 # (owned by the balancing work)
+# One backend's servers as C arrays indexed by server number i (0..n-1, in
+# add() order).  Built by the control plane with add(); membership is fixed
+# once a Picker binds it (init), after which only states, weights and
+# connection counts change, through that Picker.  Positions on rings and
+# Maglev tables derive from name_hash, never from i.
+cdef class ServerTable:
+    cdef readonly int n               # servers added
+    cdef readonly uint64_t seed       # seeds name hashes and the P2C generator
+    cdef readonly int64_t total_conns  # sum of nconns[]: the load bounded loads average
+    cdef readonly bint frozen         # a Picker has bound it: add() refuses
+    cdef int cap                      # allocated length of every array below
+    # C arrays, plural names; the singular names are the Python accessors.
+    cdef int* weights                 # 0..WEIGHT_MAX; 0 takes no new keys
+    cdef uint8_t* states              # BackendState
+    cdef uint8_t* backups             # 1: used only when no regular server is usable
+    cdef int* nconns                  # active connections (take_conn/drop_conn)
+    cdef int* maxconns                # 0 = unlimited
+    cdef uint64_t* name_hashes        # hash_ptr(name, seed)
+    cdef int* order                   # server numbers sorted by name: the canonical order
+    cdef list names                   # bytes, by server number
+    cdef dict index_of                # name -> server number
+
+    cpdef int add(self, bytes name, int weight=*, bint backup=*, int maxconn=*) except -1
+    cpdef int find(self, bytes name)  # server number, or -1
+    cdef int _grow(self) except -1
+    cdef int _freeze(self) except -1
+    cdef int _check(self, int i) except -1  # IndexError unless 0 <= i < n
 
 
 # ------------------------------------------ pickers (picker.pyx, lb_*.pyx)
 # (owned by the balancing work)
+# Picker: the one small interface every algorithm implements (STYLE rule 5).
+# init binds a ServerTable (one picker per table); the setters are idempotent
+# and rebuild nothing on the hot path: state changes only recompute the
+# `pool` (usable servers in canonical order, O(n)); weight changes also call
+# _build, which subclasses use to rebuild their ring or table beside the old
+# one and swap it in whole.  pick returns a server number or -1 (nothing
+# usable, or every usable server full).  The pool holds regular servers that
+# are UP with weight > 0, or, when there is none, backup servers that are.
+cimport cython   # @cython.final: the hot helpers below are direct calls, inlinable
+
+cdef uint64_t eps_to_factor(double eps) except? 1   # bound=eps -> bound_factor
+
+cdef class Picker:
+    cdef readonly ServerTable table
+    cdef int* pool              # usable servers of the active tier, canonical order
+    cdef int64_t* cum           # cum[k] = sum of weights of pool[0..k]
+    cdef readonly int npool
+    cdef readonly int64_t pool_weight  # cum[npool-1], 0 when the pool is empty
+    cdef readonly bint pool_is_backup  # the pool is the backup tier
+    # Bounded loads (Mirrokni, Thorup, Zadimoghaddam): 0 = unbounded, else
+    # (1 + eps) * BOUND_SCALE.  Server i fits while
+    # conns[i] < ceil((1 + eps) * (total_conns + 1) * weight[i] / pool_weight).
+    cdef readonly uint64_t bound_factor
+
+    cpdef void init(self, ServerTable t) except *
+    cdef int _check(self, int i) except -1            # bound to a table, 0 <= i < n
+    cpdef void set_state(self, int i, int st) except *
+    cpdef void set_up(self, int i) except *
+    cpdef void set_down(self, int i) except *
+    cpdef void set_drain(self, int i) except *
+    cpdef void set_maint(self, int i) except *
+    cpdef void set_weight(self, int i, int w) except *
+    cpdef void take_conn(self, int i) except *
+    cpdef void drop_conn(self, int i) except *
+    cpdef bint can_take(self, int i, bint sticky) except -1
+    cpdef int pick(self, uint64_t key_hash, double now) noexcept
+    cdef int _build(self) except -1                  # weights changed: rebuild own tables
+    cdef int _refresh(self) except -1                # states changed: recompute the pool
+
+    @cython.final
+    cdef bint _fits(self, int i) noexcept      # under maxconn and the bound
+
+    @cython.final
+    cdef int _pool_at(self, uint64_t r) noexcept  # pool slot holding weight point r
+
+    @cython.final
+    cdef int _scan_fit(self, int start) noexcept  # first fitting pool server from start
+
+cdef class RoundRobinPicker(Picker):
+    # Smooth weighted round-robin (nginx): current weight per server.
+    cdef int64_t* cur
+
+cdef class LeastConnPicker(Picker):
+    cdef int cursor             # pool slot the next scan starts at (rotates ties)
+
+cdef class P2CPicker(Picker):
+    cdef uint64_t rng           # splitmix64 state, seeded from the table seed
+    cpdef void init(self, ServerTable t) except *
+
+    @cython.final
+    cdef uint64_t _draw(self) noexcept
+
+cdef class SourceHashPicker(Picker):
+    pass
+
+# A ring point while the ring is built; sorted by (hash, rank) so equal
+# hashes of different servers order by name, not by server number.
+ctypedef struct RingPoint:
+    uint64_t hash
+    int rank                    # the owner's place in the canonical order
+    int server
+cdef int ring_point_cmp(const void* a, const void* b) noexcept nogil   # for qsort
+
+cdef class RingPicker(Picker):
+    cdef readonly int vnodes    # ring points per unit of weight
+    cdef uint64_t* points[2]    # per tier (0 regular, 1 backup): sorted point hashes
+    cdef int* owner[2]          # server number owning each point
+    cdef int npoints[2]
+    cdef int _build_tier(self, int tier, int* rank) except -1
+
+    @cython.final
+    cdef int _walk(self, int tier, uint64_t key_hash) noexcept
+
+cdef class MaglevPicker(Picker):
+    cdef readonly int size      # table length M, a prime
+    cdef int* entry[2]          # per tier: slot -> server number; NULL: no server
+    cdef int _build_tier(self, int tier) except -1
+
+    @cython.final
+    cdef int _probe(self, int tier, uint64_t key_hash) noexcept

@@ -14,6 +14,7 @@ from fastlb.types import (  # noqa: F401  (re-exported like _core's cpdef enums)
 # module (kept apart by blank lines so parallel branches merge cleanly).
 
 # -- hash
+from .hash import hash_bytes, mix64  # noqa: F401
 
 
 # -- http1
@@ -36,6 +37,14 @@ from fastlb._pycore.rewrite import (  # noqa: F401
 
 
 # -- table
+from .table import ServerTable  # noqa: F401
 
 
 # -- picker and algorithms
+from .picker import PICKERS, Picker  # noqa: F401
+from .lb_wrr import RoundRobinPicker  # noqa: F401
+from .lb_leastconn import LeastConnPicker  # noqa: F401
+from .lb_p2c import P2CPicker  # noqa: F401
+from .lb_source import SourceHashPicker  # noqa: F401
+from .lb_ring import RingPicker  # noqa: F401
+from .lb_maglev import MaglevPicker  # noqa: F401

@@ -1,0 +1,6 @@
+"""Benchmarks import their shared heads from bench/heads.py."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
