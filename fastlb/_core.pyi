@@ -79,8 +79,6 @@ def parse_set_cookie(value: bytes) -> tuple[bytes, bytes] | None: ...
 
 
 # -- rewrite
-from typing import Any
-
 class SetCookieBuilder:
     prefix: bytes
     suffix: bytes
@@ -99,14 +97,12 @@ class RequestRewriter:
     def __init__(self, strip_cookie: bytes | None = None, app_cookie: bytes | None = None,
                  xff: bool = True, proto: bytes | None = b"http", xfh: bool = True,
                  http10_keep_alive: bool = False) -> None: ...
-    # s: a RequestScanner holding a complete head (stubbed under http1).
-    def rewrite(self, s: Any, client_addr: bytes, upgrading: bool = False) -> bytes: ...
+    def rewrite(self, s: RequestScanner, client_addr: bytes, upgrading: bool = False) -> bytes: ...
 
 class ResponseRewriter:
     app_cookie: bytes | None
     def __init__(self, app_cookie: bytes | None = None) -> None: ...
-    # s: a ResponseScanner holding a complete head (stubbed under http1).
-    def rewrite(self, s: Any, set_cookie_line: bytes | None = None, nocache: bool = False,
+    def rewrite(self, s: ResponseScanner, set_cookie_line: bytes | None = None, nocache: bool = False,
                 app_prefix: bytes | None = None, upgrading: bool = False,
                 connection: bytes | None = None) -> bytes: ...
 

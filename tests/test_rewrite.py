@@ -8,80 +8,19 @@ from typing import Any
 
 import pytest
 
-from fastlb.types import HeaderFlag, HeaderKind, ScanStatus
+from fastlb.types import ScanStatus
 
 # ----------------------------------------------------------- helpers
-# Until the readable twin has its scanners (branch scan), a test-only table
-# builder stands in for them on py-core: it fills HeaderSpan-like rows the
-# way the scanner contract describes (kinds, OWS-trimmed values, HF_HOP).
-
-_KINDS = {
-    b"host": HeaderKind.H_HOST, b"connection": HeaderKind.H_CONNECTION,
-    b"content-length": HeaderKind.H_CONTENT_LENGTH,
-    b"transfer-encoding": HeaderKind.H_TRANSFER_ENCODING, b"cookie": HeaderKind.H_COOKIE,
-    b"set-cookie": HeaderKind.H_SET_COOKIE, b"upgrade": HeaderKind.H_UPGRADE,
-    b"expect": HeaderKind.H_EXPECT, b"keep-alive": HeaderKind.H_KEEP_ALIVE,
-    b"te": HeaderKind.H_TE, b"trailer": HeaderKind.H_TRAILER,
-    b"proxy-connection": HeaderKind.H_PROXY_CONNECTION,
-    b"x-forwarded-for": HeaderKind.H_X_FORWARDED_FOR,
-    b"x-forwarded-proto": HeaderKind.H_X_FORWARDED_PROTO,
-    b"x-forwarded-host": HeaderKind.H_X_FORWARDED_HOST,
-    b"cache-control": HeaderKind.H_CACHE_CONTROL,
-}
-_HOP = {b"connection", b"keep-alive", b"te", b"trailer", b"proxy-connection", b"upgrade"}
-
-
-class Span:
-    def __init__(self, **kw: int) -> None:
-        self.__dict__.update(kw)
-
-
-class TableHead:
-    """A scanned head as the rewriters read it: buf, head_len, hdrs."""
-
-    status = ScanStatus.SCAN_DONE
-
-    def __init__(self, head: bytes) -> None:
-        self.buf = head
-        self.head_len = len(head)
-        self.hdrs: list[Span] = []
-        named: set[bytes] = set()
-        off = head.index(b"\r\n") + 2
-        while off < len(head) - 2:
-            end = head.index(b"\r\n", off) + 2
-            colon = head.index(b":", off)
-            vs, ve = colon + 1, end - 2
-            while vs < ve and head[vs] in b" \t":
-                vs += 1
-            while ve > vs and head[ve - 1] in b" \t":
-                ve -= 1
-            name = head[off:colon].lower()
-            if name == b"connection":
-                named.update(t.strip(b" \t").lower() for t in head[vs:ve].split(b","))
-            self.hdrs.append(Span(line_off=off, line_len=end - off, name_off=off,
-                                  name_len=colon - off, value_off=vs, value_len=ve - vs,
-                                  kind=_KINDS.get(name, HeaderKind.H_OTHER), flags=0))
-            off = end
-        # Host and the framing fields are never dropped for being named.
-        named -= {b"host", b"content-length", b"transfer-encoding"}
-        for h in self.hdrs:
-            if head[h.name_off:h.name_off + h.name_len].lower() in _HOP | named:
-                h.flags |= HeaderFlag.HF_HOP
 
 
 def scan_request(core: ModuleType, head: bytes) -> Any:
-    """`head` scanned by `core`'s RequestScanner (the table builder until the
-    readable twin has one)."""
-    if not hasattr(core, "RequestScanner"):
-        return TableHead(head)
+    """`head` scanned by `core`'s own RequestScanner."""
     s = core.RequestScanner()
     assert s.feed(head) == ScanStatus.SCAN_DONE, s.error
     return s
 
 
 def scan_response(core: ModuleType, head: bytes) -> Any:
-    if not hasattr(core, "ResponseScanner"):
-        return TableHead(head)
     s = core.ResponseScanner()
     assert s.feed(head) == ScanStatus.SCAN_DONE, s.error
     return s
@@ -402,11 +341,7 @@ def test_response_without_fields(core: ModuleType) -> None:
 
 
 def test_rewrite_needs_a_complete_head(core: ModuleType) -> None:
-    s = scan_request(core, BASE)
-    if hasattr(core, "RequestScanner"):
-        s = core.RequestScanner()
-        s.feed(BASE[:-2])
-    else:
-        s.status = ScanStatus.SCAN_MORE
+    s = core.RequestScanner()
+    s.feed(BASE[:-2])
     with pytest.raises(ValueError, match="no complete head"):
         core.RequestRewriter().rewrite(s, b"1.2.3.4")

@@ -30,7 +30,7 @@ from .cookie import find_cookie, parse_set_cookie  # noqa: F401,E402
 
 
 # -- rewrite
-from fastlb._pycore.rewrite import (  # noqa: F401
+from .rewrite import (  # noqa: F401,E402
     RequestRewriter, ResponseRewriter, SetCookieBuilder, prefix_set_cookie, remove_cookie,
     strip_cookie_prefix,
 )

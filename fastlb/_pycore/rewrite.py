@@ -45,9 +45,11 @@ Decisions (the same in both cores; docs/config.md names the options):
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator
 
 from fastlb.types import HeaderFlag, HeaderKind, ScanStatus
+
+from .cookie import CookiePair, cookie_next, set_cookie_pair
 
 # tchar (RFC 9110 5.6.2): a cookie name is a token (RFC 6265 4.1.1).
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789"
@@ -140,60 +142,23 @@ class SetCookieBuilder:
 
 # ------------------------------------------------------- cookie value edits
 
-# A cookie-pair inside a field value: offsets of its name and of its value
-# (without DQUOTEs; value_off is -1 when the pair has no "=").  Read the way
-# the scanner's cookie helpers read it (fastlb/_cy/cookie.pyx), so what is
+# Pairs are read by the scanner's cookie helpers (cookie.py), so what is
 # found and what is edited agree.
 
-class _Pair(NamedTuple):
-    end: int            # where the next pair's search starts (its ";" or the end)
-    name_off: int
-    name_len: int
-    value_off: int
-    value_len: int
+def _pairs(v: bytes) -> Iterator[CookiePair]:
+    pos = 0
+    while (found := cookie_next(v, pos)) is not None:
+        pos, pair = found
+        yield pair
 
 
-def _cookie_next(v: bytes, pos: int) -> _Pair | None:
-    """The pair at or after v[pos] (skipping ";" and OWS), or None."""
-    n = len(v)
-    while pos < n and (v[pos] == 0x3B or v[pos] in _WS):
-        pos += 1
-    if pos >= n:
-        return None
-    end = v.find(b";", pos)
-    if end < 0:
-        end = n
-    eq = v.find(b"=", pos, end)
-    z = eq if eq >= 0 else end
-    while z > pos and v[z - 1] in _WS:
-        z -= 1
-    name_len = z - pos
-    if eq < 0:
-        return _Pair(end, pos, name_len, -1, 0)
-    a, z = eq + 1, end
-    while a < z and v[a] in _WS:
-        a += 1
-    while z > a and v[z - 1] in _WS:
-        z -= 1
-    if z - a >= 2 and v[a] == _DQUOTE and v[z - 1] == _DQUOTE:
-        a, z = a + 1, z - 1
-    return _Pair(end, pos, name_len, a, z - a)
-
-
-def _pairs(v: bytes) -> Iterator[_Pair]:
-    p = _cookie_next(v, 0)
-    while p is not None:
-        yield p
-        p = _cookie_next(v, p.end)
-
-
-def _named(v: bytes, p: _Pair, name: bytes) -> bool:
+def _named(v: bytes, p: CookiePair, name: bytes) -> bool:
     # A pair without "=" never matches (RFC 6265bis 5.6: a nameless cookie);
     # names are case-sensitive (RFC 6265 5.4 compares them octet for octet).
     return p.value_off >= 0 and v[p.name_off:p.name_off + p.name_len] == name
 
 
-def _pair_end(v: bytes, p: _Pair) -> int:
+def _pair_end(v: bytes, p: CookiePair) -> int:
     """One past the pair's last byte, its closing DQUOTE included."""
     if p.value_off < 0:
         return p.name_off + p.name_len
@@ -241,13 +206,8 @@ def prefix_set_cookie(value: bytes, name: bytes, prefix: bytes) -> bytes:
     """A Set-Cookie field value with ``prefix~`` put before the cookie's value
     when the cookie is `name`; any other cookie is returned unchanged."""
     # set-cookie-string = cookie-pair *( ";" SP cookie-av ) (RFC 6265 4.1.1)
-    pos = 0
-    while pos < len(value) and value[pos] in _WS:
-        pos += 1
-    if pos >= len(value) or value[pos] == 0x3B:
-        return value
-    p = _cookie_next(value, pos)
-    if p is None or p.name_len == 0 or not _named(value, p, name):
+    p = set_cookie_pair(value)
+    if p is None or not _named(value, p, name):
         return value
     v = p.value_off                     # inside the DQUOTEs of a quoted value
     return value[:v] + prefix + b"~" + value[v:]
@@ -255,10 +215,10 @@ def prefix_set_cookie(value: bytes, name: bytes, prefix: bytes) -> bytes:
 
 # ------------------------------------------------------------- rewriters
 
-def _start_line_end(head_len: int, hdrs: list[Any]) -> int:
+def _start_line_end(head_len: int, hdrs: list[dict[str, int]]) -> int:
     # The start line ends where the first field line starts, or just before
     # the head's final CRLF when there is none.
-    return hdrs[0].line_off if hdrs else head_len - 2
+    return hdrs[0]["line_off"] if hdrs else head_len - 2
 
 
 def _check_done(s: Any) -> None:
@@ -267,20 +227,20 @@ def _check_done(s: Any) -> None:
         raise ValueError("the scanner holds no complete head (status %d)" % s.status)
 
 
-def _is_hop(h: Any, upgrading: bool) -> bool:
+def _is_hop(h: dict[str, int], upgrading: bool) -> bool:
     # RFC 9110 7.6.1: a proxy removes Connection, the fields it names and the
     # other hop-by-hop fields; the scanner marks all of them HF_HOP.
     # Upgrade survives only while an upgrade is under way (RFC 9110 7.8).
-    return bool(h.flags & HeaderFlag.HF_HOP) and not (
-        upgrading and h.kind == HeaderKind.H_UPGRADE)
+    return bool(h["flags"] & HeaderFlag.HF_HOP) and not (
+        upgrading and h["kind"] == HeaderKind.H_UPGRADE)
 
 
-def _copy_edited(out: list[bytes], buf: bytes, h: Any, new_value: bytes) -> None:
+def _copy_edited(out: list[bytes], buf: bytes, h: dict[str, int], new_value: bytes) -> None:
     """Append header line `h` with its value replaced (name, OWS, CRLF kept)."""
-    vo, vl = h.value_off, h.value_len
-    out.append(buf[h.line_off:vo])
+    vo, vl = h["value_off"], h["value_len"]
+    out.append(buf[h["line_off"]:vo])
     out.append(new_value)
-    out.append(buf[vo + vl:h.line_off + h.line_len])
+    out.append(buf[vo + vl:h["line_off"] + h["line_len"]])
 
 
 class RequestRewriter:
@@ -305,38 +265,38 @@ class RequestRewriter:
         _check_done(s)
         return self._rewrite_head(s.buf, s.head_len, s.hdrs, client_addr, upgrading)
 
-    def _rewrite_head(self, buf: bytes, head_len: int, hdrs: list[Any], client_addr: bytes,
-                      upgrading: bool = False) -> bytes:
+    def _rewrite_head(self, buf: bytes, head_len: int, hdrs: list[dict[str, int]],
+                      client_addr: bytes, upgrading: bool = False) -> bytes:
         start = _start_line_end(head_len, hdrs)
         out = [buf[:start]]
         xff_values = []
         host = None
         cookie_name = self.strip_cookie if self.strip_cookie is not None else self.app_cookie
         for h in hdrs:
-            kind = h.kind
+            kind = h["kind"]
             if _is_hop(h, upgrading):
                 continue
             if kind == HeaderKind.H_HOST:
-                host = buf[h.value_off:h.value_off + h.value_len]
+                host = buf[h["value_off"]:h["value_off"] + h["value_len"]]
             elif kind == HeaderKind.H_X_FORWARDED_FOR and self.xff:
-                if h.value_len:
-                    xff_values.append(buf[h.value_off:h.value_off + h.value_len])
+                if h["value_len"]:
+                    xff_values.append(buf[h["value_off"]:h["value_off"] + h["value_len"]])
                 continue
             elif kind == HeaderKind.H_X_FORWARDED_PROTO and self.proto_line is not None:
                 continue
             elif kind == HeaderKind.H_X_FORWARDED_HOST and self.xfh:
                 continue
             elif kind == HeaderKind.H_COOKIE and cookie_name is not None:
-                value = buf[h.value_off:h.value_off + h.value_len]
+                value = buf[h["value_off"]:h["value_off"] + h["value_len"]]
                 if self.strip_cookie is not None:
                     value = remove_cookie(value, cookie_name)
-                    if not value and h.value_len:
+                    if not value and h["value_len"]:
                         continue        # it was the only cookie: the line goes
                 else:
                     value = strip_cookie_prefix(value, cookie_name)
                 _copy_edited(out, buf, h, value)
                 continue
-            out.append(buf[h.line_off:h.line_off + h.line_len])
+            out.append(buf[h["line_off"]:h["line_off"] + h["line_len"]])
         if self.xff:
             xff_values.append(client_addr)
             out.append(b"X-Forwarded-For: " + b", ".join(xff_values) + _CRLF)
@@ -381,25 +341,25 @@ class ResponseRewriter:
         return self._rewrite_head(s.buf, s.head_len, s.hdrs, set_cookie_line, nocache,
                                   app_prefix, upgrading, connection)
 
-    def _rewrite_head(self, buf: bytes, head_len: int, hdrs: list[Any],
+    def _rewrite_head(self, buf: bytes, head_len: int, hdrs: list[dict[str, int]],
                       set_cookie_line: bytes | None = None, nocache: bool = False,
                       app_prefix: bytes | None = None, upgrading: bool = False,
                       connection: bytes | None = None) -> bytes:
         start = _start_line_end(head_len, hdrs)
         out = [buf[:start]]
         for h in hdrs:
-            kind = h.kind
+            kind = h["kind"]
             if _is_hop(h, upgrading):
                 continue
             if kind == HeaderKind.H_CACHE_CONTROL and nocache:
-                if _cache_control_not_shared(buf[h.value_off:h.value_off + h.value_len]):
+                if _cache_control_not_shared(buf[h["value_off"]:h["value_off"] + h["value_len"]]):
                     nocache = False
             elif (kind == HeaderKind.H_SET_COOKIE and app_prefix is not None
                     and self.app_cookie is not None):
-                value = buf[h.value_off:h.value_off + h.value_len]
+                value = buf[h["value_off"]:h["value_off"] + h["value_len"]]
                 _copy_edited(out, buf, h, prefix_set_cookie(value, self.app_cookie, app_prefix))
                 continue
-            out.append(buf[h.line_off:h.line_off + h.line_len])
+            out.append(buf[h["line_off"]:h["line_off"] + h["line_len"]])
         if set_cookie_line is not None:
             out.append(set_cookie_line)
         if nocache:
