@@ -98,6 +98,14 @@ cpdef enum HeaderFlag:
     HF_HOP = 1          # hop-by-hop: a fixed hop-by-hop name or named in Connection
     HF_COOKIE_HIT = 2   # a Cookie/Set-Cookie line that holds a configured cookie
 
+cpdef enum KeyKind:
+    # What a Router hashes for a hash-based picker.
+    KEY_NONE = 0     # nothing: the algorithm needs no key (roundrobin, leastconn...)
+    KEY_COOKIE = 1   # a cookie's value (DQUOTEs stripped)
+    KEY_HEADER = 2   # the first non-empty value of a header
+    KEY_URI = 3      # the request-target up to its query string
+    KEY_SOURCE = 4   # the client address given by set_source
+
 cpdef enum BackendState:
     ST_UP = 0      # takes new and sticky traffic
     ST_DOWN = 1    # failed checks: takes nothing; sticky clients are re-pinned
@@ -479,3 +487,24 @@ cdef class MaglevPicker(Picker):
 
     @cython.final
     cdef int _probe(self, int tier, uint64_t key_hash) noexcept
+
+
+# ------------------------------------------ routing decision (route.pyx)
+# One client connection's routing: scan a head, hash its key, pick.
+cdef class Router:
+    cdef readonly RequestScanner scanner   # per connection; owns the head buffer
+    cdef readonly Picker picker            # shared by the backend's connections
+    cdef readonly int key_kind             # KeyKind
+    cdef readonly bytes key_name           # cookie name, or lowercase header name
+    cdef readonly int affinity_slot        # scanner cookie slot of the affinity cookie, or -1
+    cdef readonly int key_slot             # scanner cookie slot of a cookie key, or -1
+    cdef readonly uint64_t seed
+    cdef uint64_t counter                  # keys for keyless requests
+    cdef uint64_t source_hash              # hash of the client address (KEY_SOURCE)
+    cdef readonly int server               # pick of the last complete head, or -1
+    cdef readonly bint keyed               # that head carried its key
+
+    cpdef void set_source(self, bytes addr) noexcept
+    cpdef void reset(self) noexcept
+    cpdef int route(self, bytes data, Py_ssize_t start=*, double now=*) except -1
+    cdef uint64_t _key_hash(self) noexcept

@@ -8,6 +8,7 @@ from fastlb.types import (
     ErrCode as ErrCode,
     HeaderFlag as HeaderFlag,
     HeaderKind as HeaderKind,
+    KeyKind as KeyKind,
     Method as Method,
     ScanStatus as ScanStatus,
 )
@@ -160,3 +161,22 @@ class MaglevPicker(Picker):
     size: int
     def __init__(self, size: int = 65537, bound: float = 0.0) -> None: ...
 PICKERS: dict[str, Callable[..., Picker]]
+
+
+# -- route
+class Router:
+    scanner: RequestScanner
+    picker: Picker
+    key_kind: int
+    key_name: bytes
+    affinity_slot: int
+    key_slot: int
+    seed: int
+    server: int
+    keyed: bool
+    def __init__(self, picker: Picker, key_kind: int = ..., key_name: bytes = ...,
+                 affinity_cookie: bytes = ..., seed: int = ..., max_head: int = ...,
+                 max_headers: int = ..., max_target: int = ...) -> None: ...
+    def set_source(self, addr: bytes) -> None: ...
+    def reset(self) -> None: ...
+    def route(self, data: bytes, start: int = ..., now: float = ...) -> int: ...

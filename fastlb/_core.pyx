@@ -14,7 +14,8 @@ is fastlb/_core.pxd; each concept lives in one fragment under _cy/.
 # cookie and picker code that hashes keys; the head scanners before the
 # chunked framer, cookie helpers and rewriters that read their HeaderSpan
 # tables; the server table before the Picker base, and the base before each
-# algorithm that subclasses it.
+# algorithm that subclasses it; the router last, as it drives a scanner
+# and a picker.
 include "_cy/consts.pxi"
 include "_cy/hash.pyx"
 include "_cy/http1.pyx"
@@ -29,3 +30,4 @@ include "_cy/lb_p2c.pyx"
 include "_cy/lb_source.pyx"
 include "_cy/lb_ring.pyx"
 include "_cy/lb_maglev.pyx"
+include "_cy/route.pyx"

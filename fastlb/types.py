@@ -90,6 +90,14 @@ class HeaderFlag(IntFlag):
     HF_COOKIE_HIT = 2
 
 
+class KeyKind(IntEnum):
+    KEY_NONE = 0
+    KEY_COOKIE = 1
+    KEY_HEADER = 2
+    KEY_URI = 3
+    KEY_SOURCE = 4
+
+
 class BackendState(IntEnum):
     ST_UP = 0
     ST_DOWN = 1
@@ -99,5 +107,5 @@ class BackendState(IntEnum):
 
 # Every enum the core exports, for the parity test.
 CORE_ENUMS: tuple[type[IntEnum] | type[IntFlag], ...] = (
-    ScanStatus, ErrCode, BodyKind, Method, HeaderKind, HeaderFlag, BackendState,
+    ScanStatus, ErrCode, BodyKind, Method, HeaderKind, HeaderFlag, KeyKind, BackendState,
 )

@@ -7,7 +7,7 @@ hypothesis checks they agree.
 """
 
 from fastlb.types import (  # noqa: F401  (re-exported like _core's cpdef enums)
-    BackendState, BodyKind, ErrCode, HeaderFlag, HeaderKind, Method, ScanStatus,
+    BackendState, BodyKind, ErrCode, HeaderFlag, HeaderKind, KeyKind, Method, ScanStatus,
 )
 
 # Each fragment's names below, in _core.pyx include order, one block per
@@ -48,3 +48,7 @@ from .lb_p2c import P2CPicker  # noqa: F401
 from .lb_source import SourceHashPicker  # noqa: F401
 from .lb_ring import RingPicker  # noqa: F401
 from .lb_maglev import MaglevPicker  # noqa: F401
+
+
+# -- route
+from .route import Router  # noqa: F401,E402
