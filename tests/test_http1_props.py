@@ -41,7 +41,8 @@ conn_line = st.lists(st.sampled_from([b"close", b"keep-alive", b"Upgrade", b"X-A
     lambda ts: b"Connection: " + b", ".join(ts))
 other_line = st.tuples(token, vchar_text).map(lambda nv: nv[0] + b": " + nv[1])
 framing = st.sampled_from([(), (b"Content-Length: 0",), (b"Content-Length: 7",),
-                           (b"Transfer-Encoding: chunked",), (b"Transfer-Encoding: gzip, chunked",)])
+                           (b"Transfer-Encoding: chunked",),
+                           (b"Transfer-Encoding: gzip, chunked",)])
 
 
 @st.composite
