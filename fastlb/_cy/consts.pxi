@@ -65,3 +65,12 @@ cdef enum:
     CH_TRAILER = 15     # inside a trailer line (copied to `line`)
     CH_FINAL_LF = 16
     CH_DONE = 17
+
+
+cdef enum:
+    # Rewriters (rewrite.pyx): room reserved, besides the head and the
+    # caller's bytes, for the fixed text a rewrite adds.  The longest set is
+    # "X-Forwarded-For: " ", " CRLF, "X-Forwarded-Host: " CRLF,
+    # "Connection: keep-alive" CRLF and the final CRLF: 86 bytes; 128 leaves
+    # room for one more short line without a re-count.
+    RW_ADDED_MAX = 128
