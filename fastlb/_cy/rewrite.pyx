@@ -12,11 +12,11 @@
 #
 # Cookie syntax is RFC 6265 4.1.1 (what a server sends) and 4.2.1 / 5.4
 # (what a client sends: pairs separated by ";" and a space).  Hop-by-hop
-# fields are RFC 9110 7.6.1.
+# fields are RFC 9110 7.6.1.  X-Forwarded-* are de-facto fields; RFC 7239
+# (Forwarded) documents the same facts and the same trust problem.
 #
 # Every fragment shares one C namespace (_core.pyx includes them all), so the
-# C-level helpers here are named _rw_*.  X-Forwarded-* are de-facto fields; RFC 7239
-# (Forwarded) documents the same facts and the same trust problem.
+# C-level helpers here are named _rw_*.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdlib cimport free, realloc
@@ -48,16 +48,15 @@ cdef const unsigned char* _rw_ptr(bytes b) noexcept:
     return <const unsigned char*>PyBytes_AS_STRING(b)
 
 
-# tchar (RFC 9110 5.6.2): a cookie name is a token (RFC 6265 4.1.1).
-_rw_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789"
-                      b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 # Domain: a host name (RFC 6265 4.1.2.3, RFC 1034 3.5), a leading dot allowed.
 _rw_DOMAIN = frozenset(b"-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _rw_SAMESITE = {b"lax": b"Lax", b"strict": b"Strict", b"none": b"None"}
 
 
 def _rw_check_token(name, what):
-    if not isinstance(name, bytes) or not name or not all(c in _rw_TCHAR for c in name):
+    # A cookie name is a token (RFC 6265 4.1.1; tchar: RFC 9110 5.6.2).
+    if not isinstance(name, bytes) or not name or not all(
+            flb_cclass[c] & CC_TOKEN for c in <bytes>name):
         raise ValueError(f"{what} {name!r} is not a token (RFC 6265 4.1.1)")
 
 
