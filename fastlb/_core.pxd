@@ -336,6 +336,7 @@ cdef const unsigned char* _rw_ptr(bytes b) noexcept
 cdef int _rw_ob_reserve(RwBuf* b, Py_ssize_t need) except -1
 cdef void _rw_ob_put(RwBuf* b, const unsigned char* p, Py_ssize_t k) noexcept nogil
 cdef void _rw_ob_put_bytes(RwBuf* b, bytes x) noexcept
+cdef void _rw_put_str(RwBuf* b, const char* lit) noexcept nogil
 cdef bytes _rw_ob_finish(RwBuf* b)
 cdef bint _rw_pair_named(const unsigned char* v, const CookiePair* p,
                          const unsigned char* name, Py_ssize_t nlen) noexcept nogil

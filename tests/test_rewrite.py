@@ -345,3 +345,22 @@ def test_rewrite_needs_a_complete_head(core: ModuleType) -> None:
     s.feed(BASE[:-2])
     with pytest.raises(ValueError, match="no complete head"):
         core.RequestRewriter().rewrite(s, b"1.2.3.4")
+
+
+def test_large_heads_grow_the_buffer(core: ModuleType) -> None:
+    # Near the head cap, every line edited or merged: the reserved bound must
+    # hold (FLB_CHECK aborts a debug build if a rewrite writes past it).
+    xffs = b"".join(b"X-Forwarded-For: 10.0.%d.%d\r\n" % (i // 256, i % 256) for i in range(90))
+    head = (b"GET / HTTP/1.1\r\nHost: " + b"h" * 3000 + b"\r\n" + xffs
+            + b"Cookie: SRV=1; a=2\r\n\r\n")
+    out = req(core, head, client=b"f" * 200, strip_cookie=b"SRV")
+    assert out.count(b", ") == 90
+    assert out.endswith(b"X-Forwarded-Host: " + b"h" * 3000 + b"\r\n\r\n")
+    cookies = b"".join(b"Set-Cookie: JSESSIONID=%d\r\n" % i for i in range(90))
+    rhead = b"HTTP/1.1 200 OK\r\n" + cookies + b"Content-Length: 0\r\n\r\n"
+    prefix = b"p" * 60
+    rout = resp(core, rhead, app_cookie=b"JSESSIONID", app_prefix=prefix,
+                set_cookie_line=b"Set-Cookie: SRV=" + b"v" * 500 + b"\r\n", nocache=True,
+                connection=b"close")
+    assert rout.count(b"JSESSIONID=" + prefix + b"~") == 90
+    assert len(rout) == len(rhead) + 90 * 61 + 518 + 24 + 19

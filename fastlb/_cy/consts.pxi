@@ -65,6 +65,8 @@ cdef enum:
     CH_TRAILER = 15     # inside a trailer line (copied to `line`)
     CH_FINAL_LF = 16
     CH_DONE = 17
+
+
 # Balancing (table.pyx, picker.pyx, lb_*.pyx).
 cdef enum:
     # The weight scale.  Weights are plain integers 0..WEIGHT_MAX with 1 the
@@ -97,3 +99,12 @@ cdef enum:
     # max/mean <= 1.10 with margin (docs/algorithms.md has the measurements).
     RING_DEFAULT_VNODES = 2048
     RING_MAX_POINTS = 8388608    # all tiers' points together: 128 MiB at most
+
+
+cdef enum:
+    # Rewriters (rewrite.pyx): room reserved, besides the head and the
+    # caller's bytes, for the fixed text a rewrite adds.  The longest set is
+    # "X-Forwarded-For: " ", " CRLF, "X-Forwarded-Host: " CRLF,
+    # "Connection: keep-alive" CRLF and the final CRLF: 86 bytes; 128 leaves
+    # room for one more short line without a re-count.
+    RW_ADDED_MAX = 128

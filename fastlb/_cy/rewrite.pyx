@@ -12,15 +12,15 @@
 #
 # Cookie syntax is RFC 6265 4.1.1 (what a server sends) and 4.2.1 / 5.4
 # (what a client sends: pairs separated by ";" and a space).  Hop-by-hop
-# fields are RFC 9110 7.6.1.
+# fields are RFC 9110 7.6.1.  X-Forwarded-* are de-facto fields; RFC 7239
+# (Forwarded) documents the same facts and the same trust problem.
 #
 # Every fragment shares one C namespace (_core.pyx includes them all), so the
-# C-level helpers here are named _rw_*.  X-Forwarded-* are de-facto fields; RFC 7239
-# (Forwarded) documents the same facts and the same trust problem.
+# C-level helpers here are named _rw_*.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdlib cimport free, realloc
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcmp, memcpy, strlen
 
 
 # ------------------------------------------------------------ small helpers
@@ -48,16 +48,15 @@ cdef const unsigned char* _rw_ptr(bytes b) noexcept:
     return <const unsigned char*>PyBytes_AS_STRING(b)
 
 
-# tchar (RFC 9110 5.6.2): a cookie name is a token (RFC 6265 4.1.1).
-_rw_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789"
-                      b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 # Domain: a host name (RFC 6265 4.1.2.3, RFC 1034 3.5), a leading dot allowed.
 _rw_DOMAIN = frozenset(b"-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _rw_SAMESITE = {b"lax": b"Lax", b"strict": b"Strict", b"none": b"None"}
 
 
 def _rw_check_token(name, what):
-    if not isinstance(name, bytes) or not name or not all(c in _rw_TCHAR for c in name):
+    # A cookie name is a token (RFC 6265 4.1.1; tchar: RFC 9110 5.6.2).
+    if not isinstance(name, bytes) or not name or not all(
+            flb_cclass[c] & CC_TOKEN for c in <bytes>name):
         raise ValueError(f"{what} {name!r} is not a token (RFC 6265 4.1.1)")
 
 
@@ -97,6 +96,11 @@ cdef void _rw_ob_put(RwBuf* b, const unsigned char* p, Py_ssize_t k) noexcept no
 
 cdef void _rw_ob_put_bytes(RwBuf* b, bytes x) noexcept:
     _rw_ob_put(b, _rw_ptr(x), PyBytes_GET_SIZE(x))
+
+
+cdef void _rw_put_str(RwBuf* b, const char* lit) noexcept nogil:
+    # For literals: the compiler folds strlen of a constant string.
+    _rw_ob_put(b, <const unsigned char*>lit, strlen(lit))
 
 
 cdef bytes _rw_ob_finish(RwBuf* b):
@@ -379,9 +383,10 @@ cdef class RequestRewriter:
         cdef Py_ssize_t start = _rw_start_line_end(head_len, hdrs, nhdrs)
         cdef bint strip = self.strip_cookie is not None
         cdef bytes cname = self.strip_cookie if strip else self.app_cookie
-        # Edits only shrink a head; what is added is bounded by the client
-        # address, the proto line, one more Host value and fixed names.
-        _rw_ob_reserve(o, 2 * head_len + PyBytes_GET_SIZE(client_addr) + 128
+        # Edits only shrink a head (merged XFF values take no more room than
+        # their lines did); what is added is the client address, the proto
+        # line, a copy of the Host value and fixed names.
+        _rw_ob_reserve(o, 2 * head_len + PyBytes_GET_SIZE(client_addr) + RW_ADDED_MAX
                        + (PyBytes_GET_SIZE(self.proto_line) if self.proto_line is not None else 0))
         _rw_ob_put(o, buf, start)
         for i in range(nhdrs):
@@ -412,25 +417,25 @@ cdef class RequestRewriter:
                 continue
             _rw_ob_put(o, buf + h.line_off, h.line_len)
         if self.xff:
-            _rw_ob_put(o, b"X-Forwarded-For: ", 17)
+            _rw_put_str(o, b"X-Forwarded-For: ")
             for i in range(nhdrs):
                 h = &hdrs[i]
                 if h.kind == H_X_FORWARDED_FOR and h.value_len and not _rw_is_hop(h, upgrading):
                     _rw_ob_put(o, buf + h.value_off, h.value_len)
-                    _rw_ob_put(o, b", ", 2)
+                    _rw_put_str(o, b", ")
             _rw_ob_put_bytes(o, client_addr)
-            _rw_ob_put(o, b"\r\n", 2)
+            _rw_put_str(o, b"\r\n")
         if self.proto_line is not None:
             _rw_ob_put_bytes(o, self.proto_line)
         if self.xfh and host >= 0:
-            _rw_ob_put(o, b"X-Forwarded-Host: ", 18)
+            _rw_put_str(o, b"X-Forwarded-Host: ")
             _rw_ob_put(o, buf + hdrs[host].value_off, hdrs[host].value_len)
-            _rw_ob_put(o, b"\r\n", 2)
+            _rw_put_str(o, b"\r\n")
         if upgrading:
-            _rw_ob_put(o, b"Connection: upgrade\r\n", 21)
+            _rw_put_str(o, b"Connection: upgrade\r\n")
         elif self.http10_keep_alive and start >= 3 and buf[start - 3] == 0x30:
-            _rw_ob_put(o, b"Connection: keep-alive\r\n", 24)   # "HTTP/1.0\r\n"
-        _rw_ob_put(o, b"\r\n", 2)
+            _rw_put_str(o, b"Connection: keep-alive\r\n")   # "HTTP/1.0\r\n"
+        _rw_put_str(o, b"\r\n")
         return _rw_ob_finish(o)
 
 
@@ -473,7 +478,7 @@ cdef class ResponseRewriter:
         cdef bint prefixing = app_prefix is not None and self.app_cookie is not None
         cdef Py_ssize_t plen = PyBytes_GET_SIZE(app_prefix) if prefixing else 0
         # Each Set-Cookie may grow by the prefix and "~"; the rest is added.
-        _rw_ob_reserve(o, head_len + nhdrs * (plen + 1) + 128
+        _rw_ob_reserve(o, head_len + nhdrs * (plen + 1) + RW_ADDED_MAX
                        + (PyBytes_GET_SIZE(set_cookie_line) if set_cookie_line is not None else 0)
                        + (PyBytes_GET_SIZE(connection) if connection is not None else 0))
         _rw_ob_put(o, buf, _rw_start_line_end(head_len, hdrs, nhdrs))
@@ -494,12 +499,12 @@ cdef class ResponseRewriter:
         if set_cookie_line is not None:
             _rw_ob_put_bytes(o, set_cookie_line)
         if nocache:
-            _rw_ob_put(o, b"Cache-Control: private\r\n", 24)
+            _rw_put_str(o, b"Cache-Control: private\r\n")
         if upgrading:
-            _rw_ob_put(o, b"Connection: upgrade\r\n", 21)
+            _rw_put_str(o, b"Connection: upgrade\r\n")
         elif connection is not None:
-            _rw_ob_put(o, b"Connection: ", 12)
+            _rw_put_str(o, b"Connection: ")
             _rw_ob_put_bytes(o, connection)
-            _rw_ob_put(o, b"\r\n", 2)
-        _rw_ob_put(o, b"\r\n", 2)
+            _rw_put_str(o, b"\r\n")
+        _rw_put_str(o, b"\r\n")
         return _rw_ob_finish(o)

@@ -7,7 +7,7 @@ drop hop-by-hop fields (RFC 9110 7.6.1), edit the affinity cookies
 re-parses a head; it trusts the scanner's HeaderSpan table (kinds, HF_HOP
 flags, OWS-trimmed value spans) and copies every byte it does not own.
 
-Decisions (the same in both cores; docs/config.md names the options):
+Decisions (the same in both cores):
 
 * X-Forwarded-For is appended to, as nginx's ``$proxy_add_x_forwarded_for``
   does, rather than added as one more line (HAProxy's ``option forwardfor``).
@@ -16,20 +16,26 @@ Decisions (the same in both cores; docs/config.md names the options):
   the separate ones, and a server that reads only the first (or only the
   last) line cannot then be told a different story.  The address fastlb
   adds is always the last element; servers must trust only the rightmost
-  elements they know were added by their own proxies.
+  elements they know were added by their own proxies.  ``client_addr`` is
+  the textual address without port (IPv6 unbracketed, as nginx writes it).
+  With ``xff=False`` client XFF lines pass through untouched.
 * X-Forwarded-Proto and X-Forwarded-Host are replaced, never passed through:
   only the balancer knows the scheme the client used and the Host it sent,
   and an application that builds redirects or absolute links from them
   would otherwise let any client forge them (cache poisoning, open redirect).
   X-Forwarded-Host is set from Host as sent; Host itself is forwarded as
-  sent.  A request without Host (HTTP/1.0) gets no X-Forwarded-Host.
+  sent.  A request without Host (HTTP/1.0) gets no X-Forwarded-Host.  With
+  ``proto=None`` / ``xfh=False`` the client's lines pass through: only for a
+  balancer behind another proxy that sets them.
 * Connection upstream: the data plane keeps pooled keep-alive connections,
   persistent by default in HTTP/1.1 (RFC 9112 9.3), so no Connection field
   is sent.  The request line, version included, is forwarded unchanged; an
   HTTP/1.0 request gets ``Connection: keep-alive`` only when the rewriter
   is built with ``http10_keep_alive=True`` (otherwise the server closes after
   its response and the pool drops that connection).  An upgrade keeps the
-  Upgrade field and sends ``Connection: upgrade`` (RFC 9110 7.8).
+  Upgrade field and sends ``Connection: upgrade`` (RFC 9110 7.8).  Toward
+  the client, ``connection=`` (e.g. ``b"close"``) lets the shell announce
+  that it will close (RFC 9112 9.6).
 * ``Cache-Control: private`` (nocache) is added as its own line unless a
   Cache-Control line of the response already holds ``private``, ``no-cache``
   or ``no-store``: HAProxy adds ``Cache-control: private`` only while the
@@ -50,10 +56,8 @@ from typing import Any, Iterator
 from fastlb.types import HeaderFlag, HeaderKind, ScanStatus
 
 from .cookie import CookiePair, cookie_next, set_cookie_pair
+from .http1 import TCHAR
 
-# tchar (RFC 9110 5.6.2): a cookie name is a token (RFC 6265 4.1.1).
-_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789"
-                   b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 # cookie-octet (RFC 6265 4.1.1): US-ASCII except CTLs, whitespace, DQUOTE,
 # comma, semicolon and backslash.
 _COOKIE_OCTET = frozenset(
@@ -70,7 +74,8 @@ _NOT_SHARED = (b"private", b"no-cache", b"no-store")
 
 
 def _check_token(name: bytes, what: str) -> None:
-    if not isinstance(name, bytes) or not name or not all(c in _TCHAR for c in name):
+    # A cookie name is a token (RFC 6265 4.1.1; tchar: RFC 9110 5.6.2).
+    if not isinstance(name, bytes) or not name or not all(c in TCHAR for c in name):
         raise ValueError(f"{what} {name!r} is not a token (RFC 6265 4.1.1)")
 
 
