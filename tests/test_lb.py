@@ -271,3 +271,26 @@ def test_constructor_checks(core: ModuleType) -> None:
     assert core.RingPicker().vnodes == 2048
     assert core.RingPicker(bound=0.25).bound_factor == 1250
     assert core.MaglevPicker().bound_factor == 0
+
+
+def test_failed_ring_rebuild_keeps_the_old_ring(core: ModuleType) -> None:
+    t, p = build(core, "ring", [(b"a", 1), (b"b", 1)], vnodes=32768)
+    hs = keys(200)
+    before = drive(p, hs, take=False)
+    with pytest.raises(ValueError):
+        p.set_weight(0, 256)        # 32768 * 257 points: over RING_MAX_POINTS
+    assert t.weight(0) == 1
+    assert drive(p, hs, take=False) == before
+
+
+def test_failed_init_leaves_table_unbound(core: ModuleType) -> None:
+    t = core.ServerTable()
+    t.add(b"a", 256)
+    t.add(b"b", 256)
+    p = core.RingPicker(vnodes=32768)
+    with pytest.raises(ValueError):
+        p.init(t)
+    assert not t.frozen and p.table is None
+    q = core.RingPicker(vnodes=16)
+    q.init(t)
+    assert q.pick(1, 0.0) in (0, 1)
