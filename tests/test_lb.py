@@ -85,7 +85,9 @@ def test_unusable_servers_are_skipped(core: ModuleType, algo: str, state: str) -
     hs = keys(600)
     before = drive(p, hs, take=False)
     getattr(p, state)(1)
+    getattr(p, state)(1)
     during = drive(p, hs, take=False)
+    assert p.builds == 1            # the one at init: states rebuild nothing
     assert 1 not in during and -1 not in during
     if algo in ("ring", "maglev"):
         # Consistent: only the keys of the skipped server move, and they spread.
@@ -93,7 +95,7 @@ def test_unusable_servers_are_skipped(core: ModuleType, algo: str, state: str) -
         assert {d for b, d in zip(before, during) if b == 1} == {0, 2}
     p.set_up(1)
     after = drive(p, hs, take=False)
-    assert 1 in after
+    assert 1 in after and p.builds == 1
     if algo in HASHED:
         assert after == before
 
@@ -116,6 +118,7 @@ def test_updates_are_idempotent(core: ModuleType, algo: str) -> None:
     twice.drop_conn(1)
     once.drop_conn(1)
     assert drive(once, hs) == drive(twice, hs)
+    assert once.builds == twice.builds == 2
 
 
 @pytest.mark.parametrize("algo", ALGOS)
@@ -279,7 +282,7 @@ def test_failed_ring_rebuild_keeps_the_old_ring(core: ModuleType) -> None:
     before = drive(p, hs, take=False)
     with pytest.raises(ValueError):
         p.set_weight(0, 256)        # 32768 * 257 points: over RING_MAX_POINTS
-    assert t.weight(0) == 1
+    assert t.weight(0) == 1 and p.builds == 1
     assert drive(p, hs, take=False) == before
 
 

@@ -69,6 +69,7 @@ cdef class Picker:
             self.table = None
             t.frozen = False
             raise
+        self.builds += 1
         self._refresh()
 
     cdef int _check(self, int i) except -1:
@@ -135,6 +136,7 @@ cdef class Picker:
         except BaseException:
             self.table.weights[i] = old     # the old structures are still in place
             raise
+        self.builds += 1
         self._refresh()
 
     cpdef void take_conn(self, int i) except *:

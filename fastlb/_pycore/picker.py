@@ -46,6 +46,7 @@ class Picker:
         self.npool = 0
         self.pool_weight = 0
         self.pool_is_backup = False
+        self.builds = 0
 
     def init(self, t: ServerTable) -> None:
         if t is None:
@@ -62,6 +63,7 @@ class Picker:
             self.table = None
             t.frozen = False
             raise
+        self.builds += 1
         self._refresh()
 
     def _check(self, i: int) -> ServerTable:
@@ -125,6 +127,7 @@ class Picker:
         except BaseException:
             t.weights[i] = old
             raise
+        self.builds += 1
         self._refresh()
 
     def take_conn(self, i: int) -> None:
