@@ -421,6 +421,7 @@ cdef class Picker:
     # (1 + eps) * BOUND_SCALE.  Server i fits while
     # conns[i] < ceil((1 + eps) * (total_conns + 1) * weight[i] / pool_weight).
     cdef readonly uint64_t bound_factor
+    cdef readonly int builds           # _build calls that succeeded (init, weight changes)
 
     cpdef void init(self, ServerTable t) except *
     cdef int _check(self, int i) except -1            # bound to a table, 0 <= i < n

@@ -94,3 +94,14 @@ def test_mix64_is_splitmix64(core: ModuleType) -> None:
     outs = [core.mix64(golden * k % 2**64) for k in (1, 2, 3)]
     assert outs == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
     assert core.mix64(0) == 0
+
+
+def test_seeds_and_words_must_fit_64_bits(core: ModuleType) -> None:
+    for bad in (-1, 2**64):
+        with pytest.raises(OverflowError):
+            core.hash_bytes(b"x", bad)
+        with pytest.raises(OverflowError):
+            core.mix64(bad)
+        with pytest.raises(OverflowError):
+            core.ServerTable(bad)
+    assert core.hash_bytes(b"x", 2**64 - 1) == fastlb._core.hash_bytes(b"x", 2**64 - 1)

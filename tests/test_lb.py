@@ -85,7 +85,9 @@ def test_unusable_servers_are_skipped(core: ModuleType, algo: str, state: str) -
     hs = keys(600)
     before = drive(p, hs, take=False)
     getattr(p, state)(1)
+    getattr(p, state)(1)
     during = drive(p, hs, take=False)
+    assert p.builds == 1            # the one at init: states rebuild nothing
     assert 1 not in during and -1 not in during
     if algo in ("ring", "maglev"):
         # Consistent: only the keys of the skipped server move, and they spread.
@@ -93,7 +95,7 @@ def test_unusable_servers_are_skipped(core: ModuleType, algo: str, state: str) -
         assert {d for b, d in zip(before, during) if b == 1} == {0, 2}
     p.set_up(1)
     after = drive(p, hs, take=False)
-    assert 1 in after
+    assert 1 in after and p.builds == 1
     if algo in HASHED:
         assert after == before
 
@@ -116,6 +118,7 @@ def test_updates_are_idempotent(core: ModuleType, algo: str) -> None:
     twice.drop_conn(1)
     once.drop_conn(1)
     assert drive(once, hs) == drive(twice, hs)
+    assert once.builds == twice.builds == 2
 
 
 @pytest.mark.parametrize("algo", ALGOS)
@@ -271,3 +274,26 @@ def test_constructor_checks(core: ModuleType) -> None:
     assert core.RingPicker().vnodes == 2048
     assert core.RingPicker(bound=0.25).bound_factor == 1250
     assert core.MaglevPicker().bound_factor == 0
+
+
+def test_failed_ring_rebuild_keeps_the_old_ring(core: ModuleType) -> None:
+    t, p = build(core, "ring", [(b"a", 1), (b"b", 1)], vnodes=32768)
+    hs = keys(200)
+    before = drive(p, hs, take=False)
+    with pytest.raises(ValueError):
+        p.set_weight(0, 256)        # 32768 * 257 points: over RING_MAX_POINTS
+    assert t.weight(0) == 1 and p.builds == 1
+    assert drive(p, hs, take=False) == before
+
+
+def test_failed_init_leaves_table_unbound(core: ModuleType) -> None:
+    t = core.ServerTable()
+    t.add(b"a", 256)
+    t.add(b"b", 256)
+    p = core.RingPicker(vnodes=32768)
+    with pytest.raises(ValueError):
+        p.init(t)
+    assert not t.frozen and p.table is None
+    q = core.RingPicker(vnodes=16)
+    q.init(t)
+    assert q.pick(1, 0.0) in (0, 1)

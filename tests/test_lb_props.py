@@ -76,7 +76,7 @@ def replay(core: Any, seed: int, servers: tuple, algo: str, kw: dict,
         else:
             out.append(p.can_take(op[1], op[2]))
     out.append([(t.state(i), t.weight(i), t.conns(i)) for i in range(n)])
-    out.append((t.total_conns, p.npool, p.pool_weight, p.pool_is_backup))
+    out.append((t.total_conns, p.npool, p.pool_weight, p.pool_is_backup, p.builds))
     return out
 
 

@@ -119,6 +119,7 @@ cdef class MaglevPicker(Picker):
         if tbl == NULL:
             return -1
         c = ((key_hash >> 32) * m) >> 32
+        FLB_CHECK(c < m)
         s = tbl[c]
         if states[s] == ST_UP and self._fits(s):
             return s
@@ -127,6 +128,7 @@ cdef class MaglevPicker(Picker):
             c += step
             if c >= m:
                 c -= m
+            FLB_CHECK(c < m)
             s = tbl[c]
             if states[s] == ST_UP and self._fits(s):
                 return s

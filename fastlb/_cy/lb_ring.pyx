@@ -17,7 +17,7 @@
 # walks on clockwise to the next server that fits, as in the paper and in
 # HAProxy's hash-balance-factor.  Backup servers have a ring of their own.
 
-from libc.stdint cimport uint64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc, qsort
 
 
@@ -63,14 +63,16 @@ cdef class RingPicker(Picker):
         # Build the new ring beside the old one, then swap it in whole.
         cdef ServerTable t = self.table
         cdef int i, j, np = 0, count
+        cdef int64_t total = 0
         cdef uint64_t* pts
         cdef int* own
         cdef RingPoint* tmp
         for i in range(t.n):
             if t.backups[i] == tier:
-                np += self.vnodes * t.weights[i]
-        if np > RING_MAX_POINTS:
-            raise ValueError(f"{np} ring points: lower vnodes or weights")
+                total += <int64_t>self.vnodes * t.weights[i]
+        if total > RING_MAX_POINTS:
+            raise ValueError(f"{total} ring points: lower vnodes or weights")
+        np = <int>total
         tmp = <RingPoint*>malloc((np if np else 1) * sizeof(RingPoint))
         pts = <uint64_t*>malloc((np if np else 1) * sizeof(uint64_t))
         own = <int*>malloc((np if np else 1) * sizeof(int))
@@ -116,6 +118,7 @@ cdef class RingPicker(Picker):
         for _j in range(np):
             if lo == np:
                 lo = 0
+            FLB_CHECK(0 <= lo < np)
             s = own[lo]
             if states[s] == ST_UP and self._fits(s):
                 return s

@@ -27,7 +27,7 @@
 
 from libc.math cimport isnan
 from libc.stdint cimport int64_t, uint8_t, uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
 
 # Name -> Picker class; each lb_*.pyx registers its class.  The config maps
 # a balance name to a class once, so the hot path never compares names.
@@ -57,14 +57,19 @@ cdef class Picker:
             raise RuntimeError("this picker is already bound to a table")
         if t.frozen:
             raise RuntimeError("this table is already bound to a picker")
-        t._freeze()
         cdef int cap = t.n if t.n else 1
-        self.pool = <int*>malloc(cap * sizeof(int))
-        self.cum = <int64_t*>malloc(cap * sizeof(int64_t))
-        if self.pool == NULL or self.cum == NULL:
-            raise MemoryError()
+        self.pool = <int*>grow_array(self.pool, cap * sizeof(int))
+        self.cum = <int64_t*>grow_array(self.cum, cap * sizeof(int64_t))
+        t._freeze()
         self.table = t
-        self._build()
+        try:
+            self._build()
+        except BaseException:
+            # Leave both as they were, so the control plane can retry.
+            self.table = None
+            t.frozen = False
+            raise
+        self.builds += 1
         self._refresh()
 
     cdef int _check(self, int i) except -1:
@@ -122,10 +127,16 @@ cdef class Picker:
         self._check(i)
         if w < 0 or w > WEIGHT_MAX:
             raise ValueError(f"weight {w} is outside 0..{WEIGHT_MAX}")
-        if self.table.weights[i] == w:
+        cdef int old = self.table.weights[i]
+        if old == w:
             return
         self.table.weights[i] = w
-        self._build()
+        try:
+            self._build()
+        except BaseException:
+            self.table.weights[i] = old     # the old structures are still in place
+            raise
+        self.builds += 1
         self._refresh()
 
     cpdef void take_conn(self, int i) except *:
@@ -164,6 +175,7 @@ cdef class Picker:
 
     cdef bint _fits(self, int i) noexcept:
         # Reads through self.table, not a local: no reference counting.
+        FLB_CHECK(0 <= i < self.table.n)
         cdef uint64_t c = <uint64_t>self.table.nconns[i]
         if self.table.maxconns[i] and c >= <uint64_t>self.table.maxconns[i]:
             return False
@@ -183,6 +195,7 @@ cdef class Picker:
                 hi = mid
             else:
                 lo = mid + 1
+        FLB_CHECK(0 <= lo < self.npool)
         return lo
 
     cdef int _scan_fit(self, int start) noexcept:

@@ -18,6 +18,13 @@ P4 = 0x85EBCA77C2B2AE63
 P5 = 0x27D4EB2F165667C5
 
 
+def u64(x: int) -> int:
+    """`x` unchanged if it fits a uint64_t; OverflowError otherwise, like the C core."""
+    if not 0 <= x <= MASK:
+        raise OverflowError(f"{x} does not fit in uint64_t")
+    return x
+
+
 def _rotl(x: int, r: int) -> int:
     return ((x << r) | (x >> (64 - r))) & MASK
 
@@ -38,7 +45,7 @@ def hash_bytes(data: bytes, seed: int = 0) -> int:
     """xxHash64 of `data` with `seed`, as an int in 0..2**64-1."""
     if data is None:
         raise TypeError("hash_bytes() needs bytes, not None")
-    seed &= MASK
+    seed = u64(seed)
     n = len(data)
     p = 0
     if n >= 32:
@@ -75,7 +82,7 @@ def hash_bytes(data: bytes, seed: int = 0) -> int:
 
 def mix64(x: int) -> int:
     """The splitmix64 finalizer: a 64-bit bijection with full avalanche."""
-    x &= MASK
+    x = u64(x)
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & MASK
     x = (x ^ (x >> 27)) * 0x94D049BB133111EB & MASK
     return x ^ (x >> 31)

@@ -46,6 +46,7 @@ class Picker:
         self.npool = 0
         self.pool_weight = 0
         self.pool_is_backup = False
+        self.builds = 0
 
     def init(self, t: ServerTable) -> None:
         if t is None:
@@ -56,7 +57,13 @@ class Picker:
             raise RuntimeError("this table is already bound to a picker")
         t._freeze()
         self.table = t
-        self._build()
+        try:
+            self._build()
+        except BaseException:
+            self.table = None
+            t.frozen = False
+            raise
+        self.builds += 1
         self._refresh()
 
     def _check(self, i: int) -> ServerTable:
@@ -111,10 +118,16 @@ class Picker:
         t = self._check(i)
         if w < 0 or w > WEIGHT_MAX:
             raise ValueError(f"weight {w} is outside 0..{WEIGHT_MAX}")
-        if t.weights[i] == w:
+        old = t.weights[i]
+        if old == w:
             return
         t.weights[i] = w
-        self._build()
+        try:
+            self._build()
+        except BaseException:
+            t.weights[i] = old
+            raise
+        self.builds += 1
         self._refresh()
 
     def take_conn(self, i: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastlb.types import BackendState
 
-from .hash import hash_bytes
+from .hash import hash_bytes, u64
 
 # The balancing constants of fastlb/_cy/consts.pxi (reasons given there).
 WEIGHT_MAX = 256
@@ -27,7 +27,7 @@ class ServerTable:
     """Servers of one backend: weight, state, backup flag, conns, maxconn."""
 
     def __init__(self, seed: int = 0) -> None:
-        self.seed = seed
+        self.seed = u64(seed)
         self.n = 0
         self.total_conns = 0
         self.frozen = False
