@@ -151,7 +151,9 @@ cpdef uint64_t mix64(uint64_t x) noexcept nogil
 # add() order).  Built by the control plane with add(); membership is fixed
 # once a Picker binds it (init), after which only states, weights and
 # connection counts change, through that Picker.  Positions on rings and
-# Maglev tables derive from name_hash, never from i.
+# Maglev tables derive from name_hashes, never from i.
+cdef void* grow_array(void* p, size_t size) except NULL   # realloc, or MemoryError
+
 cdef class ServerTable:
     cdef readonly int n               # servers added
     cdef readonly uint64_t seed       # seeds name hashes and the P2C generator
