@@ -21,7 +21,10 @@ from fastlb.types import BackendState
 
 from .table import BOUND_EPS_MAX, BOUND_SCALE, WEIGHT_MAX, ServerTable
 
-ST_UP, ST_DOWN, ST_DRAIN, ST_MAINT = (int(s) for s in BackendState)
+ST_UP = int(BackendState.ST_UP)
+ST_DOWN = int(BackendState.ST_DOWN)
+ST_DRAIN = int(BackendState.ST_DRAIN)
+ST_MAINT = int(BackendState.ST_MAINT)
 
 # Name -> Picker class; each lb_*.py registers its class.
 PICKERS: dict[str, type[Picker]] = {}
