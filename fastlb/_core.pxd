@@ -371,11 +371,13 @@ cdef int _rw_check_done(HeadScanner s) except -1
 # add() order).  Built by the control plane with add(); membership is fixed
 # once a Picker binds it (init), after which only states, weights and
 # connection counts change, through that Picker.  Positions on rings and
-# Maglev tables derive from name_hash, never from i.
+# Maglev tables derive from name_hashes, never from i.
+cdef void* grow_array(void* p, size_t size) except NULL   # realloc, or MemoryError
+
 cdef class ServerTable:
     cdef readonly int n               # servers added
     cdef readonly uint64_t seed       # seeds name hashes and the P2C generator
-    cdef readonly int64_t total_conns  # sum of nconns[]: the load bounded loads average
+    cdef readonly int64_t total_conns  # sum of nconns[]
     cdef readonly bint frozen         # a Picker has bound it: add() refuses
     cdef int cap                      # allocated length of every array below
     # C arrays, plural names; the singular names are the Python accessors.
@@ -414,12 +416,14 @@ cdef class Picker:
     cdef readonly ServerTable table
     cdef int* pool              # usable servers of the active tier, canonical order
     cdef int64_t* cum           # cum[k] = sum of weights of pool[0..k]
+    cdef uint8_t* in_pool       # by server number: 1 while the server is in the pool
     cdef readonly int npool
     cdef readonly int64_t pool_weight  # cum[npool-1], 0 when the pool is empty
     cdef readonly bint pool_is_backup  # the pool is the backup tier
+    cdef readonly int64_t pool_conns   # connections on pool servers: the load averaged
     # Bounded loads (Mirrokni, Thorup, Zadimoghaddam): 0 = unbounded, else
     # (1 + eps) * BOUND_SCALE.  Server i fits while
-    # conns[i] < ceil((1 + eps) * (total_conns + 1) * weight[i] / pool_weight).
+    # conns[i] < ceil((1 + eps) * (pool_conns + 1) * weight[i] / pool_weight).
     cdef readonly uint64_t bound_factor
     cdef readonly int builds           # _build calls that succeeded (init, weight changes)
 

@@ -138,6 +138,7 @@ class Picker:
     npool: int
     pool_weight: int
     pool_is_backup: bool
+    pool_conns: int
     bound_factor: int
     builds: int
     def init(self, t: ServerTable) -> None: ...

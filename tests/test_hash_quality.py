@@ -91,7 +91,7 @@ def bounded_run(core: ModuleType, algo: str, stream: list[int], eps: float,
     for h in stream:
         i = p.pick(h, 0.0)
         assert i >= 0
-        cap = math.ceil(factor * (t.total_conns + 1) * t.weight(i) / p.pool_weight)
+        cap = math.ceil(factor * (p.pool_conns + 1) * t.weight(i) / p.pool_weight)
         if t.conns(i) + 1 > cap:
             violations += 1
         worst = max(worst, (t.conns(i) + 1) / cap)

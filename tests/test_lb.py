@@ -248,7 +248,7 @@ def test_bounded_loads_hold_for_one_hot_key(core: ModuleType, algo: str) -> None
         assert i >= 0
         if n == 0:
             assert i == home        # under its bound a key goes home
-        cap = math.ceil(Fraction(5, 4) * (t.total_conns + 1) * t.weight(i) / p.pool_weight)
+        cap = math.ceil(Fraction(5, 4) * (p.pool_conns + 1) * t.weight(i) / p.pool_weight)
         assert t.conns(i) + 1 <= cap
         p.take_conn(i)
     loads = [t.conns(i) / t.weight(i) for i in range(4)]

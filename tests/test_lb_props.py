@@ -57,7 +57,7 @@ def replay(core: Any, seed: int, servers: tuple, algo: str, kw: dict,
             if i >= 0:
                 assert p.can_take(i, False)
                 if p.bound_factor:
-                    cap = math.ceil(Fraction(p.bound_factor, 1000) * (t.total_conns + 1)
+                    cap = math.ceil(Fraction(p.bound_factor, 1000) * (p.pool_conns + 1)
                                     * t.weight(i) / p.pool_weight)
                     assert t.conns(i) < cap
                 if op[2]:
@@ -76,7 +76,11 @@ def replay(core: Any, seed: int, servers: tuple, algo: str, kw: dict,
         else:
             out.append(p.can_take(op[1], op[2]))
     out.append([(t.state(i), t.weight(i), t.conns(i)) for i in range(n)])
-    out.append((t.total_conns, p.npool, p.pool_weight, p.pool_is_backup, p.builds))
+    out.append((t.total_conns, p.npool, p.pool_weight, p.pool_is_backup, p.pool_conns,
+                p.builds))
+    pool = [i for i in range(n) if t.state(i) == 0 and t.weight(i) > 0
+            and t.backup(i) == p.pool_is_backup]
+    assert p.pool_conns == sum(t.conns(i) for i in pool)
     return out
 
 

@@ -166,6 +166,26 @@ def test_can_take_honours_the_bound(core: ModuleType) -> None:
     assert p.can_take(1, False)
 
 
+def test_bound_averages_the_pool_only(core: ModuleType) -> None:
+    # Connections left on a draining server do not loosen the others' bound.
+    t = table(core, (b"a",), (b"b",), (b"old",))
+    p = core.MaglevPicker(size=101, bound=0.5)
+    p.init(t)
+    for _ in range(30):
+        p.take_conn(2)
+    p.set_drain(2)
+    assert (p.pool_conns, t.total_conns) == (0, 30)
+    p.take_conn(0)              # bound for the next: ceil(1.5 * 2 / 2) = 2
+    assert p.can_take(0, False)
+    p.take_conn(0)              # a has 2, the bound for the next is ceil(1.5 * 3 / 2) = 3
+    assert p.can_take(0, False)
+    p.take_conn(0)              # 3 >= ceil(1.5 * 4 / 2) = 3
+    assert not p.can_take(0, False) and p.pool_conns == 3
+    p.set_up(2)
+    assert p.pool_conns == 33
+    assert p.can_take(0, False)
+
+
 def test_drain_server_stays_sticky_under_bound(core: ModuleType) -> None:
     t = table(core, (b"a",), (b"b",))
     p = core.RingPicker(vnodes=16, bound=0.25)

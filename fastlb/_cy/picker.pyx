@@ -18,16 +18,18 @@
 # Bounded loads (Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing
 # with Bounded Loads", SODA 2018): with a bound eps, server i may take a new
 # connection only while
-#     conns[i] < ceil((1 + eps) * (total_conns + 1) * weight[i] / pool_weight),
-# the average counting the connection being placed, scaled by weight.  For
-# an integer count, c < ceil(x) iff c < x, so _fits tests
-#     conns[i] * BOUND_SCALE * pool_weight < factor * (total_conns + 1) * weight[i]
+#     conns[i] < ceil((1 + eps) * (pool_conns + 1) * weight[i] / pool_weight),
+# the average taken over the pool (usable servers and their connections)
+# counting the connection being placed, and scaled by weight.  For an
+# integer count, c < ceil(x) iff c < x, so _fits tests
+#     conns[i] * BOUND_SCALE * pool_weight < factor * (pool_conns + 1) * weight[i]
 # with integer products only.  As in the paper, the capacities sum to more
 # than the load, so some pool server always fits (maxconn aside).
 
 from libc.math cimport isnan
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free
+from libc.string cimport memset
 
 # Name -> Picker class; each lb_*.pyx registers its class.  The config maps
 # a balance name to a class once, so the hot path never compares names.
@@ -48,6 +50,7 @@ cdef class Picker:
     def __dealloc__(self):
         free(self.pool)
         free(self.cum)
+        free(self.in_pool)
 
     cpdef void init(self, ServerTable t) except *:
         """Bind table `t` (fixing its membership) and build what pick needs."""
@@ -60,6 +63,7 @@ cdef class Picker:
         cdef int cap = t.n if t.n else 1
         self.pool = <int*>grow_array(self.pool, cap * sizeof(int))
         self.cum = <int64_t*>grow_array(self.cum, cap * sizeof(int64_t))
+        self.in_pool = <uint8_t*>grow_array(self.in_pool, cap * sizeof(uint8_t))
         t._freeze()
         self.table = t
         try:
@@ -83,19 +87,23 @@ cdef class Picker:
     cdef int _refresh(self) except -1:
         cdef ServerTable t = self.table
         cdef int k, i, n = 0
-        cdef int64_t total = 0
+        cdef int64_t total = 0, conns = 0
         cdef uint8_t tier
+        memset(self.in_pool, 0, t.n)
         for tier in range(2):
             for k in range(t.n):
                 i = t.order[k]
                 if t.backups[i] == tier and t.states[i] == ST_UP and t.weights[i] > 0:
                     total += t.weights[i]
+                    conns += t.nconns[i]
                     self.pool[n] = i
                     self.cum[n] = total
+                    self.in_pool[i] = 1
                     n += 1
             if n:
                 break
         self.npool = n
+        self.pool_conns = conns
         self.pool_weight = total
         self.pool_is_backup = n > 0 and tier == 1
         return 0
@@ -144,6 +152,7 @@ cdef class Picker:
         self._check(i)
         self.table.nconns[i] += 1
         self.table.total_conns += 1
+        self.pool_conns += self.in_pool[i]
 
     cpdef void drop_conn(self, int i) except *:
         """Count a connection of server i closed; never goes below zero."""
@@ -151,6 +160,7 @@ cdef class Picker:
         if self.table.nconns[i] > 0:
             self.table.nconns[i] -= 1
             self.table.total_conns -= 1
+            self.pool_conns -= self.in_pool[i]
 
     cpdef bint can_take(self, int i, bint sticky) except -1:
         """May server i take a connection now?  The sticky path's check.
@@ -182,7 +192,7 @@ cdef class Picker:
         if self.bound_factor == 0:
             return True
         return (c * BOUND_SCALE * <uint64_t>self.pool_weight
-                < self.bound_factor * <uint64_t>(self.table.total_conns + 1)
+                < self.bound_factor * <uint64_t>(self.pool_conns + 1)
                 * <uint64_t>self.table.weights[i])
 
     cdef int _pool_at(self, uint64_t r) noexcept:

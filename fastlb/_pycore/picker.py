@@ -7,7 +7,8 @@ rebuilds its own tables.  Backup servers form the pool only when no regular
 server is usable (UP with weight > 0).
 
 Bounded loads (Mirrokni, Thorup, Zadimoghaddam, SODA 2018): server i fits
-while conns[i] < ceil((1 + eps) * (total_conns + 1) * weight[i] / pool_weight),
+while conns[i] < ceil((1 + eps) * (pool_conns + 1) * weight[i] / pool_weight),
+the average over the pool (usable servers and their connections),
 tested with integers as in the C core.
 """
 
@@ -20,7 +21,10 @@ from fastlb.types import BackendState
 
 from .table import BOUND_EPS_MAX, BOUND_SCALE, WEIGHT_MAX, ServerTable
 
-ST_UP, ST_DOWN, ST_DRAIN, ST_MAINT = (int(s) for s in BackendState)
+ST_UP = int(BackendState.ST_UP)
+ST_DOWN = int(BackendState.ST_DOWN)
+ST_DRAIN = int(BackendState.ST_DRAIN)
+ST_MAINT = int(BackendState.ST_MAINT)
 
 # Name -> Picker class; each lb_*.py registers its class.
 PICKERS: dict[str, type[Picker]] = {}
@@ -46,6 +50,7 @@ class Picker:
         self.npool = 0
         self.pool_weight = 0
         self.pool_is_backup = False
+        self.pool_conns = 0
         self.builds = 0
 
     def init(self, t: ServerTable) -> None:
@@ -90,6 +95,7 @@ class Picker:
             total += t.weights[i]
             self.cum.append(total)
         self.npool = len(pool)
+        self.pool_conns = sum(t.nconns[i] for i in pool)
         self.pool_weight = total
         self.pool_is_backup = bool(pool) and tier == 1
 
@@ -134,12 +140,16 @@ class Picker:
         t = self._check(i)
         t.nconns[i] += 1
         t.total_conns += 1
+        if i in self.pool:
+            self.pool_conns += 1
 
     def drop_conn(self, i: int) -> None:
         t = self._check(i)
         if t.nconns[i] > 0:
             t.nconns[i] -= 1
             t.total_conns -= 1
+            if i in self.pool:
+                self.pool_conns -= 1
 
     def can_take(self, i: int, sticky: bool) -> bool:
         t = self._check(i)
@@ -163,7 +173,7 @@ class Picker:
         if self.bound_factor == 0:
             return True
         return (c * BOUND_SCALE * self.pool_weight
-                < self.bound_factor * (t.total_conns + 1) * t.weights[i])
+                < self.bound_factor * (self.pool_conns + 1) * t.weights[i])
 
     def _pool_at(self, r: int) -> int:
         """The pool slot whose weight interval holds r (0 <= r < pool_weight)."""
