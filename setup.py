@@ -12,9 +12,11 @@ import os
 import re
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEBUG = os.environ.get("FASTLB_DEBUG", "") not in ("", "0")
+MODE_FILE = os.path.join(ROOT, "build", "fastlb-build-mode")
 
 
 def read_version():
@@ -23,6 +25,36 @@ def read_version():
     if m is None:
         raise RuntimeError("fastlb/_version.py has no __version__")
     return m.group(1)
+
+
+def mode_changed():
+    """True when the last in-tree build was of the other mode.
+
+    The generated C carries the directives and setuptools rebuilds only by
+    timestamps, so switching between debug and normal must force a rebuild.
+    """
+    mode = "debug" if DEBUG else "normal"
+    try:
+        with open(MODE_FILE, encoding="utf-8") as f:
+            last = f.read().strip()
+    except OSError:
+        last = ""
+    os.makedirs(os.path.dirname(MODE_FILE), exist_ok=True)
+    with open(MODE_FILE, "w", encoding="utf-8") as f:
+        f.write(mode)
+    return last != mode
+
+
+FORCE = DEBUG or mode_changed()
+
+
+class BuildExt(build_ext):
+    """build_ext that recompiles everything when the mode changed."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if FORCE:
+            self.force = True
 
 
 def extensions():
@@ -51,9 +83,9 @@ def extensions():
         [ext],
         compiler_directives=directives,
         annotate=DEBUG,
-        force=DEBUG,
+        force=FORCE,
         include_path=["fastlb"],
     )
 
 
-setup(version=read_version(), ext_modules=extensions())
+setup(version=read_version(), ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
