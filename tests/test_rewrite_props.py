@@ -216,3 +216,16 @@ def test_cookie_edits_agree(value: bytes, name: bytes) -> None:
     assert C.find_cookie(name, removed) is None
     if C.find_cookie(name, value) is None:
         assert removed == value
+
+
+@SETTINGS
+@given(value=st.text(COOKIE_OCTET, max_size=12).map(str.encode), quoted=st.booleans(),
+       server=st.text(COOKIE_OCTET.replace("~", ""), min_size=1, max_size=6).map(str.encode))
+def test_prefix_round_trip(value: bytes, quoted: bool, server: bytes) -> None:
+    # What the response side prefixes, the request side strips back exactly.
+    pair = b"JSESSIONID=" + (b'"' + value + b'"' if quoted else value)
+    for core in (C, P):
+        sent = core.prefix_set_cookie(pair + b"; Path=/", b"JSESSIONID", server)
+        back = sent.split(b";")[0]
+        assert core.find_cookie(b"JSESSIONID", back) == server + b"~" + value
+        assert core.strip_cookie_prefix(b"a=1; " + back, b"JSESSIONID") == b"a=1; " + pair
