@@ -336,6 +336,7 @@ cdef Py_ssize_t _rw_prefix_set_cookie(const unsigned char* v, Py_ssize_t n,
                                       const unsigned char* name, Py_ssize_t nlen,
                                       const unsigned char* pfx, Py_ssize_t plen,
                                       unsigned char* out) noexcept nogil
+cdef int _rw_not_none(object a, object b, object c=*) except -1
 cdef bytes _rw_edited(bytes value, Py_ssize_t w, bytes out)
 cdef Py_ssize_t _rw_start_line_end(Py_ssize_t head_len, const HeaderSpan* hdrs,
                                    Py_ssize_t nhdrs) noexcept nogil

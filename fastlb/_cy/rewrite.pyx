@@ -155,6 +155,7 @@ cdef class SetCookieBuilder:
         cdef Py_ssize_t ls = PyBytes_GET_SIZE(self.suffix)
         cdef bytes out
         cdef char* o
+        _rw_not_none(value, 0)
         if not _rw_is_cookie_value(_rw_ptr(value), n):
             raise ValueError(f"cookie value {value!r} is not cookie-octets (RFC 6265 4.1.1)")
         out = PyBytes_FromStringAndSize(NULL, lp + n + ls)
@@ -253,12 +254,20 @@ cdef Py_ssize_t _rw_prefix_set_cookie(const unsigned char* v, Py_ssize_t n,
     return n + plen + 1
 
 
+cdef int _rw_not_none(object a, object b, object c=0) except -1:
+    # Typed bytes arguments accept None; the C code below would read it.
+    if a is None or b is None or c is None:
+        raise TypeError("expected bytes, got None")
+    return 0
+
+
 cdef bytes _rw_edited(bytes value, Py_ssize_t w, bytes out):
     return value if w < 0 else out[:w]
 
 
 cpdef bytes remove_cookie(bytes value, bytes name):
     """The Cookie field value without any pair named `name` (b"" if none is left)."""
+    _rw_not_none(value, name)
     cdef bytes out = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(value))
     return _rw_edited(value, _rw_remove_cookie(
         _rw_ptr(value), PyBytes_GET_SIZE(value), _rw_ptr(name), PyBytes_GET_SIZE(name),
@@ -267,6 +276,7 @@ cpdef bytes remove_cookie(bytes value, bytes name):
 
 cpdef bytes strip_cookie_prefix(bytes value, bytes name):
     """The Cookie field value with ``SERVER~`` cut from each `name` pair's value."""
+    _rw_not_none(value, name)
     cdef bytes out = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(value))
     return _rw_edited(value, _rw_strip_cookie_prefix(
         _rw_ptr(value), PyBytes_GET_SIZE(value), _rw_ptr(name), PyBytes_GET_SIZE(name),
@@ -276,6 +286,7 @@ cpdef bytes strip_cookie_prefix(bytes value, bytes name):
 cpdef bytes prefix_set_cookie(bytes value, bytes name, bytes prefix):
     """A Set-Cookie field value with ``prefix~`` put before the cookie's value
     when the cookie is `name`; any other cookie is returned unchanged."""
+    _rw_not_none(value, name, prefix)
     cdef bytes out = PyBytes_FromStringAndSize(
         NULL, PyBytes_GET_SIZE(value) + PyBytes_GET_SIZE(prefix) + 1)
     return _rw_edited(value, _rw_prefix_set_cookie(
@@ -287,6 +298,7 @@ cpdef bytes prefix_set_cookie(bytes value, bytes name, bytes prefix):
 
 cdef int _rw_check_done(HeadScanner s) except -1:
     # Rewriting half a head would forward a truncated one.
+    _rw_not_none(s, 0)
     if s.status != SCAN_DONE:
         raise ValueError("the scanner holds no complete head (status %d)" % s.status)
     return 0
@@ -371,6 +383,7 @@ cdef class RequestRewriter:
     cpdef bytes rewrite(self, RequestScanner s, bytes client_addr, bint upgrading=False):
         """The head to write upstream for the request `s` has scanned."""
         _rw_check_done(s)
+        _rw_not_none(client_addr, 0)
         return self._rewrite_head(s.buf, s.head_len, s.hdrs, s.nhdrs, client_addr, upgrading)
 
     cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t head_len,

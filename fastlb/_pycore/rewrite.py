@@ -79,6 +79,11 @@ def _check_token(name: bytes, what: str) -> None:
         raise ValueError(f"{what} {name!r} is not a token (RFC 6265 4.1.1)")
 
 
+def _not_none(*args: object) -> None:
+    if any(a is None for a in args):
+        raise TypeError("expected bytes, got None")
+
+
 def _check_cookie_modes(strip_cookie: bytes | None, app_cookie: bytes | None) -> None:
     if strip_cookie is not None:
         _check_token(strip_cookie, "strip_cookie")
@@ -140,6 +145,7 @@ class SetCookieBuilder:
         self.suffix = b"".join(attrs) + _CRLF
 
     def build(self, value: bytes) -> bytes:
+        _not_none(value)
         if not _is_cookie_value(value):
             raise ValueError(f"cookie value {value!r} is not cookie-octets (RFC 6265 4.1.1)")
         return self.prefix + value + self.suffix
@@ -176,6 +182,7 @@ def remove_cookie(value: bytes, name: bytes) -> bytes:
 
     A removed pair takes the separator before it along; every other byte
     stays as sent."""
+    _not_none(value, name)
     out: list[bytes] = []
     removed = False
     prev_end = 0
@@ -192,6 +199,7 @@ def remove_cookie(value: bytes, name: bytes) -> bytes:
 
 def strip_cookie_prefix(value: bytes, name: bytes) -> bytes:
     """The Cookie field value with ``SERVER~`` cut from each `name` pair's value."""
+    _not_none(value, name)
     out: list[bytes] = []
     last = 0
     for p in _pairs(value):
@@ -210,6 +218,7 @@ def strip_cookie_prefix(value: bytes, name: bytes) -> bytes:
 def prefix_set_cookie(value: bytes, name: bytes, prefix: bytes) -> bytes:
     """A Set-Cookie field value with ``prefix~`` put before the cookie's value
     when the cookie is `name`; any other cookie is returned unchanged."""
+    _not_none(value, name, prefix)
     # set-cookie-string = cookie-pair *( ";" SP cookie-av ) (RFC 6265 4.1.1)
     p = set_cookie_pair(value)
     if p is None or not _named(value, p, name):
@@ -228,6 +237,7 @@ def _start_line_end(head_len: int, hdrs: list[dict[str, int]]) -> int:
 
 def _check_done(s: Any) -> None:
     # Rewriting half a head would forward a truncated one.
+    _not_none(s)
     if s.status != ScanStatus.SCAN_DONE:
         raise ValueError("the scanner holds no complete head (status %d)" % s.status)
 
@@ -268,6 +278,7 @@ class RequestRewriter:
     def rewrite(self, s: Any, client_addr: bytes, upgrading: bool = False) -> bytes:
         """The head to write upstream for the request `s` has scanned."""
         _check_done(s)
+        _not_none(client_addr)
         return self._rewrite_head(s.buf, s.head_len, s.hdrs, client_addr, upgrading)
 
     def _rewrite_head(self, buf: bytes, head_len: int, hdrs: list[dict[str, int]],
