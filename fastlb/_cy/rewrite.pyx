@@ -265,22 +265,22 @@ cdef bytes _rw_edited(bytes value, Py_ssize_t w, bytes out):
     return value if w < 0 else out[:w]
 
 
-cpdef bytes remove_cookie(bytes value, bytes name):
-    """The Cookie field value without any pair named `name` (b"" if none is left)."""
+cdef bytes _rw_apply(RwCookieEdit edit, bytes value, bytes name):
     _rw_not_none(value, name)
     cdef bytes out = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(value))
-    return _rw_edited(value, _rw_remove_cookie(
-        _rw_ptr(value), PyBytes_GET_SIZE(value), _rw_ptr(name), PyBytes_GET_SIZE(name),
-        <unsigned char*>PyBytes_AS_STRING(out)), out)
+    return _rw_edited(value, edit(_rw_ptr(value), PyBytes_GET_SIZE(value), _rw_ptr(name),
+                                  PyBytes_GET_SIZE(name),
+                                  <unsigned char*>PyBytes_AS_STRING(out)), out)
+
+
+cpdef bytes remove_cookie(bytes value, bytes name):
+    """The Cookie field value without any pair named `name` (b"" if none is left)."""
+    return _rw_apply(_rw_remove_cookie, value, name)
 
 
 cpdef bytes strip_cookie_prefix(bytes value, bytes name):
     """The Cookie field value with ``SERVER~`` cut from each `name` pair's value."""
-    _rw_not_none(value, name)
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(value))
-    return _rw_edited(value, _rw_strip_cookie_prefix(
-        _rw_ptr(value), PyBytes_GET_SIZE(value), _rw_ptr(name), PyBytes_GET_SIZE(name),
-        <unsigned char*>PyBytes_AS_STRING(out)), out)
+    return _rw_apply(_rw_strip_cookie_prefix, value, name)
 
 
 cpdef bytes prefix_set_cookie(bytes value, bytes name, bytes prefix):
@@ -368,6 +368,9 @@ cdef class RequestRewriter:
     def __init__(self, bytes strip_cookie=None, bytes app_cookie=None, bint xff=True,
                  bytes proto=b"http", bint xfh=True, bint http10_keep_alive=False):
         _rw_check_cookie_modes(strip_cookie, app_cookie)
+        self.cookie_name = strip_cookie if strip_cookie is not None else app_cookie
+        self.cookie_edit = (_rw_remove_cookie if strip_cookie is not None
+                            else _rw_strip_cookie_prefix)
         if proto is not None:
             _rw_check_token(proto, "proto")
             self.proto_line = b"X-Forwarded-Proto: " + proto + b"\r\n"
@@ -394,8 +397,7 @@ cdef class RequestRewriter:
         cdef Py_ssize_t i, mark, w
         cdef Py_ssize_t host = -1
         cdef Py_ssize_t start = _rw_start_line_end(head_len, hdrs, nhdrs)
-        cdef bint strip = self.strip_cookie is not None
-        cdef bytes cname = self.strip_cookie if strip else self.app_cookie
+        cdef bytes cname = self.cookie_name
         # Edits only shrink a head (merged XFF values take no more room than
         # their lines did); what is added is the client address, the proto
         # line, a copy of the Host value and fixed names.
@@ -417,15 +419,11 @@ cdef class RequestRewriter:
             elif h.kind == H_COOKIE and cname is not None:
                 mark = o.n
                 _rw_put_head_of_line(o, buf, h)
-                if strip:
-                    w = _rw_remove_cookie(buf + h.value_off, h.value_len, _rw_ptr(cname),
-                                          PyBytes_GET_SIZE(cname), o.data + o.n)
-                    if w == 0:
-                        o.n = mark      # it was the only cookie: the line goes
-                        continue
-                else:
-                    w = _rw_strip_cookie_prefix(buf + h.value_off, h.value_len, _rw_ptr(cname),
-                                                PyBytes_GET_SIZE(cname), o.data + o.n)
+                w = self.cookie_edit(buf + h.value_off, h.value_len, _rw_ptr(cname),
+                                     PyBytes_GET_SIZE(cname), o.data + o.n)
+                if w == 0:              # only a removal leaves nothing: it was
+                    o.n = mark          # the only cookie, the line goes
+                    continue
                 _rw_put_edited(o, buf, h, w)
                 continue
             _rw_ob_put(o, buf + h.line_off, h.line_len)

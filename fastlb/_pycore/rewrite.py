@@ -271,6 +271,8 @@ class RequestRewriter:
             self.proto_line = b"X-Forwarded-Proto: " + proto + _CRLF
         self.strip_cookie = strip_cookie
         self.app_cookie = app_cookie
+        self.cookie_name = strip_cookie if strip_cookie is not None else app_cookie
+        self.cookie_edit = remove_cookie if strip_cookie is not None else strip_cookie_prefix
         self.xff = xff
         self.xfh = xfh
         self.http10_keep_alive = http10_keep_alive
@@ -287,7 +289,7 @@ class RequestRewriter:
         out = [buf[:start]]
         xff_values = []
         host = None
-        cookie_name = self.strip_cookie if self.strip_cookie is not None else self.app_cookie
+        cookie_name = self.cookie_name
         for h in hdrs:
             kind = h["kind"]
             if _is_hop(h, upgrading):
@@ -303,13 +305,10 @@ class RequestRewriter:
             elif kind == HeaderKind.H_X_FORWARDED_HOST and self.xfh:
                 continue
             elif kind == HeaderKind.H_COOKIE and cookie_name is not None:
-                value = buf[h["value_off"]:h["value_off"] + h["value_len"]]
-                if self.strip_cookie is not None:
-                    value = remove_cookie(value, cookie_name)
-                    if not value and h["value_len"]:
-                        continue        # it was the only cookie: the line goes
-                else:
-                    value = strip_cookie_prefix(value, cookie_name)
+                value = self.cookie_edit(
+                    buf[h["value_off"]:h["value_off"] + h["value_len"]], cookie_name)
+                if not value and h["value_len"]:
+                    continue            # only a removal empties it: the line goes
                 _copy_edited(out, buf, h, value)
                 continue
             out.append(buf[h["line_off"]:h["line_off"] + h["line_len"]])
