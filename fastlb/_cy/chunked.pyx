@@ -8,7 +8,7 @@
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free
 
 
 cdef class ChunkedFramer:
@@ -18,7 +18,8 @@ cdef class ChunkedFramer:
         if max_line < 16:
             raise ValueError("max_line must be >= 16")
         self.max_line = max_line
-        self.line = <unsigned char*>malloc(max_line)
+        # Padded for flb_ctl_stop, as a head buffer is.
+        self.line = <unsigned char*>calloc(max_line + FLB_PAD, 1)
         if self.line == NULL:
             raise MemoryError()
         self.reset()

@@ -23,6 +23,9 @@ cdef enum:
     # Cap on a whole trailer section, as on a head: trailer fields are
     # header fields (RFC 9112 7.1.2), so the same budget applies.
     MAX_TRAILER_SECTION = DEF_MAX_HEAD
+    # Spare bytes after a head or trailer-line buffer: the field-value scan
+    # loads 16 bytes at a time and may read up to 15 past a line's LF.
+    FLB_PAD = 16
 
 cdef enum:
     # Bits of flb_cclass[c], the one byte-class table (RFC 9110 5.6.2, 5.5).
