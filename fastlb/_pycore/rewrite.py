@@ -348,9 +348,12 @@ class ResponseRewriter:
         """The head to write to the client for the response `s` has scanned.
 
         set_cookie_line: a SetCookieBuilder line to add (insert mode);
-        nocache: add Cache-Control: private unless already not shared;
+        nocache: add Cache-Control: private unless already not shared (the
+        shell passes it with set_cookie_line, as HAProxy's nocache tags only
+        responses that insert the cookie);
         app_prefix: the server id put before the app cookie (prefix mode);
-        connection: a Connection value for the client (e.g. b"close").
+        connection: a Connection value for the client (e.g. b"close"),
+        ignored when upgrading (b"upgrade" is sent).
         """
         _check_done(s)
         return self._rewrite_head(s.buf, s.head_len, s.hdrs, set_cookie_line, nocache,
