@@ -32,7 +32,7 @@ VCHAR = "".join(chr(c) for c in range(0x21, 0x7F))
 names = st.one_of(
     st.sampled_from(["Connection", "Keep-Alive", "TE", "Trailer", "Proxy-Connection",
                      "Upgrade", "X-Forwarded-For", "x-forwarded-proto", "X-Forwarded-Host",
-                     "Accept", "User-Agent", "X-A", "x-b", "Cache-Control", "Cookie"]),
+                     "Accept", "User-Agent", "X-A", "x-b", "Cache-Control", "Cookie", "Close"]),
     st.text(TCHAR, min_size=1, max_size=12),
 )
 field_values = st.text(VCHAR + " \t", max_size=30).map(lambda v: v.strip(" \t"))
@@ -116,11 +116,18 @@ def name_of(line: bytes) -> bytes:
 
 
 def hop_names(head: bytes) -> set[bytes]:
-    """Every name this head makes hop-by-hop (RFC 9110 7.6.1)."""
-    named = set(HOP)
+    """Every name this head makes hop-by-hop (RFC 9110 7.6.1), as the scanner
+    flags them: it looks for fields named in Connection only when a token
+    other than close, keep-alive or upgrade is there, so a field named
+    "Close" (a reserved name, RFC 9110 7.6.1) survives "Connection: close"."""
+    tokens = set()
     for line in field_lines(head):
         if name_of(line) == b"connection":
-            named |= {t.strip(b" \t").lower() for t in line.split(b":", 1)[1].split(b",")}
+            tokens |= {t.strip(b" \t").lower() for t in line.split(b":", 1)[1].split(b",")}
+    tokens.discard(b"")
+    named = set(HOP)
+    if tokens - {b"close", b"keep-alive", b"upgrade"}:
+        named |= tokens
     return named - NEVER_NAMED
 
 
