@@ -13,7 +13,8 @@ from typing import Any
 import httptools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_http1 import COOKIES, snapshot
+from test_chunked import frame_pieces
+from test_http1 import COOKIES, feed_pieces, make, snapshot
 
 import fastlb._core as C
 import fastlb._pycore as P
@@ -89,21 +90,11 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
 
 
 def run_scanner(core: Any, kind: str, pieces: list[bytes], method: int = Method.M_GET) -> Any:
-    if kind == "req":
-        s = core.RequestScanner(cookie_names=COOKIES)
-    else:
-        s = core.ResponseScanner(cookie_name=b"JSESSIONID")
-        s.set_request_method(method)
-    taken = 0
-    for piece in pieces:
-        st_ = s.feed(piece)
-        taken += s.consumed
-        if st_ != MORE:
-            break
-    if s.status == DONE:
-        assert taken == s.head_len
-    if s.status == ERROR:
-        assert s.error != 0
+    """A scanner fed the pieces (test_http1.feed_pieces checks what it took)."""
+    kw: dict[str, Any] = {} if kind == "req" else dict(method=method, cookie_name=b"JSESSIONID")
+    s = make(core, kind, **kw)
+    feed_pieces(s, pieces)
+    assert (s.status == ERROR) == (s.error != 0)
     return s
 
 
@@ -253,17 +244,7 @@ def valid_chunks(draw: Any, chunk_ext: Any = chunk_ext) -> bytes:
 
 
 def run_framer(core: Any, pieces: list[bytes]) -> tuple[int, int, int]:
-    f = core.ChunkedFramer(max_line=64)
-    taken = 0
-    for piece in pieces:
-        st_ = f.feed(piece)
-        taken += f.consumed
-        if st_ != MORE:
-            break
-    if f.status == ERROR:
-        assert f.error != 0
-        taken = -1
-    return int(f.status), int(f.error), taken
+    return frame_pieces(core.ChunkedFramer(max_line=64), pieces)
 
 
 streams = st.one_of(valid_chunks(), mutated(valid_chunks()))
