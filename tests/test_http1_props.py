@@ -89,13 +89,16 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
     return pieces
 
 
-def run_scanner(core: Any, kind: str, pieces: list[bytes], method: int = Method.M_GET) -> Any:
-    """A scanner fed the pieces (test_http1.feed_pieces checks what it took)."""
-    kw: dict[str, Any] = {} if kind == "req" else dict(method=method, cookie_name=b"JSESSIONID")
-    s = make(core, kind, **kw)
+def feed_and_check(s: Any, pieces: list[bytes]) -> Any:
+    """The scanner fed the pieces (test_http1.feed_pieces checks what it took)."""
     feed_pieces(s, pieces)
     assert (s.status == ERROR) == (s.error != 0)
     return s
+
+
+def run_scanner(core: Any, kind: str, pieces: list[bytes], method: int = Method.M_GET) -> Any:
+    kw: dict[str, Any] = {} if kind == "req" else dict(method=method, cookie_name=b"JSESSIONID")
+    return feed_and_check(make(core, kind, **kw), pieces)
 
 
 requests = st.one_of(valid_request(), mutated(valid_request()))
@@ -129,6 +132,18 @@ def test_cores_agree_on_requests_split_anywhere(data: bytes, cut: list[int]) -> 
     assert snapshot(run_scanner(P, "req", pieces)) == want
     if s.status == DONE:
         check_spans(s)
+
+
+@SETTINGS
+@given(requests, cuts, st.integers(16, 160), st.integers(1, 6), st.integers(1, 40))
+def test_cores_agree_under_tight_limits(data: bytes, cut: list[int], max_head: int,
+                                        max_headers: int, max_target: int) -> None:
+    # Over-long heads, targets and too many lines, whatever the split.
+    limits = dict(max_head=max_head, max_headers=max_headers, max_target=max_target)
+    pieces = split(data, cut)
+    want = snapshot(feed_and_check(make(C, "req", **limits), [data]))
+    assert snapshot(feed_and_check(make(C, "req", **limits), pieces)) == want
+    assert snapshot(feed_and_check(make(P, "req", **limits), pieces)) == want
 
 
 class _Collect:
