@@ -154,6 +154,12 @@ cdef Py_ssize_t flb_list_next(const unsigned char* v, Py_ssize_t n, Py_ssize_t p
                               Py_ssize_t* off, Py_ssize_t* ln) noexcept nogil
 
 
+# Checks a feed()'s bytes and start; returns data[start:] and its length.
+# Shared by the head scanners and the chunked framer.
+cdef const unsigned char* flb_feed_args(bytes data, Py_ssize_t start,
+                                        Py_ssize_t* n) except NULL
+
+
 # What RequestScanner and ResponseScanner share: the buffer, the line loop,
 # the field table, framing and connection fields.
 cdef class HeadScanner:

@@ -28,6 +28,14 @@ cdef enum:
     FLB_PAD = 16
 
 cdef enum:
+    # flb_header_kind's table: one entry per HeaderKind; the longest known
+    # name ("transfer-encoding", "x-forwarded-proto") has 17 bytes and no
+    # length is shared by more than 3 names.
+    NUM_KINDS = 17
+    MAX_KIND_NAME = 17
+    KINDS_PER_LEN = 3
+
+cdef enum:
     # Bits of flb_cclass[c], the one byte-class table (RFC 9110 5.6.2, 5.5).
     CC_TOKEN = 1    # tchar: field names, methods, list tokens
     CC_VALUE = 2    # field-vchar, SP, HTAB, obs-text: field values
