@@ -169,6 +169,12 @@ cdef Py_ssize_t flb_list_next(const unsigned char* v, Py_ssize_t n, Py_ssize_t p
                               Py_ssize_t* off, Py_ssize_t* ln) noexcept nogil
 
 
+# Checks a feed()'s bytes and start; returns data[start:] and its length.
+# Shared by the head scanners and the chunked framer.
+cdef const unsigned char* flb_feed_args(bytes data, Py_ssize_t start,
+                                        Py_ssize_t* n) except NULL
+
+
 # What RequestScanner and ResponseScanner share: the buffer, the line loop,
 # the field table, framing and connection fields.
 cdef class HeadScanner:
@@ -296,6 +302,12 @@ ctypedef struct RwBuf:
     Py_ssize_t cap         # bytes allocated
     Py_ssize_t n           # bytes written for the current head
 
+# A Cookie-value edit: reads v[0:n], writes the edited value to `out` and
+# returns its length, or -1 when nothing changed.
+ctypedef Py_ssize_t (*RwCookieEdit)(const unsigned char* v, Py_ssize_t n,
+                                    const unsigned char* name, Py_ssize_t nlen,
+                                    unsigned char* out) noexcept nogil
+
 cdef class SetCookieBuilder:
     cdef readonly bytes prefix     # b"Set-Cookie: NAME=", built once
     cdef readonly bytes suffix     # b"; Path=/; ...; SameSite=Lax\r\n", built once
@@ -308,6 +320,8 @@ cdef class RequestRewriter:
     cdef readonly bint xff             # append the client to X-Forwarded-For
     cdef readonly bint xfh             # set X-Forwarded-Host from Host
     cdef readonly bint http10_keep_alive   # ask HTTP/1.0 servers to keep the connection
+    cdef bytes cookie_name             # strip_cookie or app_cookie (one mode at most)
+    cdef RwCookieEdit cookie_edit      # _rw_remove_cookie or _rw_strip_cookie_prefix
     cdef RwBuf out
     cpdef bytes rewrite(self, RequestScanner s, bytes client_addr, bint upgrading=*)
     cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t head_len,
@@ -351,7 +365,9 @@ cdef Py_ssize_t _rw_prefix_set_cookie(const unsigned char* v, Py_ssize_t n,
                                       const unsigned char* name, Py_ssize_t nlen,
                                       const unsigned char* pfx, Py_ssize_t plen,
                                       unsigned char* out) noexcept nogil
+cdef int _rw_not_none(object a, object b, object c=*) except -1
 cdef bytes _rw_edited(bytes value, Py_ssize_t w, bytes out)
+cdef bytes _rw_apply(RwCookieEdit edit, bytes value, bytes name)
 cdef Py_ssize_t _rw_start_line_end(Py_ssize_t head_len, const HeaderSpan* hdrs,
                                    Py_ssize_t nhdrs) noexcept nogil
 cdef bint _rw_is_hop(const HeaderSpan* h, bint upgrading) noexcept nogil

@@ -25,6 +25,7 @@ def frame_pieces(f: Any, pieces: list[bytes]) -> tuple[int, int, int]:
         if st != MORE:
             break
     if f.status == ERROR:
+        assert f.error != 0
         taken = -1   # where an error stops is not part of the contract
     return int(f.status), int(f.error), taken
 

@@ -276,6 +276,16 @@ def test_unknown_transfer_coding_is_rejected_with_501(core: ModuleType, value: b
     rejects(core, req(b"POST / HTTP/1.1", H, b"Transfer-Encoding: " + value), ErrCode.E_TE_UNKNOWN)
 
 
+@pytest.mark.parametrize("value,code", [
+    (b"foo", ErrCode.E_TE_UNKNOWN),              # unknown wins over "no chunked"
+    (b"chunked, foo", ErrCode.E_TE_NOT_CHUNKED),  # chunked not final is seen first
+    (b"gzip, foo, chunked", ErrCode.E_TE_UNKNOWN),
+])
+def test_transfer_coding_errors_are_decided_left_to_right(core: ModuleType, value: bytes,
+                                                          code: ErrCode) -> None:
+    rejects(core, req(b"POST / HTTP/1.1", H, b"Transfer-Encoding: " + value), code)
+
+
 def test_transfer_encoding_on_http10_is_rejected(core: ModuleType) -> None:
     rejects(core, req(b"POST / HTTP/1.0", b"Transfer-Encoding: chunked"), ErrCode.E_TE_HTTP10)
 

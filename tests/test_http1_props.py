@@ -13,7 +13,8 @@ from typing import Any
 import httptools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_http1 import COOKIES, snapshot
+from test_chunked import frame_pieces
+from test_http1 import COOKIES, feed_pieces, make, snapshot
 
 import fastlb._core as C
 import fastlb._pycore as P
@@ -88,36 +89,61 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
     return pieces
 
 
-def run_scanner(core: Any, kind: str, pieces: list[bytes], method: int = Method.M_GET) -> Any:
-    if kind == "req":
-        s = core.RequestScanner(cookie_names=COOKIES)
-    else:
-        s = core.ResponseScanner(cookie_name=b"JSESSIONID")
-        s.set_request_method(method)
-    taken = 0
-    for piece in pieces:
-        st_ = s.feed(piece)
-        taken += s.consumed
-        if st_ != MORE:
-            break
-    if s.status == DONE:
-        assert taken == s.head_len
-    if s.status == ERROR:
-        assert s.error != 0
+def feed_and_check(s: Any, pieces: list[bytes]) -> Any:
+    """The scanner fed the pieces (test_http1.feed_pieces checks what it took)."""
+    feed_pieces(s, pieces)
+    assert (s.status == ERROR) == (s.error != 0)
     return s
+
+
+def run_scanner(core: Any, kind: str, pieces: list[bytes], method: int = Method.M_GET) -> Any:
+    kw: dict[str, Any] = {} if kind == "req" else dict(method=method, cookie_name=b"JSESSIONID")
+    return feed_and_check(make(core, kind, **kw), pieces)
 
 
 requests = st.one_of(valid_request(), mutated(valid_request()))
 cuts = st.lists(st.integers(0, 10_000), max_size=6)
 
 
+def check_spans(s: Any) -> None:
+    """Each HeaderSpan is its line cut naively: name before ":", OWS-trimmed value."""
+    head = s.head_bytes()
+    skipped = 2 if head.startswith(b"\r\n") else 0   # one empty line may lead
+    line_off = head.index(b"\n", skipped) + 1
+    for i in range(s.nhdrs):
+        sp = s.header_span(i)
+        assert sp["line_off"] == line_off
+        line = head[line_off:line_off + sp["line_len"]]
+        assert line.endswith(b"\r\n") and b"\n" not in line[:-1]
+        name, _, value = line[:-2].partition(b":")
+        assert head[sp["name_off"]:sp["name_off"] + sp["name_len"]] == name
+        assert head[sp["value_off"]:sp["value_off"] + sp["value_len"]] == value.strip(b" \t")
+        line_off += sp["line_len"]
+    assert head[line_off:] == b"\r\n"
+
+
 @SETTINGS
 @given(requests, cuts)
 def test_cores_agree_on_requests_split_anywhere(data: bytes, cut: list[int]) -> None:
     pieces = split(data, cut)
-    want = snapshot(run_scanner(C, "req", [data]))
+    s = run_scanner(C, "req", [data])
+    want = snapshot(s)
     assert snapshot(run_scanner(C, "req", pieces)) == want
     assert snapshot(run_scanner(P, "req", pieces)) == want
+    if s.status == DONE:
+        check_spans(s)
+
+
+@SETTINGS
+@given(requests, cuts, st.integers(16, 160), st.integers(1, 6), st.integers(1, 40))
+def test_cores_agree_under_tight_limits(data: bytes, cut: list[int], max_head: int,
+                                        max_headers: int, max_target: int) -> None:
+    # Over-long heads, targets and too many lines, whatever the split.
+    limits = dict(max_head=max_head, max_headers=max_headers, max_target=max_target)
+    pieces = split(data, cut)
+    want = snapshot(feed_and_check(make(C, "req", **limits), [data]))
+    assert snapshot(feed_and_check(make(C, "req", **limits), pieces)) == want
+    assert snapshot(feed_and_check(make(P, "req", **limits), pieces)) == want
 
 
 class _Collect:
@@ -215,9 +241,12 @@ methods = st.sampled_from([Method.M_GET, Method.M_HEAD, Method.M_CONNECT, Method
 def test_cores_agree_on_responses_split_anywhere(data: bytes, cut: list[int],
                                                  method: int) -> None:
     pieces = split(data, cut)
-    want = snapshot(run_scanner(C, "resp", [data], method))
+    s = run_scanner(C, "resp", [data], method)
+    want = snapshot(s)
     assert snapshot(run_scanner(C, "resp", pieces, method)) == want
     assert snapshot(run_scanner(P, "resp", pieces, method)) == want
+    if s.status == DONE:
+        check_spans(s)
 
 
 @SETTINGS
@@ -253,17 +282,7 @@ def valid_chunks(draw: Any, chunk_ext: Any = chunk_ext) -> bytes:
 
 
 def run_framer(core: Any, pieces: list[bytes]) -> tuple[int, int, int]:
-    f = core.ChunkedFramer(max_line=64)
-    taken = 0
-    for piece in pieces:
-        st_ = f.feed(piece)
-        taken += f.consumed
-        if st_ != MORE:
-            break
-    if f.status == ERROR:
-        assert f.error != 0
-        taken = -1
-    return int(f.status), int(f.error), taken
+    return frame_pieces(core.ChunkedFramer(max_line=64), pieces)
 
 
 streams = st.one_of(valid_chunks(), mutated(valid_chunks()))

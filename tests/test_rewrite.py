@@ -364,3 +364,15 @@ def test_large_heads_grow_the_buffer(core: ModuleType) -> None:
                 connection=b"close")
     assert rout.count(b"JSESSIONID=" + prefix + b"~") == 90
     assert len(rout) == len(rhead) + 90 * 61 + 518 + 24 + 19
+
+
+def test_none_is_refused(core: ModuleType) -> None:
+    for call in (lambda: core.remove_cookie(None, b"a"),
+                 lambda: core.strip_cookie_prefix(b"a=1", None),
+                 lambda: core.prefix_set_cookie(b"a=1", b"a", None),
+                 lambda: core.SetCookieBuilder(b"a").build(None),
+                 lambda: core.RequestRewriter().rewrite(None, b"1.2.3.4"),
+                 lambda: core.RequestRewriter().rewrite(scan_request(core, BASE), None),
+                 lambda: core.ResponseRewriter().rewrite(None)):
+        with pytest.raises(TypeError):
+            call()

@@ -32,7 +32,7 @@ VCHAR = "".join(chr(c) for c in range(0x21, 0x7F))
 names = st.one_of(
     st.sampled_from(["Connection", "Keep-Alive", "TE", "Trailer", "Proxy-Connection",
                      "Upgrade", "X-Forwarded-For", "x-forwarded-proto", "X-Forwarded-Host",
-                     "Accept", "User-Agent", "X-A", "x-b", "Cache-Control", "Cookie"]),
+                     "Accept", "User-Agent", "X-A", "x-b", "Cache-Control", "Cookie", "Close"]),
     st.text(TCHAR, min_size=1, max_size=12),
 )
 field_values = st.text(VCHAR + " \t", max_size=30).map(lambda v: v.strip(" \t"))
@@ -116,11 +116,18 @@ def name_of(line: bytes) -> bytes:
 
 
 def hop_names(head: bytes) -> set[bytes]:
-    """Every name this head makes hop-by-hop (RFC 9110 7.6.1)."""
-    named = set(HOP)
+    """Every name this head makes hop-by-hop (RFC 9110 7.6.1), as the scanner
+    flags them: it looks for fields named in Connection only when a token
+    other than close, keep-alive or upgrade is there, so a field named
+    "Close" (a reserved name, RFC 9110 7.6.1) survives "Connection: close"."""
+    tokens = set()
     for line in field_lines(head):
         if name_of(line) == b"connection":
-            named |= {t.strip(b" \t").lower() for t in line.split(b":", 1)[1].split(b",")}
+            tokens |= {t.strip(b" \t").lower() for t in line.split(b":", 1)[1].split(b",")}
+    tokens.discard(b"")
+    named = set(HOP)
+    if tokens - {b"close", b"keep-alive", b"upgrade"}:
+        named |= tokens
     return named - NEVER_NAMED
 
 
@@ -216,3 +223,16 @@ def test_cookie_edits_agree(value: bytes, name: bytes) -> None:
     assert C.find_cookie(name, removed) is None
     if C.find_cookie(name, value) is None:
         assert removed == value
+
+
+@SETTINGS
+@given(value=st.text(COOKIE_OCTET, max_size=12).map(str.encode), quoted=st.booleans(),
+       server=st.text(COOKIE_OCTET.replace("~", ""), min_size=1, max_size=6).map(str.encode))
+def test_prefix_round_trip(value: bytes, quoted: bool, server: bytes) -> None:
+    # What the response side prefixes, the request side strips back exactly.
+    pair = b"JSESSIONID=" + (b'"' + value + b'"' if quoted else value)
+    for core in (C, P):
+        sent = core.prefix_set_cookie(pair + b"; Path=/", b"JSESSIONID", server)
+        back = sent.split(b";")[0]
+        assert core.find_cookie(b"JSESSIONID", back) == server + b"~" + value
+        assert core.strip_cookie_prefix(b"a=1; " + back, b"JSESSIONID") == b"a=1; " + pair

@@ -6,9 +6,8 @@
 # pipelined message.  Trailer lines alone are copied into `line` (they are
 # short and rare) so the head scanners' field-line check can read them.
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free
 
 
 cdef class ChunkedFramer:
@@ -18,7 +17,8 @@ cdef class ChunkedFramer:
         if max_line < 16:
             raise ValueError("max_line must be >= 16")
         self.max_line = max_line
-        self.line = <unsigned char*>malloc(max_line)
+        # Padded for flb_ctl_stop, as a head buffer is.
+        self.line = <unsigned char*>calloc(max_line + FLB_PAD, 1)
         if self.line == NULL:
             raise MemoryError()
         self.reset()
@@ -39,13 +39,9 @@ cdef class ChunkedFramer:
 
     cpdef int feed(self, bytes data, Py_ssize_t start=0) except -1:
         """Frame data[start:]; returns the ScanStatus (see `consumed`)."""
-        if data is None:
-            raise TypeError("feed() needs bytes")
-        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
-        if start < 0 or start > n:
-            raise ValueError("start out of range")
-        return self.feed_ptr(<const unsigned char*>PyBytes_AS_STRING(data) + start,
-                             n - start)
+        cdef Py_ssize_t n
+        cdef const unsigned char* p = flb_feed_args(data, start, &n)
+        return self.feed_ptr(p, n)
 
     cdef int feed_ptr(self, const unsigned char* p, Py_ssize_t n) noexcept:
         cdef Py_ssize_t i = 0

@@ -23,6 +23,17 @@ cdef enum:
     # Cap on a whole trailer section, as on a head: trailer fields are
     # header fields (RFC 9112 7.1.2), so the same budget applies.
     MAX_TRAILER_SECTION = DEF_MAX_HEAD
+    # Spare bytes after a head or trailer-line buffer: the field-value scan
+    # loads 16 bytes at a time and may read up to 15 past a line's LF.
+    FLB_PAD = 16
+
+cdef enum:
+    # flb_header_kind's table: one entry per HeaderKind; the longest known
+    # name ("transfer-encoding", "x-forwarded-proto") has 17 bytes and no
+    # length is shared by more than 3 names.
+    NUM_KINDS = 17
+    MAX_KIND_NAME = 17
+    KINDS_PER_LEN = 3
 
 cdef enum:
     # Bits of flb_cclass[c], the one byte-class table (RFC 9110 5.6.2, 5.5).

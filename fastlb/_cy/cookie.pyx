@@ -7,22 +7,22 @@
 # (cookie-value = *cookie-octet / ( DQUOTE *cookie-octet DQUOTE )).
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.string cimport memcmp
+from libc.string cimport memchr, memcmp
 
 
 cdef Py_ssize_t flb_cookie_next(const unsigned char* v, Py_ssize_t n, Py_ssize_t pos,
                                 CookiePair* out) noexcept nogil:
     cdef Py_ssize_t end, eq, a, z
+    cdef const unsigned char* hit
     while pos < n and (v[pos] == 59 or flb_cclass[v[pos]] & CC_WS):   # ';'
         pos += 1
     if pos >= n:
         return -1
-    end = pos
-    eq = -1
-    while end < n and v[end] != 59:
-        if v[end] == 61 and eq < 0:   # '=': the first one splits name and value
-            eq = end
-        end += 1
+    hit = <const unsigned char*>memchr(v + pos, 59, n - pos)
+    end = n if hit == NULL else hit - v
+    # The first "=" splits name and value.
+    hit = <const unsigned char*>memchr(v + pos, 61, end - pos)
+    eq = -1 if hit == NULL else hit - v
     out.name_off = pos
     z = eq if eq >= 0 else end
     while z > pos and flb_cclass[v[z - 1]] & CC_WS:

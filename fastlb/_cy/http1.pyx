@@ -12,12 +12,46 @@
 # Transfer-Encoding, one Content-Length field, chunked final.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc
-from libc.string cimport memchr, memcmp, memcpy
+from libc.stdint cimport int64_t, uint8_t, uint32_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memchr, memcmp, memcpy, memset, strlen
 
 # Largest int64: Content-Length must fit (the body is counted in int64).
 cdef int64_t _INT64_MAX = 0x7FFFFFFFFFFFFFFF
+
+
+# Lowercase name of each HeaderKind, and for each name length the kinds
+# with that length (zero-terminated): flb_header_kind's lookup table.
+cdef const char* _KIND_NAMES[NUM_KINDS]
+cdef unsigned char _KINDS_BY_LEN[MAX_KIND_NAME + 1][KINDS_PER_LEN + 1]
+
+
+cdef void _init_kinds() noexcept:
+    cdef int k, n, j
+    _KIND_NAMES[<int>H_OTHER] = b""
+    _KIND_NAMES[<int>H_HOST] = b"host"
+    _KIND_NAMES[<int>H_CONNECTION] = b"connection"
+    _KIND_NAMES[<int>H_CONTENT_LENGTH] = b"content-length"
+    _KIND_NAMES[<int>H_TRANSFER_ENCODING] = b"transfer-encoding"
+    _KIND_NAMES[<int>H_COOKIE] = b"cookie"
+    _KIND_NAMES[<int>H_SET_COOKIE] = b"set-cookie"
+    _KIND_NAMES[<int>H_UPGRADE] = b"upgrade"
+    _KIND_NAMES[<int>H_EXPECT] = b"expect"
+    _KIND_NAMES[<int>H_KEEP_ALIVE] = b"keep-alive"
+    _KIND_NAMES[<int>H_TE] = b"te"
+    _KIND_NAMES[<int>H_TRAILER] = b"trailer"
+    _KIND_NAMES[<int>H_PROXY_CONNECTION] = b"proxy-connection"
+    _KIND_NAMES[<int>H_X_FORWARDED_FOR] = b"x-forwarded-for"
+    _KIND_NAMES[<int>H_X_FORWARDED_PROTO] = b"x-forwarded-proto"
+    _KIND_NAMES[<int>H_X_FORWARDED_HOST] = b"x-forwarded-host"
+    _KIND_NAMES[<int>H_CACHE_CONTROL] = b"cache-control"
+    memset(_KINDS_BY_LEN, 0, sizeof(_KINDS_BY_LEN))
+    for k in range(1, NUM_KINDS):
+        n = strlen(_KIND_NAMES[k])
+        j = 0
+        while _KINDS_BY_LEN[n][j]:
+            j += 1
+        _KINDS_BY_LEN[n][j] = k
 
 
 cdef void _init_tables() noexcept:
@@ -39,6 +73,7 @@ cdef void _init_tables() noexcept:
 
 
 _init_tables()
+_init_kinds()
 
 
 # ------------------------------------------------------------ shared helpers
@@ -64,51 +99,19 @@ cdef inline bint _ieq_bytes(const unsigned char* a, const unsigned char* b,
 
 
 cdef int flb_header_kind(const unsigned char* p, Py_ssize_t n) noexcept nogil:
-    # Length, then first letter, then the whole name: most names leave at the
-    # first test, and no name is compared twice.
+    # Only the kinds whose name has this length are tried, first letter
+    # first: most names leave without a compare.
     cdef unsigned char c0 = flb_lower[p[0]]
-    if n == 4:
-        if c0 == b'h' and flb_ieq(p, n, b"host", 4):
-            return H_HOST
-    elif n == 6:
-        if c0 == b'c' and flb_ieq(p, n, b"cookie", 6):
-            return H_COOKIE
-        if c0 == b'e' and flb_ieq(p, n, b"expect", 6):
-            return H_EXPECT
-    elif n == 10:
-        if c0 == b'c' and flb_ieq(p, n, b"connection", 10):
-            return H_CONNECTION
-        if c0 == b'k' and flb_ieq(p, n, b"keep-alive", 10):
-            return H_KEEP_ALIVE
-        if c0 == b's' and flb_ieq(p, n, b"set-cookie", 10):
-            return H_SET_COOKIE
-    elif n == 14:
-        if c0 == b'c' and flb_ieq(p, n, b"content-length", 14):
-            return H_CONTENT_LENGTH
-    elif n == 17:
-        if c0 == b't' and flb_ieq(p, n, b"transfer-encoding", 17):
-            return H_TRANSFER_ENCODING
-        if c0 == b'x' and flb_ieq(p, n, b"x-forwarded-proto", 17):
-            return H_X_FORWARDED_PROTO
-    elif n == 7:
-        if c0 == b'u' and flb_ieq(p, n, b"upgrade", 7):
-            return H_UPGRADE
-        if c0 == b't' and flb_ieq(p, n, b"trailer", 7):
-            return H_TRAILER
-    elif n == 2:
-        if c0 == b't' and flb_ieq(p, n, b"te", 2):
-            return H_TE
-    elif n == 16:
-        if c0 == b'p' and flb_ieq(p, n, b"proxy-connection", 16):
-            return H_PROXY_CONNECTION
-        if c0 == b'x' and flb_ieq(p, n, b"x-forwarded-host", 16):
-            return H_X_FORWARDED_HOST
-    elif n == 15:
-        if c0 == b'x' and flb_ieq(p, n, b"x-forwarded-for", 15):
-            return H_X_FORWARDED_FOR
-    elif n == 13:
-        if c0 == b'c' and flb_ieq(p, n, b"cache-control", 13):
-            return H_CACHE_CONTROL
+    cdef const unsigned char* kinds
+    cdef int k
+    if n > MAX_KIND_NAME:
+        return H_OTHER
+    kinds = _KINDS_BY_LEN[n]
+    while kinds[0]:
+        k = kinds[0]
+        if <unsigned char>_KIND_NAMES[k][0] == c0 and flb_ieq(p, n, _KIND_NAMES[k], n):
+            return k
+        kinds += 1
     return H_OTHER
 
 
@@ -124,14 +127,34 @@ cdef inline int _ctl_error(const unsigned char* b, Py_ssize_t i, Py_ssize_t lf,
     return default
 
 
-cdef inline bint _word_plain(uint64_t x) noexcept nogil:
-    # True when no byte of x is below 0x20 or is 0x7F (DEL): such a word is
-    # field-vchar, SP or obs-text throughout.  Both tests are exact as a
-    # whole ("has a byte less than n" / "has a zero byte" bit tricks).
-    cdef uint64_t low = (x - 0x2020202020202020ULL) & ~x & 0x8080808080808080ULL
-    cdef uint64_t d = x ^ 0x7F7F7F7F7F7F7F7FULL
-    cdef uint64_t dele = (d - 0x0101010101010101ULL) & ~d & 0x8080808080808080ULL
-    return (low | dele) == 0
+cdef extern from *:
+    # Offset of the first CTL or DEL at or after p (RFC 9110 5.5: what a field
+    # value may not hold; HTAB too, which the caller steps over).  The caller
+    # guarantees one before the end of the line (its LF) and FLB_PAD readable
+    # bytes after that, so SSE2 tests 16 bytes per step with no tail loop.
+    """
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    static inline Py_ssize_t flb_ctl_stop(const unsigned char* p) {
+        const __m128i sp = _mm_set1_epi8(0x20), del = _mm_set1_epi8(0x7F);
+        Py_ssize_t i = 0;
+        for (;; i += 16) {
+            __m128i x = _mm_loadu_si128((const __m128i*)(p + i));
+            unsigned bad = (~(unsigned)_mm_movemask_epi8(
+                                _mm_cmpeq_epi8(_mm_max_epu8(x, sp), x)) & 0xFFFFu)
+                           | (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, del));
+            if (bad) return i + __builtin_ctz(bad);
+        }
+    }
+    #else
+    static inline Py_ssize_t flb_ctl_stop(const unsigned char* p) {
+        Py_ssize_t i = 0;
+        while (p[i] >= 0x20 && p[i] != 0x7F) i++;
+        return i;
+    }
+    #endif
+    """
+    Py_ssize_t flb_ctl_stop(const unsigned char* p) nogil
 
 
 cdef int flb_field_line(const unsigned char* b, Py_ssize_t start, Py_ssize_t lf,
@@ -139,13 +162,17 @@ cdef int flb_field_line(const unsigned char* b, Py_ssize_t start, Py_ssize_t lf,
     # field-line = field-name ":" OWS field-value OWS  (RFC 9112 5)
     cdef Py_ssize_t i = start
     cdef Py_ssize_t vstart, vend
-    cdef uint64_t w
     FLB_CHECK(b[lf] == 10 and start < lf)
     if flb_cclass[b[i]] & CC_WS:
         # A line opening with SP/HTAB continues the previous one: obs-fold
         # must be rejected by a proxy (RFC 9112 5.2).
         return E_OBS_FOLD
-    while flb_cclass[b[i]] & CC_TOKEN:   # stops at b[lf] (LF) at the latest
+    # Four bytes per test while all are tchar, then one by one; both loops
+    # stop at b[lf] (LF) at the latest.
+    while i + 4 <= lf and (flb_cclass[b[i]] & flb_cclass[b[i + 1]] & flb_cclass[b[i + 2]]
+                           & flb_cclass[b[i + 3]] & CC_TOKEN):
+        i += 4
+    while flb_cclass[b[i]] & CC_TOKEN:
         i += 1
     if b[i] != 58:   # ':'
         if i > start and flb_cclass[b[i]] & CC_WS:
@@ -166,11 +193,7 @@ cdef int flb_field_line(const unsigned char* b, Py_ssize_t start, Py_ssize_t lf,
     while flb_cclass[b[i]] & CC_WS:
         i += 1
     vstart = i
-    while i + 8 <= lf:   # eight bytes at a time while none is a CTL or DEL
-        memcpy(&w, b + i, 8)
-        if not _word_plain(w):
-            break
-        i += 8
+    i += flb_ctl_stop(b + i)
     while flb_cclass[b[i]] & CC_VALUE:   # NUL, CR, LF and other CTLs stop it
         i += 1
     FLB_CHECK(i <= lf)
@@ -250,7 +273,10 @@ cdef inline int _method_of(const unsigned char* p, Py_ssize_t n) noexcept nogil:
 
 cdef int _check_target(const unsigned char* t, Py_ssize_t n, int method) noexcept nogil:
     # The four request-target forms (RFC 9112 3.2); a fragment is never part
-    # of one (3.2.1 has no "#"), and CONNECT takes the authority-form only.
+    # of one (3.2.1 has no "#"; HAProxy rejects it since CVE-2023-45539), and
+    # CONNECT takes the authority-form only.  Bytes are VCHAR only: no SP,
+    # CTL or obs-text (RFC 3986 2 is ASCII), as HAProxy and Apache's Strict
+    # mode refuse them.
     cdef Py_ssize_t i, colon = -1
     if memchr(t, 35, n) != NULL:   # '#'
         return E_TARGET
@@ -311,6 +337,26 @@ cdef inline bint _known_coding(const unsigned char* p, Py_ssize_t n) noexcept no
             or flb_ieq(p, n, b"x-compress", 10))
 
 
+cdef const unsigned char* flb_feed_args(bytes data, Py_ssize_t start,
+                                        Py_ssize_t* n) except NULL:
+    if data is None:
+        raise TypeError("feed() needs bytes")
+    if start < 0 or start > PyBytes_GET_SIZE(data):
+        raise ValueError("start out of range")
+    n[0] = PyBytes_GET_SIZE(data) - start
+    return <const unsigned char*>PyBytes_AS_STRING(data) + start
+
+
+cdef int _start_line_end(const unsigned char* b, Py_ssize_t s, Py_ssize_t lf) noexcept nogil:
+    # A start-line ends in CRLF and holds no other CR (RFC 9112 2.2); these
+    # are checked before its syntax.
+    if lf == s or b[lf - 1] != 13:
+        return E_BARE_LF
+    if memchr(b + s, 13, lf - 1 - s) != NULL:
+        return E_BARE_CR
+    return E_OK
+
+
 # ---------------------------------------------------------------- HeadScanner
 
 cdef class HeadScanner:
@@ -326,7 +372,8 @@ cdef class HeadScanner:
             raise ValueError("max_head must be >= 16 and max_headers >= 1")
         self.max_head = max_head
         self.max_headers = max_headers
-        self.buf = <unsigned char*>malloc(max_head)
+        # FLB_PAD zeroed bytes past the end let flb_ctl_stop read 16 at a time.
+        self.buf = <unsigned char*>calloc(max_head + FLB_PAD, 1)
         self.hdrs = <HeaderSpan*>malloc(max_headers * sizeof(HeaderSpan))
         if self.buf == NULL or self.hdrs == NULL:
             raise MemoryError()
@@ -359,13 +406,9 @@ cdef class HeadScanner:
 
     cpdef int feed(self, bytes data, Py_ssize_t start=0) except -1:
         """Scan data[start:]; returns the ScanStatus (see `consumed`)."""
-        if data is None:
-            raise TypeError("feed() needs bytes")
-        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
-        if start < 0 or start > n:
-            raise ValueError("start out of range")
-        return self.feed_ptr(<const unsigned char*>PyBytes_AS_STRING(data) + start,
-                             n - start)
+        cdef Py_ssize_t n
+        cdef const unsigned char* p = flb_feed_args(data, start, &n)
+        return self.feed_ptr(p, n)
 
     cdef int feed_ptr(self, const unsigned char* p, Py_ssize_t n) noexcept:
         cdef Py_ssize_t room, take, before
@@ -620,12 +663,10 @@ cdef class RequestScanner(HeadScanner):
         # SPs, no autocorrection (RFC 9112 3).
         cdef const unsigned char* b = self.buf
         cdef Py_ssize_t i = s, t, end
-        cdef int err
-        if lf == s or b[lf - 1] != 13:
-            return E_BARE_LF
+        cdef int err = _start_line_end(b, s, lf)
+        if err != E_OK:
+            return err
         end = lf - 1
-        if memchr(b + s, 13, end - s) != NULL:
-            return E_BARE_CR
         while flb_cclass[b[i]] & CC_TOKEN:
             i += 1
         if i == s or b[i] != 32:
@@ -786,11 +827,10 @@ cdef class ResponseScanner(HeadScanner):
         # HAProxy and browsers do.
         cdef const unsigned char* b = self.buf
         cdef Py_ssize_t end, i
-        if lf == s or b[lf - 1] != 13:
-            return E_BARE_LF
+        cdef int err = _start_line_end(b, s, lf)
+        if err != E_OK:
+            return err
         end = lf - 1
-        if memchr(b + s, 13, end - s) != NULL:
-            return E_BARE_CR
         if end - s < 12 or b[s + 8] != 32:
             return E_STATUS
         if _parse_version(b + s, &self.version) != E_OK:

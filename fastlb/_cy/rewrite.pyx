@@ -155,6 +155,7 @@ cdef class SetCookieBuilder:
         cdef Py_ssize_t ls = PyBytes_GET_SIZE(self.suffix)
         cdef bytes out
         cdef char* o
+        _rw_not_none(value, 0)
         if not _rw_is_cookie_value(_rw_ptr(value), n):
             raise ValueError(f"cookie value {value!r} is not cookie-octets (RFC 6265 4.1.1)")
         out = PyBytes_FromStringAndSize(NULL, lp + n + ls)
@@ -253,29 +254,39 @@ cdef Py_ssize_t _rw_prefix_set_cookie(const unsigned char* v, Py_ssize_t n,
     return n + plen + 1
 
 
+cdef int _rw_not_none(object a, object b, object c=0) except -1:
+    # Typed bytes arguments accept None; the C code below would read it.
+    if a is None or b is None or c is None:
+        raise TypeError("expected bytes, got None")
+    return 0
+
+
 cdef bytes _rw_edited(bytes value, Py_ssize_t w, bytes out):
     return value if w < 0 else out[:w]
 
 
+cdef bytes _rw_apply(RwCookieEdit edit, bytes value, bytes name):
+    _rw_not_none(value, name)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(value))
+    return _rw_edited(value, edit(_rw_ptr(value), PyBytes_GET_SIZE(value), _rw_ptr(name),
+                                  PyBytes_GET_SIZE(name),
+                                  <unsigned char*>PyBytes_AS_STRING(out)), out)
+
+
 cpdef bytes remove_cookie(bytes value, bytes name):
     """The Cookie field value without any pair named `name` (b"" if none is left)."""
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(value))
-    return _rw_edited(value, _rw_remove_cookie(
-        _rw_ptr(value), PyBytes_GET_SIZE(value), _rw_ptr(name), PyBytes_GET_SIZE(name),
-        <unsigned char*>PyBytes_AS_STRING(out)), out)
+    return _rw_apply(_rw_remove_cookie, value, name)
 
 
 cpdef bytes strip_cookie_prefix(bytes value, bytes name):
     """The Cookie field value with ``SERVER~`` cut from each `name` pair's value."""
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(value))
-    return _rw_edited(value, _rw_strip_cookie_prefix(
-        _rw_ptr(value), PyBytes_GET_SIZE(value), _rw_ptr(name), PyBytes_GET_SIZE(name),
-        <unsigned char*>PyBytes_AS_STRING(out)), out)
+    return _rw_apply(_rw_strip_cookie_prefix, value, name)
 
 
 cpdef bytes prefix_set_cookie(bytes value, bytes name, bytes prefix):
     """A Set-Cookie field value with ``prefix~`` put before the cookie's value
     when the cookie is `name`; any other cookie is returned unchanged."""
+    _rw_not_none(value, name, prefix)
     cdef bytes out = PyBytes_FromStringAndSize(
         NULL, PyBytes_GET_SIZE(value) + PyBytes_GET_SIZE(prefix) + 1)
     return _rw_edited(value, _rw_prefix_set_cookie(
@@ -287,6 +298,7 @@ cpdef bytes prefix_set_cookie(bytes value, bytes name, bytes prefix):
 
 cdef int _rw_check_done(HeadScanner s) except -1:
     # Rewriting half a head would forward a truncated one.
+    _rw_not_none(s, 0)
     if s.status != SCAN_DONE:
         raise ValueError("the scanner holds no complete head (status %d)" % s.status)
     return 0
@@ -356,6 +368,9 @@ cdef class RequestRewriter:
     def __init__(self, bytes strip_cookie=None, bytes app_cookie=None, bint xff=True,
                  bytes proto=b"http", bint xfh=True, bint http10_keep_alive=False):
         _rw_check_cookie_modes(strip_cookie, app_cookie)
+        self.cookie_name = strip_cookie if strip_cookie is not None else app_cookie
+        self.cookie_edit = (_rw_remove_cookie if strip_cookie is not None
+                            else _rw_strip_cookie_prefix)
         if proto is not None:
             _rw_check_token(proto, "proto")
             self.proto_line = b"X-Forwarded-Proto: " + proto + b"\r\n"
@@ -371,6 +386,7 @@ cdef class RequestRewriter:
     cpdef bytes rewrite(self, RequestScanner s, bytes client_addr, bint upgrading=False):
         """The head to write upstream for the request `s` has scanned."""
         _rw_check_done(s)
+        _rw_not_none(client_addr, 0)
         return self._rewrite_head(s.buf, s.head_len, s.hdrs, s.nhdrs, client_addr, upgrading)
 
     cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t head_len,
@@ -381,8 +397,7 @@ cdef class RequestRewriter:
         cdef Py_ssize_t i, mark, w
         cdef Py_ssize_t host = -1
         cdef Py_ssize_t start = _rw_start_line_end(head_len, hdrs, nhdrs)
-        cdef bint strip = self.strip_cookie is not None
-        cdef bytes cname = self.strip_cookie if strip else self.app_cookie
+        cdef bytes cname = self.cookie_name
         # Edits only shrink a head (merged XFF values take no more room than
         # their lines did); what is added is the client address, the proto
         # line, a copy of the Host value and fixed names.
@@ -404,15 +419,11 @@ cdef class RequestRewriter:
             elif h.kind == H_COOKIE and cname is not None:
                 mark = o.n
                 _rw_put_head_of_line(o, buf, h)
-                if strip:
-                    w = _rw_remove_cookie(buf + h.value_off, h.value_len, _rw_ptr(cname),
-                                          PyBytes_GET_SIZE(cname), o.data + o.n)
-                    if w == 0:
-                        o.n = mark      # it was the only cookie: the line goes
-                        continue
-                else:
-                    w = _rw_strip_cookie_prefix(buf + h.value_off, h.value_len, _rw_ptr(cname),
-                                                PyBytes_GET_SIZE(cname), o.data + o.n)
+                w = self.cookie_edit(buf + h.value_off, h.value_len, _rw_ptr(cname),
+                                     PyBytes_GET_SIZE(cname), o.data + o.n)
+                if w == 0:              # only a removal leaves nothing: it was
+                    o.n = mark          # the only cookie, the line goes
+                    continue
                 _rw_put_edited(o, buf, h, w)
                 continue
             _rw_ob_put(o, buf + h.line_off, h.line_len)
@@ -460,9 +471,12 @@ cdef class ResponseRewriter:
         """The head to write to the client for the response `s` has scanned.
 
         set_cookie_line: a SetCookieBuilder line to add (insert mode);
-        nocache: add Cache-Control: private unless already not shared;
+        nocache: add Cache-Control: private unless already not shared (the
+        shell passes it with set_cookie_line, as HAProxy's nocache tags only
+        responses that insert the cookie);
         app_prefix: the server id put before the app cookie (prefix mode);
-        connection: a Connection value for the client (e.g. b"close").
+        connection: a Connection value for the client (e.g. b"close"),
+        ignored when upgrading (b"upgrade" is sent).
         """
         _rw_check_done(s)
         return self._rewrite_head(s.buf, s.head_len, s.hdrs, s.nhdrs, set_cookie_line,

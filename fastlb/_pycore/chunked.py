@@ -12,7 +12,7 @@ from enum import IntEnum
 
 from fastlb.types import ErrCode, ScanStatus
 
-from .http1 import CR, LF, TCHAR, WS, field_line
+from .http1 import CR, LF, TCHAR, WS, check_feed, field_line
 
 DEF_MAX_CHUNK_LINE = 4096
 MAX_TRAILER_SECTION = 8192   # a trailer section gets a head's budget
@@ -99,10 +99,7 @@ class ChunkedFramer:
 
     def feed(self, data: bytes, start: int = 0) -> int:
         """Frame data[start:]; returns the ScanStatus (see `consumed`)."""
-        if not isinstance(data, bytes):
-            raise TypeError("feed() needs bytes")
-        if start < 0 or start > len(data):
-            raise ValueError("start out of range")
+        check_feed(data, start)
         self.consumed = 0
         if self.status != ScanStatus.SCAN_MORE:
             return self.status

@@ -109,6 +109,23 @@ def field_line(b: bytes | bytearray, start: int, lf: int) -> tuple[int, dict[str
     return ErrCode.E_OK, span
 
 
+def check_feed(data: bytes, start: int) -> None:
+    """feed()'s argument checks, shared with the chunked framer."""
+    if not isinstance(data, bytes):
+        raise TypeError("feed() needs bytes")
+    if start < 0 or start > len(data):
+        raise ValueError("start out of range")
+
+
+def start_line_end(b: bytes | bytearray, s: int, lf: int) -> int:
+    """A start-line ends in CRLF and holds no other CR (RFC 9112 2.2)."""
+    if lf == s or b[lf - 1] != CR:
+        return ErrCode.E_BARE_LF
+    if b.find(b"\r", s, lf - 1) >= 0:
+        return ErrCode.E_BARE_CR
+    return ErrCode.E_OK
+
+
 def parse_version(v: bytes) -> tuple[int, int]:
     """(ErrCode, 10 or 11) for an 8-byte HTTP-version (RFC 9112 2.3)."""
     if v[:5] != b"HTTP/" or v[6] != 0x2E or not (v[5:6].isdigit() and v[7:8].isdigit()):
@@ -189,10 +206,7 @@ class HeadScanner:
 
     def feed(self, data: bytes, start: int = 0) -> int:
         """Scan data[start:]; returns the ScanStatus (see `consumed`)."""
-        if not isinstance(data, bytes):
-            raise TypeError("feed() needs bytes")
-        if start < 0 or start > len(data):
-            raise ValueError("start out of range")
+        check_feed(data, start)
         self.consumed = 0
         if self.status != ScanStatus.SCAN_MORE:
             return self.status
@@ -380,11 +394,10 @@ class RequestScanner(HeadScanner):
     def _start_line(self, s: int, lf: int) -> int:
         # method SP request-target SP HTTP-version CRLF, single SPs (RFC 9112 3).
         b = self.buf
-        if lf == s or b[lf - 1] != CR:
-            return ErrCode.E_BARE_LF
+        err = start_line_end(b, s, lf)
+        if err != ErrCode.E_OK:
+            return err
         end = lf - 1
-        if b.find(b"\r", s, end) >= 0:
-            return ErrCode.E_BARE_CR
         i = s
         while b[i] in TCHAR:
             i += 1
@@ -509,11 +522,10 @@ class ResponseScanner(HeadScanner):
         # HTTP-version SP 3DIGIT SP [ reason-phrase ] (RFC 9112 4); an empty
         # reason without its SP is accepted, as HAProxy does.
         b = self.buf
-        if lf == s or b[lf - 1] != CR:
-            return ErrCode.E_BARE_LF
+        err = start_line_end(b, s, lf)
+        if err != ErrCode.E_OK:
+            return err
         end = lf - 1
-        if b.find(b"\r", s, end) >= 0:
-            return ErrCode.E_BARE_CR
         line = bytes(b[s:end])
         if len(line) < 12 or line[8] != SP:
             return ErrCode.E_STATUS

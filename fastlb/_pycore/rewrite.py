@@ -79,6 +79,11 @@ def _check_token(name: bytes, what: str) -> None:
         raise ValueError(f"{what} {name!r} is not a token (RFC 6265 4.1.1)")
 
 
+def _not_none(*args: object) -> None:
+    if any(a is None for a in args):
+        raise TypeError("expected bytes, got None")
+
+
 def _check_cookie_modes(strip_cookie: bytes | None, app_cookie: bytes | None) -> None:
     if strip_cookie is not None:
         _check_token(strip_cookie, "strip_cookie")
@@ -140,6 +145,7 @@ class SetCookieBuilder:
         self.suffix = b"".join(attrs) + _CRLF
 
     def build(self, value: bytes) -> bytes:
+        _not_none(value)
         if not _is_cookie_value(value):
             raise ValueError(f"cookie value {value!r} is not cookie-octets (RFC 6265 4.1.1)")
         return self.prefix + value + self.suffix
@@ -176,6 +182,7 @@ def remove_cookie(value: bytes, name: bytes) -> bytes:
 
     A removed pair takes the separator before it along; every other byte
     stays as sent."""
+    _not_none(value, name)
     out: list[bytes] = []
     removed = False
     prev_end = 0
@@ -192,6 +199,7 @@ def remove_cookie(value: bytes, name: bytes) -> bytes:
 
 def strip_cookie_prefix(value: bytes, name: bytes) -> bytes:
     """The Cookie field value with ``SERVER~`` cut from each `name` pair's value."""
+    _not_none(value, name)
     out: list[bytes] = []
     last = 0
     for p in _pairs(value):
@@ -210,6 +218,7 @@ def strip_cookie_prefix(value: bytes, name: bytes) -> bytes:
 def prefix_set_cookie(value: bytes, name: bytes, prefix: bytes) -> bytes:
     """A Set-Cookie field value with ``prefix~`` put before the cookie's value
     when the cookie is `name`; any other cookie is returned unchanged."""
+    _not_none(value, name, prefix)
     # set-cookie-string = cookie-pair *( ";" SP cookie-av ) (RFC 6265 4.1.1)
     p = set_cookie_pair(value)
     if p is None or not _named(value, p, name):
@@ -228,6 +237,7 @@ def _start_line_end(head_len: int, hdrs: list[dict[str, int]]) -> int:
 
 def _check_done(s: Any) -> None:
     # Rewriting half a head would forward a truncated one.
+    _not_none(s)
     if s.status != ScanStatus.SCAN_DONE:
         raise ValueError("the scanner holds no complete head (status %d)" % s.status)
 
@@ -261,6 +271,8 @@ class RequestRewriter:
             self.proto_line = b"X-Forwarded-Proto: " + proto + _CRLF
         self.strip_cookie = strip_cookie
         self.app_cookie = app_cookie
+        self.cookie_name = strip_cookie if strip_cookie is not None else app_cookie
+        self.cookie_edit = remove_cookie if strip_cookie is not None else strip_cookie_prefix
         self.xff = xff
         self.xfh = xfh
         self.http10_keep_alive = http10_keep_alive
@@ -268,6 +280,7 @@ class RequestRewriter:
     def rewrite(self, s: Any, client_addr: bytes, upgrading: bool = False) -> bytes:
         """The head to write upstream for the request `s` has scanned."""
         _check_done(s)
+        _not_none(client_addr)
         return self._rewrite_head(s.buf, s.head_len, s.hdrs, client_addr, upgrading)
 
     def _rewrite_head(self, buf: bytes, head_len: int, hdrs: list[dict[str, int]],
@@ -276,7 +289,7 @@ class RequestRewriter:
         out = [buf[:start]]
         xff_values = []
         host = None
-        cookie_name = self.strip_cookie if self.strip_cookie is not None else self.app_cookie
+        cookie_name = self.cookie_name
         for h in hdrs:
             kind = h["kind"]
             if _is_hop(h, upgrading):
@@ -292,13 +305,10 @@ class RequestRewriter:
             elif kind == HeaderKind.H_X_FORWARDED_HOST and self.xfh:
                 continue
             elif kind == HeaderKind.H_COOKIE and cookie_name is not None:
-                value = buf[h["value_off"]:h["value_off"] + h["value_len"]]
-                if self.strip_cookie is not None:
-                    value = remove_cookie(value, cookie_name)
-                    if not value and h["value_len"]:
-                        continue        # it was the only cookie: the line goes
-                else:
-                    value = strip_cookie_prefix(value, cookie_name)
+                value = self.cookie_edit(
+                    buf[h["value_off"]:h["value_off"] + h["value_len"]], cookie_name)
+                if not value and h["value_len"]:
+                    continue            # only a removal empties it: the line goes
                 _copy_edited(out, buf, h, value)
                 continue
             out.append(buf[h["line_off"]:h["line_off"] + h["line_len"]])
@@ -338,9 +348,12 @@ class ResponseRewriter:
         """The head to write to the client for the response `s` has scanned.
 
         set_cookie_line: a SetCookieBuilder line to add (insert mode);
-        nocache: add Cache-Control: private unless already not shared;
+        nocache: add Cache-Control: private unless already not shared (the
+        shell passes it with set_cookie_line, as HAProxy's nocache tags only
+        responses that insert the cookie);
         app_prefix: the server id put before the app cookie (prefix mode);
-        connection: a Connection value for the client (e.g. b"close").
+        connection: a Connection value for the client (e.g. b"close"),
+        ignored when upgrading (b"upgrade" is sent).
         """
         _check_done(s)
         return self._rewrite_head(s.buf, s.head_len, s.hdrs, set_cookie_line, nocache,
