@@ -188,6 +188,11 @@ def test_obs_fold_is_rejected(core: ModuleType, fold: bytes) -> None:
     rejects(core, req(b"GET / HTTP/1.1", H, b"X: a", fold), ErrCode.E_OBS_FOLD)
 
 
+def test_whitespace_before_the_first_field_is_rejected_as_obs_fold(core: ModuleType) -> None:
+    # RFC 9112 2.2: such a line may be rejected or skipped; fastlb rejects it.
+    rejects(core, req(b"GET / HTTP/1.1", b" Host: a"), ErrCode.E_OBS_FOLD)
+
+
 @pytest.mark.parametrize("data", [
     b"GET / HTTP/1.1\nHost: a\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: a\n\r\n",
