@@ -148,6 +148,9 @@ ctypedef struct ByteSpan:
     uint32_t off
     uint32_t len
 
+# --------------------------------------------- field-line layer (fields.pyx)
+# Shared by the head scanners and the chunked framer's trailers.
+
 # Byte classes (CC_* bits, consts.pxi) and ASCII lowercase, filled at import.
 cdef unsigned char flb_cclass[256]
 cdef unsigned char flb_lower[256]
@@ -175,6 +178,7 @@ cdef const unsigned char* flb_feed_args(bytes data, Py_ssize_t start,
                                         Py_ssize_t* n) except NULL
 
 
+# --------------------------------------------- head scanners, classes (http1.pyx)
 # What RequestScanner and ResponseScanner share: the buffer, the line loop,
 # the field table, framing and connection fields.
 cdef class HeadScanner:

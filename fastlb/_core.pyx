@@ -11,13 +11,15 @@ is fastlb/_core.pxd; each concept lives in one fragment under _cy/.
 # reads one file at a time, can check every fragment alone.
 
 # Include order: constants first (everything reads them); the hash before the
-# cookie and picker code that hashes keys; the head scanners before the
+# cookie and picker code that hashes keys; the shared field-line layer
+# before the parsers that use it; the head scanners before the
 # chunked framer, cookie helpers and rewriters that read their HeaderSpan
 # tables; the server table before the Picker base, and the base before each
 # algorithm that subclasses it; the router last, as it drives a scanner
 # and a picker.
 include "_cy/consts.pxi"
 include "_cy/hash.pyx"
+include "_cy/fields.pyx"
 include "_cy/http1.pyx"
 include "_cy/chunked.pyx"
 include "_cy/cookie.pyx"

@@ -649,3 +649,14 @@ def test_transfer_encoding_in_http10_response_is_rejected(core: ModuleType) -> N
 
 def test_response_bare_lf_is_rejected(core: ModuleType) -> None:
     rejects(core, b"HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n", ErrCode.E_BARE_LF, "resp")
+
+
+def test_connection_close_marks_a_close_field_hop_by_hop(core: ModuleType) -> None:
+    # RFC 9110 7.6.1 / 16.3.2.2: "close" is a connection option, and a field
+    # named Close must not be forwarded.
+    s = core.RequestScanner()
+    assert s.feed(b"GET / HTTP/1.1\r\nHost: a\r\nClose: x\r\nConnection: close\r\n"
+                  b"X-Keep: y\r\n\r\n") == ScanStatus.SCAN_DONE
+    flags = {name: fl for name, _v, _k, fl in s.headers()}
+    assert flags[b"Close"] & HeaderFlag.HF_HOP
+    assert not flags[b"X-Keep"] & HeaderFlag.HF_HOP

@@ -116,19 +116,15 @@ def name_of(line: bytes) -> bytes:
 
 
 def hop_names(head: bytes) -> set[bytes]:
-    """Every name this head makes hop-by-hop (RFC 9110 7.6.1), as the scanner
-    flags them: it looks for fields named in Connection only when a token
-    other than close, keep-alive or upgrade is there, so a field named
-    "Close" (a reserved name, RFC 9110 7.6.1) survives "Connection: close"."""
+    """Every name this head makes hop-by-hop (RFC 9110 7.6.1): the fixed
+    hop-by-hop names and every Connection token, "close" included ("Close"
+    is a reserved field name, RFC 9110 16.3.2.2)."""
     tokens = set()
     for line in field_lines(head):
         if name_of(line) == b"connection":
             tokens |= {t.strip(b" \t").lower() for t in line.split(b":", 1)[1].split(b",")}
     tokens.discard(b"")
-    named = set(HOP)
-    if tokens - {b"close", b"keep-alive", b"upgrade"}:
-        named |= tokens
-    return named - NEVER_NAMED
+    return (set(HOP) | tokens) - NEVER_NAMED
 
 
 def survivors(head: bytes, upgrading: bool, touched: set[bytes]) -> list[bytes]:

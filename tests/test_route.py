@@ -161,3 +161,25 @@ def test_cores_agree_on_every_key_kind() -> None:
         for data in heads:
             assert routed(rc, data) == routed(rp, data)
             assert rc.keyed == rp.keyed
+
+
+def test_next_route_call_starts_the_next_request(core: ModuleType) -> None:
+    r = core.Router(picker(core), KeyKind.KEY_COOKIE, b"JSESSIONID")
+    a = head(b"Cookie: JSESSIONID=first")
+    b = head(b"Cookie: JSESSIONID=second", target=b"/two")
+    data = a + b
+    assert r.route(data) == ScanStatus.SCAN_DONE
+    first = r.server
+    assert r.scanner.cookie(r.key_slot) == b"first"
+    assert r.route(data, r.scanner.consumed) == ScanStatus.SCAN_DONE
+    assert r.scanner.target() == b"/two"
+    assert r.scanner.cookie(r.key_slot) == b"second"
+    assert (first, r.server) == (routed(r, a), routed(r, b))
+
+
+def test_router_stays_stopped_after_an_error(core: ModuleType) -> None:
+    r = core.Router(picker(core))
+    assert r.route(b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n") == ScanStatus.SCAN_ERROR
+    assert r.route(head()) == ScanStatus.SCAN_ERROR
+    r.reset()
+    assert r.route(head()) == ScanStatus.SCAN_DONE

@@ -65,7 +65,9 @@ cdef class Router:
         """Feed data[start:]; on SCAN_DONE, `server` is the pick (or -1).
 
         Returns the ScanStatus; `scanner.consumed` says how much of the fed
-        data was head.
+        data was head.  A completed head stays readable until the next call,
+        which starts the connection's next request.  After SCAN_ERROR the
+        router stays stopped until reset().
         """
         cdef Py_ssize_t n
         cdef int st
@@ -74,6 +76,13 @@ cdef class Router:
         n = PyBytes_GET_SIZE(data)
         if start < 0 or start > n:
             raise ValueError("start out of range")
+        if self.scanner.status == SCAN_DONE:
+            # The previous head was complete and its caller is done with it:
+            # these bytes start the connection's next request (keep-alive or
+            # pipelining), so no separate reset call is needed per request.
+            self.scanner._clear()
+            self.server = -1
+            self.keyed = False
         st = self.scanner.feed_ptr(<const unsigned char*>PyBytes_AS_STRING(data) + start,
                                    n - start)
         if st == SCAN_DONE:

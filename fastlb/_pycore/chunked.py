@@ -12,7 +12,8 @@ from enum import IntEnum
 
 from fastlb.types import ErrCode, ScanStatus
 
-from .http1 import CR, LF, TCHAR, WS, check_feed, field_line
+from .fields import CR, LF, TCHAR, WS, field_line
+from .http1 import check_feed
 
 DEF_MAX_CHUNK_LINE = 4096
 MAX_TRAILER_SECTION = 8192   # a trailer section gets a head's budget

@@ -56,7 +56,7 @@ from typing import Any, Iterator
 from fastlb.types import HeaderFlag, HeaderKind, ScanStatus
 
 from .cookie import CookiePair, cookie_next, set_cookie_pair
-from .http1 import TCHAR
+from .fields import TCHAR
 
 # cookie-octet (RFC 6265 4.1.1): US-ASCII except CTLs, whitespace, DQUOTE,
 # comma, semicolon and backslash.

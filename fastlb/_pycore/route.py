@@ -62,6 +62,8 @@ class Router:
             raise TypeError("route() needs bytes")
         if start < 0 or start > len(data):
             raise ValueError("start out of range")
+        if self.scanner.status == ScanStatus.SCAN_DONE:
+            self.reset()   # the previous head is done with: next request
         st = self.scanner.feed(data, start)
         if st == ScanStatus.SCAN_DONE:
             self.server = self.picker.pick(self._key_hash(), now)
