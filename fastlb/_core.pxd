@@ -529,8 +529,10 @@ cdef class Router:
     cdef uint64_t source_hash              # hash of the client address (KEY_SOURCE)
     cdef readonly int server               # pick of the last complete head, or -1
     cdef readonly bint keyed               # that head carried its key
+    cdef readonly bint auto_pick           # pick when a head completes
 
     cpdef void set_source(self, bytes addr) noexcept
     cpdef void reset(self) noexcept
     cpdef int route(self, bytes data, Py_ssize_t start=*, double now=*) except -1
+    cpdef int pick(self, double now=*) except -2
     cdef uint64_t _key_hash(self) noexcept

@@ -52,11 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         print(f"{args.config}: ok")
         return EXIT_OK
-    log.info("loaded %s: %s", args.config, ", ".join(sorted(cfg)))
-    for name, fe in sorted(cfg.get("frontends", {}).items()):
-        print(f"frontend {name}: bind {fe.get('bind')} -> backend {fe.get('backend')}")
-    for name, be in sorted(cfg.get("backends", {}).items()):
-        servers = ", ".join(f"{s.get('name')}={s.get('address')}" for s in be.get("servers", []))
-        print(f"backend {name}: balance {be.get('balance', 'roundrobin')}: {servers}")
+    log.info("loaded %s", args.config)
+    for fe in cfg.frontends.values():
+        print(f"frontend {fe.name}: {fe.mode} bind {fe.bind} -> backend {fe.backend}")
+    for be in cfg.backends.values():
+        servers = ", ".join(f"{s.name}={s.address}" for s in be.servers)
+        sticky = f", sticky {be.sticky.mode}" if be.sticky else ""
+        print(f"backend {be.name}: balance {be.balance}{sticky}: {servers}")
     print("the data plane is not built yet (issue: the proxy); exiting after loading")
     return EXIT_OK

@@ -42,7 +42,7 @@ def test_unknown_table_names_key(tmp_path: object) -> None:
         f.write("[frontend.web]\nbind = '127.0.0.1:1'\n")
     r = run([sys.executable, "-m", "fastlb", "check", "-c", bad])
     assert r.returncode == 1
-    assert f"{bad}: frontend: unknown table" in r.stderr
+    assert f"{bad}: frontend: unknown key; did you mean 'frontends'?" in r.stderr
 
 
 def test_missing_file(tmp_path: object) -> None:

@@ -183,3 +183,17 @@ def test_router_stays_stopped_after_an_error(core: ModuleType) -> None:
     assert r.route(head()) == ScanStatus.SCAN_ERROR
     r.reset()
     assert r.route(head()) == ScanStatus.SCAN_DONE
+
+
+def test_without_auto_pick_the_caller_picks(core: ModuleType) -> None:
+    p = picker(core, "RoundRobinPicker")
+    r = core.Router(p, auto_pick=False)
+    with pytest.raises(ValueError):
+        r.pick()
+    seq = []
+    for _ in range(3):
+        assert r.route(head()) == ScanStatus.SCAN_DONE
+        assert r.server == -1          # a sticky hit would not advance round robin
+        seq.append(r.pick(0.0))
+        assert r.server == seq[-1]
+    assert len(set(seq)) == 3

@@ -16,12 +16,18 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 
 cdef class Router:
-    """Scan a request head, hash its balancing key, pick a server."""
+    """Scan a request head, hash its balancing key, pick a server.
+
+    With auto_pick (the default) the pick happens when the head completes.
+    A backend with sticky sessions turns it off: the proxy first checks the
+    affinity cookie and calls pick() only when no pinned server can take
+    the request, so a sticky hit never advances round robin.
+    """
 
     def __init__(self, Picker picker, int key_kind=KEY_NONE, bytes key_name=b"",
                  bytes affinity_cookie=b"", uint64_t seed=0,
                  int max_head=DEF_MAX_HEAD, int max_headers=DEF_MAX_HEADERS,
-                 int max_target=DEF_MAX_TARGET):
+                 int max_target=DEF_MAX_TARGET, bint auto_pick=True):
         cdef list names = []
         if picker is None:
             raise TypeError("Router needs a Picker")
@@ -30,6 +36,7 @@ cdef class Router:
         if key_kind in (KEY_COOKIE, KEY_HEADER) and not key_name:
             raise ValueError("cookie and header keys need a name")
         self.picker = picker
+        self.auto_pick = auto_pick
         self.key_kind = key_kind
         self.key_name = key_name.lower() if key_kind == KEY_HEADER else key_name
         self.seed = seed
@@ -85,9 +92,17 @@ cdef class Router:
             self.keyed = False
         st = self.scanner.feed_ptr(<const unsigned char*>PyBytes_AS_STRING(data) + start,
                                    n - start)
-        if st == SCAN_DONE:
+        if st == SCAN_DONE and self.auto_pick:
             self.server = self.picker.pick(self._key_hash(), now)
         return st
+
+    cpdef int pick(self, double now=0.0) except -2:
+        """Pick for the complete head now (with auto_pick off, after the
+        sticky check found no usable affinity); sets and returns `server`."""
+        if self.scanner.status != SCAN_DONE:
+            raise ValueError("pick() needs a complete head")
+        self.server = self.picker.pick(self._key_hash(), now)
+        return self.server
 
     cdef uint64_t _key_hash(self) noexcept:
         cdef RequestScanner s = self.scanner

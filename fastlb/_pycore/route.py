@@ -21,7 +21,7 @@ class Router:
     def __init__(self, picker: Picker, key_kind: int = KeyKind.KEY_NONE, key_name: bytes = b"",
                  affinity_cookie: bytes = b"", seed: int = 0,
                  max_head: int = DEF_MAX_HEAD, max_headers: int = DEF_MAX_HEADERS,
-                 max_target: int = DEF_MAX_TARGET) -> None:
+                 max_target: int = DEF_MAX_TARGET, auto_pick: bool = True) -> None:
         if picker is None:
             raise TypeError("Router needs a Picker")
         if key_kind not in KeyKind.__members__.values():
@@ -29,6 +29,7 @@ class Router:
         if key_kind in (KeyKind.KEY_COOKIE, KeyKind.KEY_HEADER) and not key_name:
             raise ValueError("cookie and header keys need a name")
         self.picker = picker
+        self.auto_pick = auto_pick
         self.key_kind = key_kind
         self.key_name = key_name.lower() if key_kind == KeyKind.KEY_HEADER else key_name
         self.seed = seed
@@ -65,9 +66,15 @@ class Router:
         if self.scanner.status == ScanStatus.SCAN_DONE:
             self.reset()   # the previous head is done with: next request
         st = self.scanner.feed(data, start)
-        if st == ScanStatus.SCAN_DONE:
+        if st == ScanStatus.SCAN_DONE and self.auto_pick:
             self.server = self.picker.pick(self._key_hash(), now)
         return st
+
+    def pick(self, now: float = 0.0) -> int:
+        if self.scanner.status != ScanStatus.SCAN_DONE:
+            raise ValueError("pick() needs a complete head")
+        self.server = self.picker.pick(self._key_hash(), now)
+        return self.server
 
     def _key(self) -> bytes | None:
         s = self.scanner
