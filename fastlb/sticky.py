@@ -340,7 +340,7 @@ class InsertPersistence(Persistence):
         self.builder = core.SetCookieBuilder(
             name, path=st.path.encode(), domain=st.domain.encode() if st.domain else None,
             httponly=st.httponly, secure=st.secure,
-            samesite=st.samesite.encode() if st.samesite else None)
+            samesite=st.samesite.encode())
         self.key = _derive(secret, backend.name)
         self.mac = _Mac(self.key)
         ids = _server_ids(backend, table, self.mac)
@@ -526,7 +526,7 @@ def make_persistence(backend: BackendConfig, table: Any, picker: Any, secret: by
 
     secret: the signing key (``load_secret``), needed by insert mode and
     used by prefix mode to make its ids opaque; store: learn mode's table
-    (a new EmbeddedStore when None); core: the core module whose
+    (a new EmbeddedStore of ``learn_max_entries`` when None); core: the core module whose
     SetCookieBuilder builds insert-mode lines (fastlb._core by default).
     Raises ValueError for a secret shorter than SECRET_MIN or two server
     names with the same id.
@@ -546,6 +546,6 @@ def make_persistence(backend: BackendConfig, table: Any, picker: Any, secret: by
     if st.mode == "hash":
         return HashPersistence(backend, table, picker)
     if st.mode == "learn":
-        return LearnPersistence(backend, table, picker,
-                                store if store is not None else EmbeddedStore())
+        return LearnPersistence(backend, table, picker, store if store is not None
+                                else EmbeddedStore(st.learn_max_entries))
     raise ValueError(f"backend {backend.name}: unknown sticky mode {st.mode!r}")
