@@ -598,3 +598,60 @@ def test_servers_with_one_id_are_refused(core: ModuleType, mode: str,
     st = insert_cfg() if mode == "insert" else prefix_cfg()
     with pytest.raises(ValueError, match="'s2' and b?'s1' have the same cookie id"):
         Lb(core, st)
+
+
+@pytest.mark.parametrize("attrs", [
+    b"; Max-Age=0", b"; max-age=-1; Path=/", b"; Expires=Thu, 01 Jan 1970 00:00:01 GMT",
+    b"; expires=Thu, 01-Jan-1970 00:00:01 GMT; Max-Age=x",
+    b"; Expires=Wed, 09 Jun 21 10:18:14 GMT",
+])
+def test_learn_expired_set_cookie_forgets_the_session(core: ModuleType, attrs: bytes) -> None:
+    store = EmbeddedStore()
+    lb = Lb(core, learn_cfg(), store=store)
+    c = lb.request(T0)
+    lb.response(c, T0, set_cookie=b"PHPSESSID=abc")
+    c2 = lb.request(T0, b"PHPSESSID=abc")
+    lb.response(c2, T0, set_cookie=b"PHPSESSID=deleted" + attrs)   # PHP's session_destroy
+    assert len(store) == 0
+    assert lb.request(T0, b"PHPSESSID=abc").outcome == Outcome.EXPIRED
+
+
+@pytest.mark.parametrize("attrs", [
+    b"", b"; Max-Age=60", b"; Expires=Fri, 01 Jan 2100 00:00:00 GMT",
+    b"; Expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=60",     # Max-Age wins
+    b"; Expires=not a date",
+])
+def test_learn_live_set_cookie_is_learned(core: ModuleType, attrs: bytes) -> None:
+    lb = Lb(core, learn_cfg())
+    c = lb.request(T0)
+    lb.response(c, T0, set_cookie=b"PHPSESSID=abc" + attrs)
+    assert lb.request(T0, b"PHPSESSID=abc").outcome == Outcome.VALID
+
+
+@pytest.mark.parametrize("text,seconds", [
+    (b"Thu, 01 Jan 1970 00:00:01 GMT", 1.0),
+    (b"Thu, 01-Jan-1970 00:00:01 GMT", 1.0),
+    (b"Sun, 06 Nov 1994 08:49:37 GMT", 784111777.0),
+    (b"Sunday, 06-Nov-94 08:49:37 GMT", 784111777.0),
+    (b"Sun Nov  6 08:49:37 1994", 784111777.0),
+    (b"Wed, 09 Jun 21 10:18:14 GMT", 1623233894.0),
+    (b"Thu, 32 Jan 1970 00:00:01 GMT", None),
+    (b"Thu, 01 Jan 1970 24:00:01 GMT", None),
+    (b"01 Jan 1600 00:00:00", None),
+    (b"tomorrow", None),
+    (b"", None),
+])
+def test_cookie_date(text: bytes, seconds: float | None) -> None:
+    assert sticky.cookie_date(text) == seconds
+
+
+def test_learned_sessions_survive_a_reload_through_the_store(core: ModuleType) -> None:
+    old = Lb(core, learn_cfg(), names=("s1", "s2"))
+    c = old.request(T0)
+    old.response(c, T0, set_cookie=b"PHPSESSID=abc")
+    name = old.table.name(c.server)
+    assert old.p.store is not None
+    new = Lb(core, learn_cfg(), names=("s0", "s1", "s2"), store=old.p.store)
+    c2 = new.request(T0, b"PHPSESSID=abc")
+    assert (new.table.name(c2.server), c2.outcome) == (name, Outcome.VALID)
+    assert Lb(core, insert_cfg()).p.store is None
