@@ -342,6 +342,8 @@ class InsertPersistence(Persistence):
         self.nocache = st.nocache
         self.max_idle = st.max_idle
         self.max_life = st.max_life
+        self.life = math.inf if st.max_life is None else st.max_life    # for deadlines
+        self.idle = math.inf if st.max_idle is None else st.max_idle
         self.refresh = max(1.0, min(st.max_idle / 4, REFRESH_CAP)) if st.max_idle else 0.0
         self.builder = core.SetCookieBuilder(
             name, path=st.path.encode(), domain=st.domain.encode() if st.domain else None,
@@ -355,9 +357,9 @@ class InsertPersistence(Persistence):
         # Verified values: value -> (server or -1 when its server is gone,
         # deadline (max_idle / max_life), earliest acceptable now (future
         # dates), the VALID Choice to return).  Only genuine values enter.
-        self.cache: dict[bytes, tuple[int, float, float, Choice]] = {}
+        self.cache: dict[bytes, tuple[int, float, int, Choice]] = {}
 
-    def verify(self, value: bytes) -> tuple[int, float, float, Choice] | None:
+    def verify(self, value: bytes) -> tuple[int, float, int, Choice] | None:
         """The cache entry of a genuine value, or None (forged, malformed)."""
         e = self.cache.get(value)
         if e is not None:
@@ -383,14 +385,11 @@ class InsertPersistence(Persistence):
         return value
 
     def _remember(self, value: bytes, server: int, first: int,
-                  last: int) -> tuple[int, float, float, Choice]:
-        deadline = math.inf
-        if self.max_life is not None:
-            deadline = first + self.max_life
-        if self.max_idle is not None:
-            deadline = min(deadline, last + self.max_idle)
-        valid = _new(Choice, (server, VALID, server, first, last, None))
-        e = (server, deadline, float(last - FUTURE_SKEW), valid)
+                  last: int) -> tuple[int, float, int, Choice]:
+        life, idle = self.life, self.idle
+        deadline = first + life if first + life < last + idle else last + idle
+        e = (server, deadline, last - FUTURE_SKEW,
+             _new(Choice, (server, VALID, server, first, last, None)))
         if len(self.cache) >= CACHE_MAX:
             self.cache.clear()    # O(1) amortised; returning clients re-verify once
         self.cache[value] = e

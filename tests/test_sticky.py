@@ -13,12 +13,16 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import CORES
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastlb import sticky
 from fastlb.config import Address, BackendConfig, Config, GlobalConfig, ServerConfig, StickyConfig
 from fastlb.errors import ConfigError
 from fastlb.sessions import EmbeddedStore
 from fastlb.sticky import NO_EDIT, Outcome
+from fastlb.types import BackendState
 
 SECRET = b"test-secret-0123456789"
 T0 = 1_800_000_000.0        # wall-clock seconds
@@ -655,3 +659,91 @@ def test_learned_sessions_survive_a_reload_through_the_store(core: ModuleType) -
     c2 = new.request(T0, b"PHPSESSID=abc")
     assert (new.table.name(c2.server), c2.outcome) == (name, Outcome.VALID)
     assert Lb(core, insert_cfg()).p.store is None
+
+
+# ------------------------------------------------- properties (both cores)
+
+SERVER_NAMES = ("s1", "s2", "s3", "s4")
+_returning = st.tuples(st.just("return"), st.integers(0, 7))
+session_op = st.one_of(          # returning clients weigh most: they exercise the outcomes
+    st.tuples(st.just("state"), st.integers(0, 3), st.sampled_from([0, 0, 1, 2, 3])),
+    st.tuples(st.just("take"), st.integers(0, 3)),
+    st.tuples(st.just("drop"), st.integers(0, 3)),
+    st.tuples(st.just("tick"), st.integers(0, 120)),
+    st.tuples(st.just("new")),
+    _returning, _returning, _returning,
+    st.tuples(st.just("forge"), st.integers(0, 7), st.integers(0, sticky.VALUE_LEN - 1)),
+)
+
+
+def replay_insert(core: ModuleType, ops: list[tuple[Any, ...]]) -> list[tuple[int, Outcome]]:
+    """Run ``ops`` against insert mode, checking each decision against a model."""
+    lb = Lb(core, insert_cfg(max_idle=100.0, max_life=300.0), names=SERVER_NAMES, maxconn=1,
+            backups=("s4",))
+    up, down, drain, maint = (int(s) for s in BackendState)
+    now = T0
+    clients: list[tuple[bytes, int, float, float]] = []   # cookie, server, first, last
+    out: list[tuple[int, Outcome]] = []
+    for op in ops:
+        if op[0] == "state":
+            lb.picker.set_state(op[1], op[2])
+        elif op[0] == "take":
+            lb.picker.take_conn(op[1])
+        elif op[0] == "drop":
+            lb.picker.drop_conn(op[1])
+        elif op[0] == "tick":
+            now += op[1]
+        elif op[0] == "new" or not clients:
+            c = lb.request(now)
+            assert c.outcome == Outcome.NONE
+            out.append((c.server, c.outcome))
+            if c.server >= 0:
+                assert lb.picker.can_take(c.server, False)
+                clients.append((cookie_value(lb.response(c, now)), c.server, now, now))
+        else:
+            k = op[1] % len(clients)
+            value, pinned, first, last = clients[k]
+            if op[0] == "forge":
+                forged = tamper(value, op[2])
+                c = lb.request(now, b"SRVID=" + forged)
+                assert c.outcome == Outcome.INVALID
+                out.append((c.server, c.outcome))
+                continue
+            c = lb.request(now, b"SRVID=" + value)
+            out.append((c.server, c.outcome))
+            state = lb.table.state(pinned)
+            if now - first > 300 or now - last > 100:
+                assert c.outcome == Outcome.EXPIRED
+            elif state in (down, maint):
+                assert c.outcome == Outcome.REPINNED and c.server != pinned
+            elif lb.picker.can_take(pinned, True):
+                assert (c.server, c.outcome) == (pinned, Outcome.VALID)
+            else:
+                assert state in (up, drain) and c.outcome == Outcome.SPILLED
+            if c.server >= 0 and c.outcome != Outcome.VALID:
+                assert lb.table.state(c.server) == up
+            edit = lb.response(c, now)
+            if edit.set_cookie_line is not None:
+                new_first = first if c.outcome == Outcome.VALID else now
+                clients[k] = (cookie_value(edit), c.server, new_first, now)
+            else:
+                assert c.outcome == Outcome.VALID or c.server < 0
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(session_op, max_size=60))
+def test_insert_decisions_follow_the_model_on_both_cores(ops: list[tuple[Any, ...]]) -> None:
+    results = [replay_insert(core, ops) for core in CORES]
+    assert results[0] == results[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=0, max_size=60))
+def test_insert_random_values_are_never_trusted(value: bytes) -> None:
+    import fastlb._core
+    lb = Lb(fastlb._core, insert_cfg())
+    p = lb.p
+    assert isinstance(p, sticky.InsertPersistence)
+    assert p.verify(base64.urlsafe_b64encode(value)) is None
+    assert p.verify(value) is None
