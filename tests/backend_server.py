@@ -61,6 +61,8 @@ class Backend:
     drop_reused_once: bool = False     # close a reused connection at its 2nd request, once
     received: list[Received] = field(default_factory=list)
     accepted: int = 0
+    busy: int = 0                      # requests being answered now
+    max_busy: int = 0                  # the most answered at once
 
     def __post_init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -170,7 +172,12 @@ class Backend:
             rec.body = await reader.readexactly(int(rec.header("content-length") or 0))
         with self.lock:
             self.received.append(rec)
-        return await self._respond(rec, reader, writer)
+        self.busy += 1
+        self.max_busy = max(self.max_busy, self.busy)
+        try:
+            return await self._respond(rec, reader, writer)
+        finally:
+            self.busy -= 1
 
     def _echo(self, rec: Received) -> bytes:
         return json.dumps({"server": self.name, "method": rec.method, "target": rec.target,

@@ -160,19 +160,28 @@ class ClientProtocol(asyncio.Protocol):
                 self.timer.start(self.fe.timeouts.client_head)
             else:
                 self.gate.pause(PARKED)
+                self.loop.call_soon(self.gate.reapply)
         except Exception:
             log.exception("client %s: unexpected error on accept", self.peer)
             transport.close()
 
     def unpark(self) -> None:
-        if self.state != C_CLOSED:
-            self.gate.resume(PARKED)
-            self.timer.start(self.fe.timeouts.client_head)
+        try:
+            if self.state != C_CLOSED:
+                self.gate.resume(PARKED)
+                self.timer.start(self.fe.timeouts.client_head)
+                if self.buf:
+                    self._next_request()
+        except Exception:
+            log.exception("client %s: unexpected error", self.peer)
+            self._fail(500, "internal error")
 
     def data_received(self, data: bytes) -> None:
         try:
             st = self.state
-            if st == C_TUNNEL:
+            if self.gate.reasons & PARKED:     # bytes that came before the pause took
+                self._buffer(data, 0)
+            elif st == C_TUNNEL:
                 if self.up is not None:
                     self.up.timer.touch()
                     self.up.write(data)

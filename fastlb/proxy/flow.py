@@ -45,6 +45,12 @@ class ReadGate:
             self.transport.pause_reading()  # type: ignore[attr-defined]
         self.reasons |= reason
 
+    def reapply(self) -> None:
+        """Pause again if paused: uvloop starts reading after connection_made
+        returns, undoing a pause made inside it."""
+        if self.reasons and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()  # type: ignore[attr-defined]
+
     def resume(self, reason: int) -> None:
         if not self.reasons & reason:
             return
