@@ -203,8 +203,9 @@ class ClientProtocol(asyncio.Protocol):
         try:
             self.eof = True
             if self.state == C_TUNNEL:
-                if self.up is not None:
-                    self.up.write_eof()
+                if self.up is None or self.up.eof:
+                    return None        # both directions ended
+                self.up.write_eof()
                 return True
             if self.state == C_HEAD:
                 return None        # nothing in flight: close
@@ -279,7 +280,7 @@ class ClientProtocol(asyncio.Protocol):
         self._log_access()
         self._free_slot()
         self.requests += 1
-        if self.close_after:
+        if self.close_after or self.eof:
             self._close()
             return
         self._clear_request()
@@ -306,6 +307,7 @@ class ClientProtocol(asyncio.Protocol):
         if self.transport is not None and self.transport.can_write_eof():
             self.transport.write_eof()
         if self.eof:
+            self._drop_server()
             self._close()
 
     def tunnel_closed(self) -> None:
@@ -501,6 +503,7 @@ class ClientProtocol(asyncio.Protocol):
         if n:
             chunk = data if pos == 0 and n == len(data) else data[pos:pos + n]
             if self.up is not None and self.state == C_EXCHANGE:
+                self.up.timer.touch()       # an upload keeps the server side busy
                 self.up.write(chunk)
             else:
                 self.hold.append(chunk)

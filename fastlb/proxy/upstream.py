@@ -68,6 +68,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self.server_timeout = server_timeout
         self.pool: Pool | None = None       # set while idle in a pool
         self.uses = 0                       # requests served on this connection
+        self.eof = False                    # the server half-closed
         self.state = U_IDLE
         # Per-request state
         self.owner: Owner | None = None
@@ -101,6 +102,7 @@ class UpstreamProtocol(asyncio.Protocol):
             self._fail(F_BAD)
 
     def eof_received(self) -> bool | None:
+        self.eof = True
         try:
             if self.state == U_TUNNEL and self.owner is not None:
                 self.owner.tunnel_eof()
