@@ -137,5 +137,5 @@ def test_no_server_reachable_closes_the_client(tcp_proxy) -> None:
     p = tcp_proxy([free_port()], be={"retries": 1})
     try:
         assert exchange(p.port, b"x") == b""
-    except ConnectionResetError:
-        pass                     # closed with our byte unread: a reset
+    except OSError:
+        pass                     # closed before or after our byte: reset / not connected

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import Any, Protocol, cast
 
 from .. import _core
 from ..config import FrontendConfig
 from ..errors import from_core_code
+from ..sticky import NO_EDIT, Choice, final_outcome
 from ..types import BodyKind, Method, ScanStatus
 from .backend import BackendRuntime
 from .flow import HOLD, HOLD_MAX, PARKED, PEER_FULL, PIPELINE, PIPELINE_MAX, ReadGate, Timer
@@ -103,8 +105,9 @@ class ClientProtocol(asyncio.Protocol):
         self.router = be.make_router(fe)
         self.scanner = self.router.scanner
         self.framer = _core.ChunkedFramer()
-        self.rewriter = _core.RequestRewriter(xff=fe.xff)
-        self.resp_rewriter = _core.ResponseRewriter()
+        self.persistence = be.persistence
+        self.rewriter = _core.RequestRewriter(xff=fe.xff, **be.persistence.rewriter_kwargs)
+        self.resp_rewriter = _core.ResponseRewriter(**be.persistence.response_rewriter_kwargs)
         self.client_ip = b""
         self.peer = "-"
         self.state = C_HEAD
@@ -142,7 +145,7 @@ class ClientProtocol(asyncio.Protocol):
         self.pending_head: bytes | None = None
         self.close_after = False
         self.status = 0
-        self.outcome = "none"
+        self.choice: Choice | None = None   # the persistence decision
         self.t0 = 0.0
 
     # ------------------------------------------------------ Protocol interface
@@ -255,8 +258,14 @@ class ClientProtocol(asyncio.Protocol):
         self.resp_started = True
         self.close_after = (not self.keep_alive or self.eof or not self.req_done
                             or s.body_kind == BodyKind.BODY_UNTIL_CLOSE)
+        edit = NO_EDIT
+        choice = self.choice
+        if choice is not None:
+            edit = self.persistence.response(
+                choice, s, time.time(), None if self.server == choice.server else self.server)
         self.pending_head = self.resp_rewriter.rewrite(
-            s, connection=b"close" if self.close_after else None)
+            s, edit.set_cookie_line, edit.nocache, edit.app_prefix,
+            connection=b"close" if self.close_after else None)
 
     def response_body(self, data: bytes) -> None:
         assert self.transport is not None
@@ -363,7 +372,7 @@ class ClientProtocol(asyncio.Protocol):
         self.has_body = not self.req_done
         self.head_out = self.rewriter.rewrite(s, self.client_ip, self.upgrading)
         self.state = C_CONNECT
-        self.be.outcomes[self.outcome] += 1
+        self.choice = self.persistence.choose(self.router, time.time())
         if not self.req_done:
             self.timer.start(self.fe.timeouts.client_idle)
         if pos < len(data):
@@ -376,7 +385,8 @@ class ClientProtocol(asyncio.Protocol):
         self._choose()
 
     def _choose(self) -> None:
-        i = self.router.server
+        assert self.choice is not None
+        i = self.choice.server
         if i >= 0:
             self._dispatch(i)
         elif not self.be.has_usable():
@@ -437,7 +447,8 @@ class ClientProtocol(asyncio.Protocol):
             try:
                 _, up = await asyncio.wait_for(self.loop.create_connection(
                     lambda: UpstreamProtocol(self.loop, i, fe.max_head, fe.max_headers,
-                                             t.server), host, port), t.connect)
+                                             t.server, be.persistence.response_cookie_name),
+                    host, port), t.connect)
             except (OSError, asyncio.TimeoutError) as e:
                 self.connecting = None
                 if self.state == C_CONNECT:
@@ -635,8 +646,10 @@ class ClientProtocol(asyncio.Protocol):
         if access_log.isEnabledFor(logging.DEBUG):
             s = self.scanner
             server = self.be.names[self.server] if self.server >= 0 else "-"
+            outcome = "-"
+            if self.choice is not None:
+                outcome = final_outcome(self.choice, self.server).label
             access_log.debug('%s "%s %s" %s/%s %d outcome=%s %.1fms', self.peer,
                              s.method_bytes().decode("latin-1"),
                              s.target().decode("latin-1"), self.be.name, server,
-                             self.status, self.outcome,
-                             (self.loop.time() - self.t0) * 1000.0)
+                             self.status, outcome, (self.loop.time() - self.t0) * 1000.0)

@@ -56,13 +56,13 @@ class UpstreamProtocol(asyncio.Protocol):
     """One connection to one server; serves one owner at a time."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, server: int, max_head: int,
-                 max_headers: int, server_timeout: float) -> None:
+                 max_headers: int, server_timeout: float, cookie_name: bytes = b"") -> None:
         # Per-connection state
         self.loop = loop
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.gate = ReadGate()
-        self.scanner = _core.ResponseScanner(max_head, max_headers)
+        self.scanner = _core.ResponseScanner(max_head, max_headers, cookie_name)
         self.framer = _core.ChunkedFramer()
         self.timer = Timer(loop, self.on_timeout, self.gate)
         self.server_timeout = server_timeout
