@@ -67,6 +67,9 @@ class BackendRuntime:
             self.key_kind = _KEY_KINDS[cfg.hash_key[0]]
             self.key_name = cfg.hash_key[1].encode()
         self.persistence = make_persistence(cfg, self.table, self.picker, secret)
+        # Requests per final persistence outcome (after any redispatch: a VALID
+        # choice served elsewhere counts as REPINNED), by Outcome label.
+        self.outcomes: dict[str, int] = {o.label: 0 for o in Outcome}
 
     # -- routing
 
@@ -75,10 +78,8 @@ class BackendRuntime:
         return _core.Router(self.picker, max_head=fe.max_head, max_headers=fe.max_headers,
                             **self.persistence.router_kwargs)
 
-    @property
-    def outcomes(self) -> dict[str, int]:
-        """Requests per persistence outcome (label -> count), since start."""
-        return {o.label: self.persistence.counts[o] for o in Outcome}
+    def count(self, outcome: str) -> None:
+        self.outcomes[outcome] += 1
 
     def has_usable(self) -> bool:
         """Some server could take traffic if it had a free slot."""

@@ -146,6 +146,7 @@ class ClientProtocol(asyncio.Protocol):
         self.close_after = False
         self.status = 0
         self.choice: Choice | None = None   # the persistence decision
+        self.accounted = False              # counted and logged once
         self.t0 = 0.0
 
     # ------------------------------------------------------ Protocol interface
@@ -222,6 +223,9 @@ class ClientProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         try:
+            if self.state in (C_QUEUED, C_CONNECT, C_EXCHANGE):
+                self.status = 0          # the client left before its response ended
+                self._log_access()
             self.state = C_CLOSED
             self.timer.stop()
             self._drop_server()
@@ -611,6 +615,7 @@ class ClientProtocol(asyncio.Protocol):
         """An error: a response if none started, else an abrupt close."""
         if self.resp_started or self.state == C_TUNNEL:
             log.warning("client %s: %s; closing", self.peer, why)
+            self._log_access()
             self._drop_server()
             self._close()
         else:
@@ -643,12 +648,17 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.close()
 
     def _log_access(self) -> None:
+        """Count the request's final persistence outcome and log it (once)."""
+        if self.accounted:
+            return
+        self.accounted = True
+        outcome = "-"
+        if self.choice is not None:
+            outcome = final_outcome(self.choice, self.server).label
+            self.be.count(outcome)
         if access_log.isEnabledFor(logging.DEBUG):
             s = self.scanner
             server = self.be.names[self.server] if self.server >= 0 else "-"
-            outcome = "-"
-            if self.choice is not None:
-                outcome = final_outcome(self.choice, self.server).label
             access_log.debug('%s "%s %s" %s/%s %d outcome=%s %.1fms', self.peer,
                              s.method_bytes().decode("latin-1"),
                              s.target().decode("latin-1"), self.be.name, server,
