@@ -15,6 +15,8 @@ did.  What it answers depends on the path:
   /hangup           closes without answering
   /interim          103 Early Hints, then the echo
   /upgrade          101 and then echoes every byte back (websocket-style)
+  CONNECT           200 and then echoes every byte back
+  /die?after=N      a Content-Length promise of 2N bytes, N sent, then a reset
 
 ``Expect: 100-continue`` is answered with ``100 Continue`` before the body is
 read.  HEAD gets the head of the GET answer without a body.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import socket
 import threading
 import time
@@ -198,9 +201,12 @@ class Backend:
             return False
         if path == "/hangup":
             return False
-        if path == "/upgrade" and rec.header("upgrade"):
-            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                         b"Connection: Upgrade\r\n" + server_line + b"\r\n")
+        if (path == "/upgrade" and rec.header("upgrade")) or rec.method == "CONNECT":
+            if rec.method == "CONNECT":
+                writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            else:
+                writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             b"Connection: Upgrade\r\n" + server_line + b"\r\n")
             while True:
                 data = await reader.read(65536)
                 if not data:
@@ -223,6 +229,13 @@ class Backend:
                     n -= len(piece)
                     await writer.drain()
             return not close
+        if path == "/die":
+            n = int(q.get("after", "1000"))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (2 * n)
+                         + b"d" * n)
+            await writer.drain()
+            writer.transport.abort()
+            return False
         if path == "/chunked":
             writer.write(b"HTTP/1.1 200 OK\r\n" + server_line + conn_line
                          + b"Transfer-Encoding: chunked\r\n\r\n")
@@ -396,6 +409,13 @@ class ProxyRunner:
         self.backend = BackendRuntime(self.be_cfg, secret)
         self.factory = make_protocol_factory(self.fe_cfg, {"app": self.backend})
         self.loop = uvloop.new_event_loop()
+        # Anything that escapes a protocol callback into the loop, or that the
+        # proxy logs as an unexpected error, lands here; tests assert it empty.
+        self.errors: list[str] = []
+        self.loop.set_exception_handler(
+            lambda loop, ctx: self.errors.append(str(ctx.get("exception") or ctx)))
+        self.log_handler = _Collect(self.errors)
+        logging.getLogger("fastlb").addHandler(self.log_handler)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.server = self.call(self.loop.create_server(self.factory, "127.0.0.1", 0))
@@ -427,3 +447,15 @@ class ProxyRunner:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
+        logging.getLogger("fastlb").removeHandler(self.log_handler)
+
+
+class _Collect(logging.Handler):
+    """Keeps the text of every ERROR record (the proxy's "unexpected error" logs)."""
+
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.ERROR)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(self.format(record))

@@ -33,6 +33,8 @@ def proxy_for(backends: list[Backend]) -> Iterator:
     yield make
     for p in made:
         p.stop()
+    for p in made:
+        assert p.errors == [], p.errors     # nothing escaped into the loop
 
 
 def test_get_is_forwarded_and_answered(proxy_for, backends) -> None:
@@ -226,6 +228,16 @@ def test_upgrade_switches_to_a_tunnel(proxy_for, backends) -> None:
     c.close()
 
 
+def test_connect_2xx_switches_to_a_tunnel(proxy_for, backends) -> None:
+    p = proxy_for()
+    c = p.client()
+    c.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+    assert c.read_head().status == 200
+    c.send(b"opaque bytes")
+    assert c._exact(12) == b"opaque bytes"
+    c.close()
+
+
 def test_tunnel_idle_timeout_closes_both(proxy_for, backends) -> None:
     p = proxy_for(be_timeouts={"tunnel": 0.2})
     c = p.client()
@@ -313,6 +325,12 @@ def test_slow_head_gets_408_and_never_reaches_a_server(proxy_for, backends) -> N
     r = c.read_response()
     assert r.status == 408 and r.header("connection") == "close"
     assert backends[0].received == [] and backends[1].received == []
+
+
+def test_silent_connection_gets_408(proxy_for, backends) -> None:
+    p = proxy_for(fe_timeouts={"client_head": 0.2})
+    c = p.client()
+    assert c.read_response().status == 408
 
 
 def test_slow_body_gets_408(proxy_for, backends) -> None:
@@ -422,6 +440,33 @@ def test_server_killed_mid_run_loses_no_request(proxy_for, backends) -> None:
     assert len(backends[1].received) >= 40
     for c in clients:
         c.close()
+    time.sleep(0.1)
+    assert p.run(lambda: [p.backend.table.conns(i) for i in range(2)]) == [0, 0]
+
+
+def test_server_dying_mid_response_closes_the_client(proxy_for, backends) -> None:
+    p = proxy_for()
+    c = p.client()
+    c.send(b"GET /die?after=5000 HTTP/1.1\r\nHost: a\r\n\r\n")
+    r = c.read_head()
+    assert r.status == 200 and r.header("content-length") == "10000"
+    with pytest.raises(EOFError):
+        c._exact(10000)               # truncated: the client sees the close, never waits
+    assert p.run(lambda: [p.backend.table.conns(i) for i in range(2)]) == [0, 0]
+
+
+def test_client_leaving_mid_response_frees_the_server_slot(proxy_for, backends) -> None:
+    p = proxy_for(one(backends))
+    c = p.client()
+    c.send(b"GET /big?n=20000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert c.read_head().status == 200
+    c.close()
+    deadline = time.monotonic() + 5
+    while p.run(lambda: p.backend.table.conns(0)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert p.run(lambda: p.backend.table.conns(0)) == 0
+    assert p.run(lambda: len(p.backend.pools[0].idle)) == 0   # never pooled mid-body
+    assert p.client().get("/next").status == 200
 
 
 # ------------------------------------------------------------- limits

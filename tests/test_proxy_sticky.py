@@ -29,6 +29,7 @@ def sticky_proxy(backends: list[Backend]) -> Iterator[ProxyRunner]:
                     secret=SECRET)
     yield p
     p.stop()
+    assert p.errors == [], p.errors
 
 
 def cookie_of(r) -> str:   # type: ignore[no-untyped-def]

@@ -77,6 +77,8 @@ def tcp_proxy(echoes: list[Echo]) -> Iterator:
     yield make
     for p in made:
         p.stop()
+    for p in made:
+        assert p.errors == [], p.errors     # nothing escaped into the loop
 
 
 def exchange(port: int, payload: bytes) -> bytes:

@@ -160,6 +160,10 @@ class ClientProtocol(asyncio.Protocol):
                 self.client_ip = str(peer[0]).encode()
                 self.peer = f"{peer[0]}:{peer[1]}"
             self.router.set_source(self.client_ip)
+            # The first head's time runs from the accept: a connection that sends
+            # nothing gets 408 like a slow one (HAProxy's default, without
+            # http-ignore-probes); later keep-alive waits close silently.
+            self.head_started = True
             if self.factory.admit(self):
                 self.timer.start(self.fe.timeouts.client_head)
             else:
@@ -252,8 +256,10 @@ class ClientProtocol(asyncio.Protocol):
 
     def response_head(self, s: Any) -> None:
         assert self.transport is not None
-        if s.status_code == 101:
-            if not self.upgrading:
+        code = s.status_code
+        if code == 101 or (self.method == Method.M_CONNECT and 200 <= code < 300):
+            # 101 (RFC 9110 15.2.2) or a CONNECT's 2xx (9.3.6): bytes both ways.
+            if code == 101 and not self.upgrading:
                 self._upstream_error(F_BAD)
                 return
             self._start_tunnel(s)
@@ -541,7 +547,7 @@ class ClientProtocol(asyncio.Protocol):
         assert self.transport is not None and self.up is not None
         self.status = 101
         self.resp_started = True
-        self.transport.write(self.resp_rewriter.rewrite(s, upgrading=True))
+        self.transport.write(self.resp_rewriter.rewrite(s, upgrading=self.upgrading))
         self.state = C_TUNNEL
         self.timer.stop()
         self._log_access()

@@ -214,18 +214,17 @@ class UpstreamProtocol(asyncio.Protocol):
                     return
                 continue
             break
-        if code == 101:
-            owner.response_head(s)   # switches the owner to a tunnel (or fails us)
-            if self.state == U_TUNNEL and pos < len(data) and self.owner is not None:
-                self.owner.tunnel_data(data[pos:])
-            return
         self.state = U_BODY
         kind = s.body_kind
         if kind == BodyKind.BODY_LENGTH:
             self.remaining = s.content_length
         elif kind == BodyKind.BODY_CHUNKED:
             self.framer.reset()
-        owner.response_head(s)
+        owner.response_head(s)       # may switch us to a tunnel (101, CONNECT 2xx)
+        if self.state == U_TUNNEL:
+            if pos < len(data) and self.owner is not None:
+                self.owner.tunnel_data(data[pos:])
+            return
         if self.state != U_BODY:
             return
         if kind == BodyKind.BODY_NONE or (kind == BodyKind.BODY_LENGTH and not self.remaining):
