@@ -231,7 +231,7 @@ class ClientProtocol(asyncio.Protocol):
                 self.status = 0          # the client left before its response ended
                 self._log_access()
             self.state = C_CLOSED
-            self.timer.stop()
+            self.timer.cancel()
             self._drop_server()
             self.factory.leave(self)
         except Exception:
@@ -649,7 +649,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def _close(self) -> None:
         self.state = C_CLOSED
-        self.timer.stop()
+        self.timer.cancel()
         if self.transport is not None:
             self.transport.close()
 

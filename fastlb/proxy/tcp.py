@@ -237,7 +237,7 @@ class TcpClientProtocol(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
-        self.timer.stop()
+        self.timer.cancel()
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None

@@ -116,7 +116,7 @@ class UpstreamProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         try:
             state, owner = self.state, self.owner
-            self.timer.stop()
+            self.timer.cancel()
             if self.pool is not None:
                 self.pool.remove(self)
             if owner is not None and state == U_BODY \
@@ -183,7 +183,7 @@ class UpstreamProtocol(asyncio.Protocol):
 
     def close(self) -> None:
         self.owner = None
-        self.timer.stop()
+        self.timer.cancel()
         if self.state != U_CLOSED:
             self.state = U_CLOSED
         if self.transport is not None:
