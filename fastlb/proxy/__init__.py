@@ -1,0 +1,28 @@
+"""proxy: the I/O shell, uvloop/asyncio protocols around the native core.
+
+Public names: ``BackendRuntime(cfg, secret=None)`` (one backend's servers,
+picker, pools, queue and persistence) and ``make_protocol_factory(fe,
+backends)``, the protocol factory a listener passes to
+``loop.create_server`` for one frontend (HTTP or TCP by ``fe.mode``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from ..config import FrontendConfig
+from .backend import BackendRuntime
+from .client import HttpFactory
+
+__all__ = ["BackendRuntime", "make_protocol_factory"]
+
+
+def make_protocol_factory(fe: FrontendConfig, backends: dict[str, BackendRuntime]
+                          ) -> Callable[[], asyncio.Protocol]:
+    """The protocol factory serving frontend ``fe`` (its backend looked up by name)."""
+    be = backends[fe.backend]
+    if fe.mode == "tcp":
+        from .tcp import TcpFactory
+        return TcpFactory(fe, be)
+    return HttpFactory(fe, be)

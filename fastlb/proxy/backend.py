@@ -1,0 +1,125 @@
+"""backend: the runtime of one configured backend, shared by every connection.
+
+Job: build the backend's ServerTable and picker from its config, hold the
+server addresses and one keep-alive pool per server, count requests in
+flight per server through the picker (``acquire`` / ``release``), queue
+requests when every usable server is at its maxconn (bounded by
+``maxqueue``; a waiter is woken when a slot frees) and count every
+request's persistence outcome.  Limits: it never marks a server up or down
+(health checks own that) and does no I/O itself; connections are made by
+the protocols, which pass ``now``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from typing import Any, Protocol
+
+from .. import _core
+from ..config import BackendConfig, FrontendConfig
+from ..types import KeyKind
+from .upstream import Pool
+
+log = logging.getLogger("fastlb.proxy")
+
+_KEY_KINDS = {"cookie": KeyKind.KEY_COOKIE, "header": KeyKind.KEY_HEADER,
+              "uri": KeyKind.KEY_URI, "source": KeyKind.KEY_SOURCE}
+
+
+class Waiter(Protocol):
+    """A request parked in the backend queue (the client protocol)."""
+
+    def dequeued(self) -> bool: ...
+
+
+def make_picker(cfg: BackendConfig) -> Any:
+    """The picker PICKERS names for ``cfg.balance``; ring/maglev get eps = bound - 1."""
+    cls = _core.PICKERS[cfg.balance]
+    if cfg.balance in ("ring", "maglev") and cfg.bound is not None:
+        return cls(bound=cfg.bound - 1.0)
+    return cls()
+
+
+class BackendRuntime:
+    """Servers, picker, pools, queue and counters of one backend."""
+
+    def __init__(self, cfg: BackendConfig, secret: bytes | None = None) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.secret = secret
+        self.table = _core.ServerTable(cfg.seed)
+        for s in cfg.servers:
+            self.table.add(s.name.encode(), s.weight, s.backup, s.maxconn)
+        self.picker = make_picker(cfg)
+        self.picker.init(self.table)
+        self.names = [s.name for s in cfg.servers]
+        self.addresses = [(s.address.host, s.address.port) for s in cfg.servers]
+        self.pools = [Pool(cfg.pool.max_idle, cfg.pool.idle_timeout) for _ in cfg.servers]
+        self.queue: deque[Waiter] = deque()
+        self.outcomes: Counter[str] = Counter()
+        self.key_kind = KeyKind.KEY_NONE
+        self.key_name = b""
+        if cfg.balance == "source":
+            self.key_kind = KeyKind.KEY_SOURCE
+        elif cfg.hash_key is not None:
+            self.key_kind = _KEY_KINDS[cfg.hash_key[0]]
+            self.key_name = cfg.hash_key[1].encode()
+        self.persistence: Any = None
+
+    # -- routing
+
+    def make_router(self, fe: FrontendConfig) -> Any:
+        """One client connection's Router over this backend's picker."""
+        return _core.Router(self.picker, key_kind=self.key_kind, key_name=self.key_name,
+                            seed=self.cfg.seed, max_head=fe.max_head,
+                            max_headers=fe.max_headers, auto_pick=True)
+
+    def has_usable(self) -> bool:
+        """Some server could take traffic if it had a free slot."""
+        return bool(self.picker.npool)
+
+    def redispatch(self, tried: set[int], key: int, now: float) -> int:
+        """Another server than those in ``tried`` (the picker's choice), else any; -1: none."""
+        first = -1
+        for k in range(2 * self.table.n + 1):
+            i = self.picker.pick(_core.mix64(key + k + 1), now)
+            if i < 0:
+                return first
+            if i not in tried:
+                return i
+            if first < 0:
+                first = i
+        return first
+
+    # -- slots and the queue
+
+    def acquire(self, i: int) -> None:
+        self.picker.take_conn(i)
+
+    def release(self, i: int) -> None:
+        """A request on server i ended: free its slot and wake queued requests."""
+        self.picker.drop_conn(i)
+        while self.queue:
+            w = self.queue.popleft()
+            if not w.dequeued():
+                self.queue.appendleft(w)
+                break
+
+    def enqueue(self, w: Waiter) -> bool:
+        """Park a request until a slot frees; False when the queue is full."""
+        if len(self.queue) >= self.cfg.maxqueue:
+            return False
+        self.queue.append(w)
+        return True
+
+    def leave_queue(self, w: Waiter) -> None:
+        try:
+            self.queue.remove(w)
+        except ValueError:
+            pass
+
+    def close_idle(self) -> None:
+        """Close every pooled connection (reload, shutdown)."""
+        for p in self.pools:
+            p.close_all()

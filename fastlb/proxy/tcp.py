@@ -1,0 +1,242 @@
+"""tcp: the L4 relay for ``mode = "tcp"`` frontends.
+
+Job: pick a server with the backend's picker (the key is the client
+address for source and hashed balancing, a counter otherwise), connect
+within the connect timeout (a failed connect is redispatched to another
+server up to ``retries``), then copy bytes both ways with flow control.  A
+half-close is propagated (``write_eof``) and the pair closes once both
+directions ended; the backend's tunnel timeout closes an idle pair.
+Limits: no PROXY protocol yet; one server connection per client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import cast
+
+from .. import _core
+from ..types import KeyKind
+from .client import HttpFactory
+from .flow import HOLD, PARKED, PEER_FULL, ReadGate, Timer
+
+log = logging.getLogger("fastlb.proxy")
+
+
+class TcpFactory(HttpFactory):
+    """Makes a TcpClientProtocol per accepted connection (maxconn as for HTTP)."""
+
+    def __call__(self) -> asyncio.Protocol:
+        return TcpClientProtocol(self)
+
+
+class TcpUpstream(asyncio.Protocol):
+    """The server side of one relayed pair."""
+
+    def __init__(self, owner: TcpClientProtocol) -> None:
+        # Per-connection state
+        self.owner: TcpClientProtocol | None = owner
+        self.transport: asyncio.Transport | None = None
+        self.gate = ReadGate()
+        self.eof = False
+
+    # ------------------------------------------------------ Protocol interface
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.gate.transport = self.transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.owner is not None:
+            self.owner.from_server(data)
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        if self.owner is not None:
+            self.owner.server_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        owner, self.owner = self.owner, None
+        if owner is not None:
+            owner.server_closed()
+
+    def pause_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.gate.pause(PEER_FULL)
+
+    def resume_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.gate.resume(PEER_FULL)
+
+
+class TcpClientProtocol(asyncio.Protocol):
+    """The client side of one relayed pair."""
+
+    def __init__(self, factory: HttpFactory) -> None:
+        # Per-connection state
+        self.factory = factory
+        self.be = factory.be
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.gate = ReadGate()
+        self.timer = Timer(self.loop, self._idle, self.gate)
+        self.up: TcpUpstream | None = None
+        self.connecting: asyncio.Task[None] | None = None
+        self.key = 0
+        self.slot = -1
+        self.tried: set[int] = set()
+        self.tries = 0
+        self.eof = False
+        self.closed = False
+        self.peer = "-"
+
+    # ------------------------------------------------------ Protocol interface
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.gate.transport = self.transport
+        try:
+            self.gate.pause(HOLD)       # nothing is read until the server is connected
+            peer = transport.get_extra_info("peername")
+            ip = str(peer[0]).encode() if peer else b""
+            self.peer = f"{peer[0]}:{peer[1]}" if peer else "-"
+            be = self.be
+            if be.key_kind in (KeyKind.KEY_SOURCE, KeyKind.KEY_NONE) and ip:
+                self.key = _core.hash_bytes(ip, be.cfg.seed)
+            if self.factory.admit(self):
+                self._pick()
+            else:
+                self.gate.pause(PARKED)
+        except Exception:
+            log.exception("tcp %s: unexpected error on accept", self.peer)
+            self._close()
+
+    def unpark(self) -> None:
+        if not self.closed:
+            self.gate.resume(PARKED)
+            self._pick()
+
+    def data_received(self, data: bytes) -> None:
+        self.timer.touch()
+        if self.up is not None and self.up.transport is not None:
+            self.up.transport.write(data)
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        up = self.up
+        if up is not None and up.transport is not None and up.transport.can_write_eof():
+            up.transport.write_eof()
+        if up is None or up.eof:
+            self._close()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self._close()
+            self.factory.leave(self)
+        except Exception:
+            log.exception("tcp %s: unexpected error at close", self.peer)
+
+    def pause_writing(self) -> None:
+        if self.up is not None:
+            self.up.gate.pause(PEER_FULL)
+
+    def resume_writing(self) -> None:
+        if self.up is not None:
+            self.up.gate.resume(PEER_FULL)
+
+    # -- called by the server side
+
+    def from_server(self, data: bytes) -> None:
+        self.timer.touch()
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def server_eof(self) -> None:
+        if self.transport is not None and self.transport.can_write_eof():
+            self.transport.write_eof()
+        if self.eof:
+            self._close()
+
+    def server_closed(self) -> None:
+        self.up = None
+        self._close()
+
+    # ---------------------------------------------------------- Core decisions
+
+    def _pick(self) -> None:
+        i = self.be.picker.pick(self.key, self.loop.time())
+        if i < 0:
+            log.warning("tcp %s: no server available in backend %s", self.peer, self.be.name)
+            self._close()
+            return
+        self._connect(i)
+
+    def _connect(self, i: int) -> None:
+        self.tried.add(i)
+        self.slot = i
+        self.be.acquire(i)
+        self.connecting = self.loop.create_task(self._connect_task(i))
+
+    async def _connect_task(self, i: int) -> None:
+        host, port = self.be.addresses[i]
+        try:
+            try:
+                _, up = await asyncio.wait_for(self.loop.create_connection(
+                    lambda: TcpUpstream(self), host, port), self.be.cfg.timeouts.connect)
+            except (OSError, asyncio.TimeoutError) as e:
+                self.connecting = None
+                self._release()
+                if self.closed:
+                    return
+                log.warning("backend %s: connect to server %s failed: %s", self.be.name,
+                            self.be.names[i], e or type(e).__name__)
+                if self.tries >= self.be.cfg.retries:
+                    self._close()
+                    return
+                self.tries += 1
+                j = self.be.redispatch(self.tried, self.key + self.tries, self.loop.time())
+                if j < 0:
+                    self._close()
+                else:
+                    self._connect(j)
+                return
+            self.connecting = None
+            if self.closed:
+                up.transport.close()   # type: ignore[union-attr]
+                return
+            self.up = up
+            self.timer.start(self.be.cfg.timeouts.tunnel)
+            self.gate.resume(HOLD)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("tcp %s: unexpected error connecting", self.peer)
+            self._close()
+
+    def _idle(self) -> None:
+        log.info("tcp %s: idle past the tunnel timeout; closing", self.peer)
+        self._close()
+
+    def _release(self) -> None:
+        if self.slot >= 0:
+            i, self.slot = self.slot, -1
+            self.be.release(i)
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.timer.stop()
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        up, self.up = self.up, None
+        if up is not None:
+            up.owner = None
+            if up.transport is not None:
+                up.transport.close()
+        self._release()
+        if self.transport is not None:
+            self.transport.close()
