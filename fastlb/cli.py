@@ -70,6 +70,14 @@ def serve(cfg: config.Config, secrets: dict[str, bytes | None]) -> int:
     from .proxy import BackendRuntime, make_protocol_factory
     from .proxy.listener import ListenError, ProtocolFactory, bind_frontends
 
+    # Build every backend once here, before binding or forking, so a backend
+    # the runtime rejects stops start-up instead of crash-looping the workers.
+    for name, be in cfg.backends.items():
+        try:
+            BackendRuntime(be, secrets[name])
+        except Exception as e:   # any reason: report it, naming the backend
+            log.error("%s: backends.%s: cannot set up: %s", cfg.path, name, e)
+            return EXIT_CONFIG
     try:
         sockets = bind_frontends(cfg.frontends.values(), cfg.global_.workers)
     except ListenError as e:

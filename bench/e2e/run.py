@@ -133,17 +133,18 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
-def peak_rss_mb(pids: list[int]) -> float:
-    kb = 0
+def peak_rss_mb(pids: list[int]) -> tuple[float, float]:
+    """(sum, largest) of the processes' peak RSS (VmHWM), in MiB."""
+    kbs = []
     for pid in pids:
         try:
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
                     if line.startswith("VmHWM:"):
-                        kb += int(line.split()[1])
+                        kbs.append(int(line.split()[1]))
         except OSError:
             pass
-    return kb / 1024
+    return sum(kbs) / 1024, max(kbs, default=0) / 1024
 
 
 class Procs:
@@ -325,6 +326,8 @@ def run_wrk(port: int, sc: Scenario, duration: float, conns: int,
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     if r.returncode != 0 or not (m and rps and p50 and p99):
         raise RuntimeError(f"wrk failed: {r.stderr.strip() or out}")
+    if int(m.group(1)) == 0:
+        raise RuntimeError("wrk got no response at all in the run")
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     return {"requests": int(m.group(1)), "req_s": float(rps.group(1)),
@@ -365,7 +368,8 @@ def big_transfer(port: int) -> dict[str, Any]:
 class Result:
     proxy: str
     runs: list[dict[str, Any]] = field(default_factory=list)
-    peak_rss_mb: float = 0.0
+    peak_rss_mb: float = 0.0           # summed over the proxy's processes
+    peak_rss_one_mb: float = 0.0       # the largest single process (a worker)
     skipped: str = ""
 
     def median(self, key: str) -> float:
@@ -408,13 +412,25 @@ def run_scenario(sc: Scenario, proxies: list[Proxy], args: argparse.Namespace,
             live.append(px)
             if not sc.big:   # warm-up, not measured
                 warm = Scenario("warm", "", connections=sc.connections, threads=sc.threads)
-                run_wrk(px.port, warm, 1, sc.connections or args.connections,
-                        scripts[px.name])
+                try:
+                    run_wrk(px.port, warm, 1, sc.connections or args.connections,
+                            scripts[px.name])
+                except RuntimeError as e:
+                    results[px.name].skipped = f"failed in the warm-up: {e}"
+                    px.stop()
+                    live.remove(px)
         for _ in range(args.rounds):        # interleaved: A B C A B C ...
-            for px in live:
-                results[px.name].runs.append(measure(px, sc, args, scripts[px.name]))
+            for px in list(live):
+                try:
+                    results[px.name].runs.append(measure(px, sc, args, scripts[px.name]))
+                except RuntimeError as e:
+                    results[px.name].runs.clear()
+                    results[px.name].skipped = f"failed: {e}"
+                    px.stop()
+                    live.remove(px)
         for px in live:
-            results[px.name].peak_rss_mb = peak_rss_mb(px.pids())
+            results[px.name].peak_rss_mb, results[px.name].peak_rss_one_mb = \
+                peak_rss_mb(px.pids())
     finally:
         for px in live:
             px.stop()
@@ -437,7 +453,8 @@ def report(sc: Scenario, results: list[Result]) -> list[dict[str, Any]]:
               f"{'p99 ms':>8} {'(vs HA)':>8} {'CPU us/req':>11} {'(vs HA)':>8} "
               f"{'peak RSS MB':>12} {'(vs HA)':>8}")
     for r in results:
-        row: dict[str, Any] = {"proxy": r.proxy, "runs": r.runs}
+        row: dict[str, Any] = {"proxy": r.proxy, "runs": r.runs,
+                               "peak_rss_one_process_mb": r.peak_rss_one_mb}
         if not r.runs:
             print(f"{r.proxy:8} n/a: {r.skipped}")
             row["skipped"] = r.skipped
