@@ -263,3 +263,22 @@ def test_make_run_answers_on_8080_and_stops_everything() -> None:
             proc.kill()
             proc.wait(5)
         kill_all(pids | children_tree(proc.pid))
+
+
+def test_a_backend_the_runtime_rejects_stops_start_up_before_binding(
+        tmp_path: object, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import fastlb.proxy
+    from fastlb import cli, config
+
+    def reject(cfg: object, secret: object = None) -> None:
+        raise ValueError("no usable server")
+
+    port = free_ports(1)[0]
+    path = write_config(os.path.join(str(tmp_path), "lb.toml"), port, [1, 2])
+    cfg = config.load(path)
+    monkeypatch.setattr(fastlb.proxy, "BackendRuntime", reject)
+    assert cli.serve(cfg, {"app": b"s"}) == cli.EXIT_CONFIG
+    assert f"{path}: backends.app: cannot set up: no usable server" in caplog.text
+    with socket.socket() as s:   # nothing was bound
+        s.bind(("127.0.0.1", port))
