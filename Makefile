@@ -34,8 +34,18 @@ fastlb/_core.stamp: $(STAMP) $(SOURCES) setup.py
 
 build: fastlb/_core.stamp
 
+# `make run`: the demo backends (examples/demo_backends.py, s1 on 9001 and s2
+# on 9002) in the background, fastlb in the foreground on the example config;
+# when fastlb exits (Ctrl-C) the trap stops the backends by PID.  The cookie
+# signing key is a DEMO value unless FASTLB_SECRET is already set.
+DEMO_SECRET := demo-secret-NOT-FOR-PRODUCTION
 run: build
-	$(PY) -m fastlb run -c examples/fastlb.toml
+	@$(PY) examples/demo_backends.py 9001 9002 & demo=$$!; \
+	trap 'kill $$demo 2>/dev/null; wait $$demo 2>/dev/null' EXIT INT TERM; \
+	if [ -z "$$FASTLB_SECRET" ]; then \
+		echo "make run: FASTLB_SECRET not set; using the demo value '$(DEMO_SECRET)'" >&2; \
+	fi; \
+	FASTLB_SECRET="$${FASTLB_SECRET:-$(DEMO_SECRET)}" $(PY) -m fastlb run -c examples/fastlb.toml
 
 test: build
 	$(PY) -m pytest tests -q

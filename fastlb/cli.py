@@ -3,14 +3,21 @@
 The only module that exits the process.  Commands:
   fastlb --version
   fastlb check -c FILE     validate a config file; exit 1 naming every problem
-  fastlb run -c FILE       load the config and start (the data plane lands
-                           with the proxy; until then it prints the config)
+  fastlb run -c FILE       load the config, resolve the sticky secrets from
+                           the environment, bind every frontend and serve
+                           under a master with ``global.workers`` workers
+
+Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 for a bad config or a
+missing secret (naming the file, key and reason), 2 for bad usage, 3 when a
+frontend's address cannot be listened on (naming the frontend and address).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+from typing import Mapping
 
 from . import config
 from ._version import __version__
@@ -19,6 +26,7 @@ from .errors import ConfigError
 EXIT_OK = 0
 EXIT_CONFIG = 1
 EXIT_USAGE = 2
+EXIT_LISTEN = 3
 
 log = logging.getLogger("fastlb")
 
@@ -34,30 +42,77 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def resolve_secrets(cfg: config.Config, environ: Mapping[str, str]) -> dict[str, bytes | None]:
+    """Each backend's sticky signing key, read from the variable its config names.
+
+    Raises ConfigError naming the backend's ``sticky.secret_env`` key and the
+    variable when it is unset or empty.
+    """
+    out: dict[str, bytes | None] = {}
+    for name, be in cfg.backends.items():
+        var = be.sticky.secret_env if be.sticky else None
+        if var is None:
+            out[name] = None
+            continue
+        value = environ.get(var, "")
+        if not value:
+            raise ConfigError(cfg.path, f"backends.{name}.sticky.secret_env",
+                              f"environment variable {var} is "
+                              f"{'empty' if var in environ else 'not set'}; it must hold "
+                              "the cookie signing secret")
+        out[name] = value.encode("utf-8")
+    return out
+
+
+def serve(cfg: config.Config, secrets: dict[str, bytes | None]) -> int:
+    """Bind every frontend, then run the master and its workers until stopped."""
+    from .master import Master
+    from .proxy import BackendRuntime, make_protocol_factory
+    from .proxy.listener import ListenError, ProtocolFactory, bind_frontends
+
+    # Build every backend once here, before binding or forking, so a backend
+    # the runtime rejects stops start-up instead of crash-looping the workers.
+    for name, be in cfg.backends.items():
+        try:
+            BackendRuntime(be, secrets[name])
+        except Exception as e:   # any reason: report it, naming the backend
+            log.error("%s: backends.%s: cannot set up: %s", cfg.path, name, e)
+            return EXIT_CONFIG
+    try:
+        sockets = bind_frontends(cfg.frontends.values(), cfg.global_.workers)
+    except ListenError as e:
+        log.error("%s: %s", cfg.path, e)
+        return EXIT_LISTEN
+
+    def build() -> dict[str, ProtocolFactory]:
+        # Runs in each worker: its own servers, pools and counters.
+        runtimes = {name: BackendRuntime(be, secrets[name]) for name, be in cfg.backends.items()}
+        return {fe.name: make_protocol_factory(fe, runtimes) for fe in cfg.frontends.values()}
+
+    for fe in cfg.frontends.values():
+        log.info("frontend %s: %s on %s -> backend %s", fe.name, fe.mode, fe.bind, fe.backend)
+    return Master(sockets, build, cfg.global_.workers).run()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
     )
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
     try:
         cfg = config.load(args.config)
+        if args.command == "run":
+            secrets = resolve_secrets(cfg, os.environ)
     except ConfigError as e:
         log.error("config error: %s", e)
         return EXIT_CONFIG
     if args.command == "check":
         print(f"{args.config}: ok")
         return EXIT_OK
-    log.info("loaded %s", args.config)
-    for fe in cfg.frontends.values():
-        print(f"frontend {fe.name}: {fe.mode} bind {fe.bind} -> backend {fe.backend}")
-    for be in cfg.backends.values():
-        servers = ", ".join(f"{s.name}={s.address}" for s in be.servers)
-        sticky = f", sticky {be.sticky.mode}" if be.sticky else ""
-        print(f"backend {be.name}: balance {be.balance}{sticky}: {servers}")
-    print("the data plane is not built yet (issue: the proxy); exiting after loading")
-    return EXIT_OK
+    log.info("fastlb %s starting from %s", __version__, args.config)
+    return serve(cfg, secrets)

@@ -1,0 +1,569 @@
+"""End-to-end bench: fastlb, HAProxy and nginx side by side in front of the same backends.
+
+    .venv/bin/python bench/e2e/run.py [--duration 5] [--rounds 2] [--only NAME ...]
+                                      [--proxies fastlb,haproxy,nginx] [--connections 50]
+
+Installs haproxy, nginx (with its stream module) and wrk from Debian
+packages when missing (apt-get; needs root).  Starts two fast backends (one
+nginx worker answering a small static body on two ports), then, per
+scenario, each proxy on its own port and runs wrk against them interleaved
+(A B C A B C ...) for a bounded time each.  Per proxy it reports req/s, p50,
+p99, the proxy's CPU time per request (user + system of every process of
+the proxy during the run, from /proc/PID/stat, divided by requests) and the
+peak RSS (VmHWM summed over its processes), each with its ratio to
+HAProxy's.  The JSON goes to bench/results/e2e-<git sha>.json with the
+command and the machine.  Speed is reported here, never asserted.
+
+Every process it starts is stopped by PID when it ends, also on failure.
+A proxy that cannot start (e.g. fastlb before its data plane can serve) is
+reported as unavailable with the reason; the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+from heads import BROWSER_HEAD  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PROXIES = ("fastlb", "haproxy", "nginx")
+APT = {"haproxy": "haproxy", "nginx": "nginx", "wrk": "wrk"}
+NGINX_STREAM = "/usr/lib/nginx/modules/ngx_stream_module.so"
+BIG = 100 * 1024 * 1024
+DEMO_SECRET = "bench-secret-not-for-production"
+
+
+# ---------------------------------------------------------------- scenarios
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    what: str
+    mode: str = "http"            # http | tcp
+    sticky: str = ""              # "" | "new" (no cookie sent) | "valid" (a valid cookie sent)
+    connections: int | None = None   # None: --connections
+    threads: int = 1              # wrk threads
+    workers: int = 1              # proxy workers / threads
+    browser: bool = False         # send bench/heads.py BROWSER_HEAD
+    big: bool = False             # one 100 MiB response, MB/s
+
+
+SCENARIOS = (
+    Scenario("keepalive", "plain keep-alive GET /, round robin"),
+    Scenario("browser-head", "~700-byte browser head (bench/heads.py), round robin",
+             browser=True),
+    Scenario("insert-new", "insert-mode sticky cookie, new clients (no cookie sent)",
+             sticky="new"),
+    Scenario("insert-valid", "insert-mode sticky cookie, clients send a valid cookie",
+             sticky="valid"),
+    Scenario("latency-1conn", "one connection (latency)", connections=1),
+    Scenario("workers-2", "2 workers (fastlb) / nbthread 2 / 2 nginx workers",
+             workers=2, threads=2),
+    Scenario("tcp", "TCP mode, keep-alive GET / through the relay", mode="tcp"),
+    Scenario("big-100mb", "one 100 MiB response over one connection (MB/s)", big=True),
+)
+
+
+# ---------------------------------------------------------------- processes
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with code {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(parents.get(p, []))
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])   # utime + stime, all threads
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / CLK_TCK
+
+
+def peak_rss_mb(pids: list[int]) -> tuple[float, float]:
+    """(sum, largest) of the processes' peak RSS (VmHWM), in MiB."""
+    kbs = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        kbs.append(int(line.split()[1]))
+        except OSError:
+            pass
+    return sum(kbs) / 1024, max(kbs, default=0) / 1024
+
+
+class Procs:
+    """Every process the bench starts; ``stop_all`` ends them by PID."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, cmd: list[str], env: dict[str, str] | None = None,
+              log: str | None = None) -> subprocess.Popen[bytes]:
+        out = open(log, "wb") if log else subprocess.DEVNULL
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                             start_new_session=True, cwd=ROOT)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p: subprocess.Popen[bytes]) -> None:
+        pids = tree(p.pid)
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        for pid in pids:   # stragglers (nginx workers, fastlb workers)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if p.poll() is None:
+            p.wait(5)
+
+    def stop_all(self) -> None:
+        for p in reversed(self.procs):
+            self.stop(p)
+        self.procs.clear()
+
+
+# ------------------------------------------------------------------ configs
+
+def render(template: str, dest: str, values: dict[str, Any]) -> str:
+    with open(os.path.join(HERE, template)) as f:
+        text = f.read()
+    for k, v in values.items():
+        text = text.replace(f"@{k}@", str(v))
+    left = re.findall(r"@[A-Z0-9_]+@", text)
+    if left:
+        raise ValueError(f"{template}: unfilled placeholders {left}")
+    with open(dest, "w") as f:
+        f.write(text)
+    return dest
+
+
+class Proxy:
+    def __init__(self, name: str, work: str, procs: Procs, b1: int, b2: int) -> None:
+        self.name, self.work, self.procs, self.b1, self.b2 = name, work, procs, b1, b2
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def supports(self, sc: Scenario) -> str | None:
+        """None, or why this proxy cannot run the scenario."""
+        if self.name == "nginx" and sc.sticky:
+            return "nginx (open source) has no cookie-insert stickiness"
+        return None
+
+    def start(self, sc: Scenario) -> None:
+        self.port = free_port()
+        d = os.path.join(self.work, self.name)
+        os.makedirs(d, exist_ok=True)
+        log = os.path.join(d, "proxy.log")
+        v = {"PORT": self.port, "B1": self.b1, "B2": self.b2, "WORKERS": sc.workers,
+             "THREADS": sc.workers, "MODE": sc.mode, "PREFIX": d}
+        env = dict(os.environ)
+        if self.name == "haproxy":
+            v["HTTP_DEFAULTS"] = ("    option http-keep-alive\n    http-reuse safe"
+                                  if sc.mode == "http" else "")
+            sticky = bool(sc.sticky)
+            v["COOKIE"] = "    cookie SRVID insert indirect nocache httponly" if sticky else ""
+            v["S1"] = "cookie s1" if sticky else ""
+            v["S2"] = "cookie s2" if sticky else ""
+            cfg = render("haproxy.cfg", os.path.join(d, "haproxy.cfg"), v)
+            cmd = ["haproxy", "-db", "-f", cfg]
+        elif self.name == "nginx":
+            tpl = "nginx-proxy-tcp.conf" if sc.mode == "tcp" else "nginx-proxy.conf"
+            cfg = render(tpl, os.path.join(d, "nginx.conf"), v)
+            cmd = ["nginx", "-p", d, "-c", cfg, "-g", "daemon off;"]
+        else:
+            v["STICKY"] = ('sticky = { mode = "insert", cookie = "SRVID", '
+                           'secret_env = "FASTLB_SECRET" }' if sc.sticky else "")
+            cfg = render("fastlb.toml", os.path.join(d, "fastlb.toml"), v)
+            cmd = [sys.executable, "-m", "fastlb", "run", "-c", cfg]
+            env["FASTLB_SECRET"] = DEMO_SECRET
+        self.proc = self.procs.start(cmd, env=env, log=log)
+        try:
+            wait_port(self.port, self.proc)
+            if sc.mode == "http" and not sc.big:
+                status, _ = http_get(self.port, "/")
+                if status != 200:
+                    raise RuntimeError(f"GET / answered {status}")
+        except (RuntimeError, OSError) as e:
+            with open(log, "rb") as f:
+                lines = f.read()[-2000:].decode(errors="replace").strip().splitlines()
+            tail = lines[-1] if lines else "(empty)"
+            self.stop()
+            raise RuntimeError(f"{e}; log: {tail}") from None
+
+    def pids(self) -> list[int]:
+        return tree(self.proc.pid) if self.proc else []
+
+    def stop(self) -> None:
+        if self.proc:
+            self.procs.stop(self.proc)
+            self.procs.procs.remove(self.proc)
+            self.proc = None
+
+
+# ------------------------------------------------------------------- clients
+
+def http_get(port: int, path: str, headers: str = "") -> tuple[int, str]:
+    """One GET on a new connection: (status, raw head)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n{headers}"
+                  "Connection: close\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            got = s.recv(65536)
+            if not got:
+                break
+            data += got
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    m = re.match(r"HTTP/1\.[01] (\d{3})", head)
+    return (int(m.group(1)) if m else 0), head
+
+
+def valid_cookie(port: int) -> str:
+    _, head = http_get(port, "/")
+    m = re.search(r"(?im)^set-cookie:\s*(SRVID=[^;\r\n]*)", head)
+    if not m:
+        raise RuntimeError("no SRVID cookie in the first answer")
+    return m.group(1)
+
+
+def lua_script(path: str, sc: Scenario, cookie: str) -> str:
+    lines = ['wrk.method = "GET"']
+    if sc.browser:
+        head = BROWSER_HEAD.decode("latin-1").split("\r\n")
+        target = head[0].split(" ")[1]
+        lines.append(f'wrk.path = "{target}"')
+        for line in head[1:]:
+            if line:
+                k, _, val = line.partition(": ")
+                lines.append(f'wrk.headers["{k}"] = "{val}"')
+    if cookie:
+        lines.append(f'wrk.headers["Cookie"] = "{cookie}"')
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+_UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    if not m:
+        raise ValueError(text)
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def run_wrk(port: int, sc: Scenario, duration: float, conns: int,
+            script: str) -> dict[str, Any]:
+    cmd = ["wrk", f"-t{sc.threads}", f"-c{max(conns, sc.threads)}", f"-d{int(duration)}s",
+           "--latency", "-s", script, f"http://127.0.0.1:{port}/"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    out = r.stdout
+    m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    if r.returncode != 0 or not (m and rps and p50 and p99):
+        raise RuntimeError(f"wrk failed: {r.stderr.strip() or out}")
+    if int(m.group(1)) == 0:
+        raise RuntimeError("wrk got no response at all in the run")
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"requests": int(m.group(1)), "req_s": float(rps.group(1)),
+            "p50_ms": _ms(p50.group(1)), "p99_ms": _ms(p99.group(1)),
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": errors.group(1).strip() if errors else ""}
+
+
+def big_transfer(port: int) -> dict[str, Any]:
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    t0 = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            got = s.recv(65536)
+            if not got:
+                raise RuntimeError("connection closed before the head")
+            head += got
+        h, rest = head.split(b"\r\n\r\n", 1)
+        m = re.search(rb"(?i)content-length:\s*(\d+)", h)
+        if not m:
+            raise RuntimeError(f"no Content-Length: {h[:200]!r}")
+        left = int(m.group(1)) - len(rest)
+        while left > 0:
+            n = s.recv_into(view)
+            if not n:
+                raise RuntimeError(f"closed with {left} bytes left")
+            left -= n
+    secs = time.perf_counter() - t0
+    return {"requests": 1, "mb_s": BIG / (1 << 20) / secs, "seconds": secs}
+
+
+# ---------------------------------------------------------------- the bench
+
+@dataclass
+class Result:
+    proxy: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    peak_rss_mb: float = 0.0           # summed over the proxy's processes
+    peak_rss_one_mb: float = 0.0       # the largest single process (a worker)
+    skipped: str = ""
+
+    def median(self, key: str) -> float:
+        return statistics.median(r[key] for r in self.runs)
+
+
+def measure(px: Proxy, sc: Scenario, args: argparse.Namespace, script: str) -> dict[str, Any]:
+    pids = px.pids()
+    c0 = cpu_seconds(pids)
+    if sc.big:
+        out = big_transfer(px.port)
+    else:
+        out = run_wrk(px.port, sc, args.duration, sc.connections or args.connections, script)
+    pids = sorted(set(pids) | set(px.pids()))
+    cpu = cpu_seconds(pids) - c0
+    out["cpu_s"] = cpu
+    out["cpu_us_per_req"] = cpu / max(out["requests"], 1) * 1e6
+    return out
+
+
+def run_scenario(sc: Scenario, proxies: list[Proxy], args: argparse.Namespace,
+                 work: str) -> list[Result]:
+    results = {px.name: Result(px.name) for px in proxies}
+    live: list[Proxy] = []
+    scripts: dict[str, str] = {}
+    try:
+        for px in proxies:
+            why = px.supports(sc)
+            if why:
+                results[px.name].skipped = why
+                continue
+            try:
+                px.start(sc)
+                cookie = valid_cookie(px.port) if sc.sticky == "valid" else ""
+            except RuntimeError as e:
+                results[px.name].skipped = f"did not start: {e}"
+                px.stop()
+                continue
+            scripts[px.name] = lua_script(os.path.join(work, f"{px.name}.lua"), sc, cookie)
+            live.append(px)
+            if not sc.big:   # warm-up, not measured
+                warm = Scenario("warm", "", connections=sc.connections, threads=sc.threads)
+                try:
+                    run_wrk(px.port, warm, 1, sc.connections or args.connections,
+                            scripts[px.name])
+                except RuntimeError as e:
+                    results[px.name].skipped = f"failed in the warm-up: {e}"
+                    px.stop()
+                    live.remove(px)
+        for _ in range(args.rounds):        # interleaved: A B C A B C ...
+            for px in list(live):
+                try:
+                    results[px.name].runs.append(measure(px, sc, args, scripts[px.name]))
+                except RuntimeError as e:
+                    results[px.name].runs.clear()
+                    results[px.name].skipped = f"failed: {e}"
+                    px.stop()
+                    live.remove(px)
+        for px in live:
+            results[px.name].peak_rss_mb, results[px.name].peak_rss_one_mb = \
+                peak_rss_mb(px.pids())
+    finally:
+        for px in live:
+            px.stop()
+    return [results[px.name] for px in proxies]
+
+
+def ratio(v: float, base: float | None) -> str:
+    return f"{v / base:.2f}x" if base else "-"
+
+
+def report(sc: Scenario, results: list[Result]) -> list[dict[str, Any]]:
+    base = next((r for r in results if r.proxy == "haproxy" and r.runs), None)
+    rows = []
+    print(f"\n## {sc.name}: {sc.what}")
+    if sc.big:
+        print(f"{'proxy':8} {'MB/s':>9} {'(vs HA)':>8} {'CPU ms/100MB':>13} {'(vs HA)':>8} "
+              f"{'peak RSS MB':>12} {'(vs HA)':>8}")
+    else:
+        print(f"{'proxy':8} {'req/s':>9} {'(vs HA)':>8} {'p50 ms':>8} {'(vs HA)':>8} "
+              f"{'p99 ms':>8} {'(vs HA)':>8} {'CPU us/req':>11} {'(vs HA)':>8} "
+              f"{'peak RSS MB':>12} {'(vs HA)':>8}")
+    for r in results:
+        row: dict[str, Any] = {"proxy": r.proxy, "runs": r.runs,
+                               "peak_rss_one_process_mb": r.peak_rss_one_mb}
+        if not r.runs:
+            print(f"{r.proxy:8} n/a: {r.skipped}")
+            row["skipped"] = r.skipped
+            rows.append(row)
+            continue
+        rss = r.peak_rss_mb
+        b_rss = base.peak_rss_mb if base else None
+        if sc.big:
+            mbs, cpu = r.median("mb_s"), r.median("cpu_s") * 1e3
+            print(f"{r.proxy:8} {mbs:9.0f} {ratio(mbs, base and base.median('mb_s')):>8} "
+                  f"{cpu:13.1f} {ratio(cpu, base and base.median('cpu_s') * 1e3):>8} "
+                  f"{rss:12.1f} {ratio(rss, b_rss):>8}")
+            row.update(mb_s=mbs, cpu_ms=cpu, peak_rss_mb=rss)
+        else:
+            vals = {k: r.median(k) for k in ("req_s", "p50_ms", "p99_ms", "cpu_us_per_req")}
+            b = {k: (base.median(k) if base else None) for k in vals}
+            print(f"{r.proxy:8} {vals['req_s']:9.0f} {ratio(vals['req_s'], b['req_s']):>8} "
+                  f"{vals['p50_ms']:8.3f} {ratio(vals['p50_ms'], b['p50_ms']):>8} "
+                  f"{vals['p99_ms']:8.3f} {ratio(vals['p99_ms'], b['p99_ms']):>8} "
+                  f"{vals['cpu_us_per_req']:11.1f} "
+                  f"{ratio(vals['cpu_us_per_req'], b['cpu_us_per_req']):>8} "
+                  f"{rss:12.1f} {ratio(rss, b_rss):>8}")
+            errs = [x for x in r.runs if x["non_2xx"] or x["socket_errors"]]
+            if errs:
+                print(f"{'':8} errors: non-2xx {sum(x['non_2xx'] for x in r.runs)}, "
+                      f"socket errors {[x['socket_errors'] for x in errs]}")
+            row.update(vals, peak_rss_mb=rss)
+        rows.append(row)
+    return rows
+
+
+def ensure_packages() -> None:
+    missing = [pkg for tool, pkg in APT.items() if shutil.which(tool) is None]
+    if not os.path.exists(NGINX_STREAM):
+        missing.append("libnginx-mod-stream")
+    if not missing:
+        return
+    print(f"installing {' '.join(missing)} (apt-get)", file=sys.stderr)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env)
+
+
+def git_sha() -> str:
+    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                       capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return (r.stdout.strip() or "nogit") + ("-dirty" if dirty else "")
+
+
+def version(cmd: list[str]) -> str:
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    return (r.stdout + r.stderr).strip().splitlines()[0]
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved runs per proxy")
+    p.add_argument("--connections", type=int, default=50)
+    p.add_argument("--proxies", default=",".join(PROXIES))
+    p.add_argument("--only", nargs="*", choices=[s.name for s in SCENARIOS])
+    args = p.parse_args(argv)
+    if not 0 < args.duration <= 120 or not 0 < args.rounds <= 10:
+        p.error("--duration must be in (0, 120] and --rounds in 1..10")
+    names = [n for n in args.proxies.split(",") if n]
+    bad = set(names) - set(PROXIES)
+    if bad:
+        p.error(f"unknown proxies {sorted(bad)}; choose from {', '.join(PROXIES)}")
+    ensure_packages()
+    procs = Procs()
+    work = tempfile.mkdtemp(prefix="fastlb-e2e-")
+    out: dict[str, Any] = {
+        "git": git_sha(), "command": " ".join([sys.executable, *sys.argv]),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
+                    "haproxy": version(["haproxy", "-v"]), "nginx": version(["nginx", "-v"]),
+                    "python": platform.python_version()},
+        "settings": {"duration_s": args.duration, "rounds": args.rounds,
+                     "connections": args.connections},
+        "scenarios": {}}
+    try:
+        b1, b2 = free_port(), free_port()
+        be_dir = os.path.join(work, "backends")
+        os.makedirs(be_dir)
+        with open(os.path.join(be_dir, "big.bin"), "wb") as f:
+            f.truncate(BIG)
+        cfg = render("nginx-backends.conf", os.path.join(be_dir, "nginx.conf"),
+                     {"B1": b1, "B2": b2, "PREFIX": be_dir})
+        backend = procs.start(["nginx", "-p", be_dir, "-c", cfg, "-g", "daemon off;"])
+        wait_port(b1, backend)
+        wait_port(b2, backend)
+        proxies = [Proxy(n, work, procs, b1, b2) for n in names]
+        for sc in SCENARIOS:
+            if args.only and sc.name not in args.only:
+                continue
+            results = run_scenario(sc, proxies, args, work)
+            out["scenarios"][sc.name] = {"what": sc.what, "results": report(sc, results)}
+    finally:
+        procs.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    path = os.path.join(ROOT, "bench", "results", f"e2e-{out['git']}.json")
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"\nsaved {os.path.relpath(path, ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
