@@ -219,6 +219,7 @@ cdef class HeadScanner:
     cdef int _overflow_error(self) noexcept
     cdef int _on_field(self, HeaderSpan* h) noexcept
     cdef int _common_field(self, HeaderSpan* h) noexcept
+    cdef int _framing_field(self, HeaderSpan* h) noexcept
     cdef int _finish(self) noexcept
     cdef int _finish_common(self) noexcept
     cdef void _mark_named_hops(self) noexcept

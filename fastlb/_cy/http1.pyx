@@ -166,23 +166,43 @@ cdef Py_ssize_t _port_colon(const unsigned char* a, Py_ssize_t n) noexcept nogil
     return n
 
 
-cdef int _check_host(const unsigned char* h, Py_ssize_t n) noexcept nogil:
+cdef inline int _check_port(const unsigned char* h, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    # h[i:] is empty or ":" *DIGIT (an empty port is allowed, RFC 3986 3.2.3).
+    if i == n:
+        return E_OK
+    if h[i] != 58:
+        return E_HOST
+    i += 1
+    while i < n and 48 <= h[i] <= 57:
+        i += 1
+    return E_OK if i == n else E_HOST
+
+
+cdef int _check_ip_literal(const unsigned char* h, Py_ssize_t n) noexcept nogil:
+    # "[" IPv6address / IPvFuture "]" [ ":" port ]: hex digits, ":", "." and
+    # the IPvFuture characters, loosely.
+    cdef Py_ssize_t i = 1
+    while i < n and (flb_cclass[h[i]] & CC_HOST or h[i] == 58):
+        i += 1
+    if i == 1 or i == n or h[i] != 93:   # ']'
+        return E_HOST
+    return _check_port(h, i + 1, n)
+
+
+cdef inline int _check_host(const unsigned char* h, Py_ssize_t n) noexcept nogil:
     # Host = uri-host [ ":" port ] (RFC 9112 3.2, RFC 3986 3.2.2): a reg-name
     # or IPv4 address (unreserved, pct-encoded, sub-delims) or a bracketed
     # IP-literal.  An invalid Host MUST get a 400 (3.2); an empty one is
-    # valid (a target without authority).
-    cdef Py_ssize_t i, end = _port_colon(h, n)
-    if end > 0 and h[0] == 91:   # '['
-        if end < 2 or h[end - 1] != 93:
-            return E_HOST
-        for i in range(1, end - 1):
-            if not (flb_cclass[h[i]] & CC_HOST or h[i] == 58):
-                return E_HOST
-        return E_OK
-    for i in range(end):
-        if not flb_cclass[h[i]] & CC_HOST:
-            return E_HOST
-    return E_OK
+    # valid (a target without authority).  One pass, no copy.
+    cdef Py_ssize_t i = 0
+    if n and h[0] == 91:   # '['
+        return _check_ip_literal(h, n)
+    while i + 4 <= n and (flb_cclass[h[i]] & flb_cclass[h[i + 1]] & flb_cclass[h[i + 2]]
+                          & flb_cclass[h[i + 3]] & CC_HOST):
+        i += 4
+    while i < n and flb_cclass[h[i]] & CC_HOST:
+        i += 1
+    return _check_port(h, i, n)
 
 
 cdef int _target_authority(const unsigned char* t, Py_ssize_t n, int method,
@@ -404,43 +424,8 @@ cdef class HeadScanner:
         cdef const unsigned char* v = self.buf + h.value_off
         cdef Py_ssize_t n = h.value_len, pos = 0, off = 0, ln = 0
         cdef int kind = h.kind
-        cdef int64_t x = 0
-        cdef bint plain = True
-        cdef int err
-        if kind == H_CONTENT_LENGTH:
-            err = _parse_length(v, n, &x, &plain)
-            if err != E_OK:
-                return err
-            if self.bits & SEEN_CL:
-                if x != self.content_length:
-                    return E_CL_CONFLICT
-                # An equal repeat is merged into the first line (RFC 9110
-                # 8.6), which alone is forwarded, as HAProxy does.
-                h.flags |= HF_DROP
-                return E_OK
-            self.bits |= SEEN_CL
-            self.content_length = x
-            if not plain:
-                h.flags |= HF_CANON
-            return E_OK
-        if kind == H_TRANSFER_ENCODING:
-            # transfer-coding names are case-insensitive (RFC 9112 7); the
-            # list may span lines (RFC 9110 5.3).  chunked must be final and
-            # applied once (7.1, 6.3 item 4): anything after it is an error
-            # in a request and in a response (HAProxy answers 400 and 502).
-            self.bits |= SEEN_TE
-            err = E_TE_NOT_CHUNKED   # no element at all: an empty coding
-            while True:
-                pos = flb_list_next(v, n, pos, &off, &ln)
-                if pos < 0:
-                    return err
-                err = E_OK
-                if self.bits & TE_LAST_CHUNKED:
-                    return E_TE_NOT_CHUNKED
-                if flb_ieq(v + off, ln, b"chunked", 7):
-                    self.bits |= TE_LAST_CHUNKED
-                else:
-                    self.bits |= TE_OTHER
+        if kind == H_CONTENT_LENGTH or kind == H_TRANSFER_ENCODING:
+            return self._framing_field(h)
         if kind == H_CONNECTION:
             h.flags |= HF_HOP
             while True:
@@ -463,6 +448,48 @@ cdef class HeadScanner:
             # The fixed hop-by-hop fields (RFC 9110 7.6.1).
             h.flags |= HF_HOP
         return E_OK
+
+    cdef int _framing_field(self, HeaderSpan* h) noexcept:
+        # Content-Length and Transfer-Encoding (RFC 9110 8.6, RFC 9112 6),
+        # kept out of _common_field, which every field line goes through.
+        cdef const unsigned char* v = self.buf + h.value_off
+        cdef Py_ssize_t n = h.value_len, pos = 0, off = 0, ln = 0
+        cdef int64_t x = 0
+        cdef bint plain = True
+        cdef int err
+        if h.kind == H_CONTENT_LENGTH:
+            err = _parse_length(v, n, &x, &plain)
+            if err != E_OK:
+                return err
+            if self.bits & SEEN_CL:
+                if x != self.content_length:
+                    return E_CL_CONFLICT
+                # An equal repeat is merged into the first line (RFC 9110
+                # 8.6), which alone is forwarded, as HAProxy does.
+                h.flags |= HF_DROP
+                return E_OK
+            self.bits |= SEEN_CL
+            self.content_length = x
+            if not plain:
+                h.flags |= HF_CANON
+            return E_OK
+        # transfer-coding names are case-insensitive (RFC 9112 7); the
+        # list may span lines (RFC 9110 5.3).  chunked must be final and
+        # applied once (7.1, 6.3 item 4): anything after it is an error
+        # in a request and in a response (HAProxy answers 400 and 502).
+        self.bits |= SEEN_TE
+        err = E_TE_NOT_CHUNKED   # no element at all: an empty coding
+        while True:
+            pos = flb_list_next(v, n, pos, &off, &ln)
+            if pos < 0:
+                return err
+            err = E_OK
+            if self.bits & TE_LAST_CHUNKED:
+                return E_TE_NOT_CHUNKED
+            if flb_ieq(v + off, ln, b"chunked", 7):
+                self.bits |= TE_LAST_CHUNKED
+            else:
+                self.bits |= TE_OTHER
 
     cdef int _finish(self) noexcept:
         return self._finish_common()
@@ -636,6 +663,7 @@ cdef class RequestScanner(HeadScanner):
         cdef int kind = h.kind
         cdef const unsigned char* v
         cdef CookiePair pair
+        cdef const unsigned char* t
         cdef Py_ssize_t pos = 0, off = 0, ln = 0
         cdef int k, auth
         if kind == H_HOST:
@@ -654,8 +682,10 @@ cdef class RequestScanner(HeadScanner):
             # the Host's authority (3.2): else the next hop and anything
             # keyed on Host (routing, X-Forwarded-Host) would disagree on
             # the target.  HAProxy answers 400 the same way.
-            auth = _target_authority(self.buf + self.target_span.off, self.target_span.len,
-                                     self.method, &off, &ln)
+            t = self.buf + self.target_span.off
+            if t[0] == 47 and self.method != M_CONNECT:
+                return E_OK   # origin-form: the Host is the authority
+            auth = _target_authority(t, self.target_span.len, self.method, &off, &ln)
             if auth >= 0 and not _same_authority(
                     auth, self.buf + self.target_span.off + off, ln, v, h.value_len):
                 return E_HOST
