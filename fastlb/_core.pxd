@@ -54,6 +54,7 @@ cpdef enum ErrCode:
     E_CHUNK_EXT = 26           # malformed chunk extension                      -> 400/502
     E_TRAILER = 27             # malformed trailer field                        -> 400/502
     E_CHUNK_LINE_TOO_LONG = 28  # chunk-size line or trailer over its limit     -> 400/502
+    E_HOST = 29                # Host invalid or not the target's authority (3.2) -> 400
 
 cpdef enum BodyKind:
     BODY_NONE = 0         # no body follows the head
@@ -97,6 +98,12 @@ cpdef enum HeaderKind:
 cpdef enum HeaderFlag:
     HF_HOP = 1          # hop-by-hop: a fixed hop-by-hop name or named in Connection
     HF_COOKIE_HIT = 2   # a Cookie/Set-Cookie line that holds a configured cookie
+    # HF_DROP: a framing field not forwarded (a merged repeat, a Content-Length
+    # that Transfer-Encoding overrides, CL/TE of a 1xx or 204).  HF_CANON: a
+    # framing field forwarded in canonical form (its name as received, then
+    # content_length or "chunked").
+    HF_DROP = 4
+    HF_CANON = 8
 
 cpdef enum KeyKind:
     # What a Router hashes for a hash-based picker.
@@ -195,6 +202,7 @@ cdef class HeadScanner:
     cdef readonly int error      # ErrCode when status is SCAN_ERROR
     cdef readonly Py_ssize_t consumed  # bytes of the last feed that were head
     cdef readonly Py_ssize_t head_len  # whole head, final CRLF included
+    cdef readonly Py_ssize_t start_off  # offset of the start-line (empty lines skipped)
     cdef readonly int nhdrs
     cdef readonly int version    # 10 or 11
     cdef readonly int body_kind  # BodyKind
@@ -211,9 +219,11 @@ cdef class HeadScanner:
     cdef int _overflow_error(self) noexcept
     cdef int _on_field(self, HeaderSpan* h) noexcept
     cdef int _common_field(self, HeaderSpan* h) noexcept
+    cdef int _framing_field(self, HeaderSpan* h) noexcept
     cdef int _finish(self) noexcept
     cdef int _finish_common(self) noexcept
     cdef void _mark_named_hops(self) noexcept
+    cdef void _flag_kind(self, int kind, int flag) noexcept
     cdef bytes _span(self, uint32_t off, uint32_t ln)
 
 
@@ -328,19 +338,19 @@ cdef class RequestRewriter:
     cdef RwCookieEdit cookie_edit      # _rw_remove_cookie or _rw_strip_cookie_prefix
     cdef RwBuf out
     cpdef bytes rewrite(self, RequestScanner s, bytes client_addr, bint upgrading=*)
-    cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t head_len,
-                             const HeaderSpan* hdrs, Py_ssize_t nhdrs,
-                             bytes client_addr, bint upgrading)
+    cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t start_off,
+                             Py_ssize_t head_len, const HeaderSpan* hdrs, Py_ssize_t nhdrs,
+                             int64_t content_length, bytes client_addr, bint upgrading)
 
 cdef class ResponseRewriter:
     cdef readonly bytes app_cookie     # app cookie prefixed with SERVER~, or None
     cdef RwBuf out
     cpdef bytes rewrite(self, ResponseScanner s, bytes set_cookie_line=*, bint nocache=*,
                         bytes app_prefix=*, bint upgrading=*, bytes connection=*)
-    cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t head_len,
-                             const HeaderSpan* hdrs, Py_ssize_t nhdrs,
-                             bytes set_cookie_line, bint nocache, bytes app_prefix,
-                             bint upgrading, bytes connection)
+    cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t start_off,
+                             Py_ssize_t head_len, const HeaderSpan* hdrs, Py_ssize_t nhdrs,
+                             int64_t content_length, bytes set_cookie_line, bint nocache,
+                             bytes app_prefix, bint upgrading, bytes connection)
 
 # Cookie-value edits on bytes (the rewriters use the _rw_ forms on spans).
 cpdef bytes remove_cookie(bytes value, bytes name)
@@ -375,6 +385,8 @@ cdef bytes _rw_apply(RwCookieEdit edit, bytes value, bytes name)
 cdef Py_ssize_t _rw_start_line_end(Py_ssize_t head_len, const HeaderSpan* hdrs,
                                    Py_ssize_t nhdrs) noexcept nogil
 cdef bint _rw_is_hop(const HeaderSpan* h, bint upgrading) noexcept nogil
+cdef void _rw_put_canon(RwBuf* o, const unsigned char* buf, const HeaderSpan* h,
+                        int64_t content_length) noexcept nogil
 cdef void _rw_put_head_of_line(RwBuf* o, const unsigned char* buf,
                                const HeaderSpan* h) noexcept nogil
 cdef void _rw_put_tail_of_line(RwBuf* o, const unsigned char* buf,

@@ -26,6 +26,7 @@ class HeadScanner:
     error: int
     consumed: int
     head_len: int
+    start_off: int
     nhdrs: int
     version: int
     body_kind: int

@@ -95,6 +95,7 @@ _CORE_CODES: dict[int, tuple[type[ProtocolError], str]] = {
     ErrCode.E_CHUNK_EXT: (BadRequest, "invalid chunk extension"),
     ErrCode.E_TRAILER: (BadRequest, "invalid trailer field"),
     ErrCode.E_CHUNK_LINE_TOO_LONG: (BadRequest, "chunk line too long"),
+    ErrCode.E_HOST: (BadRequest, "invalid Host, or Host not the target's authority"),
 }
 
 

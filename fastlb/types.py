@@ -43,6 +43,7 @@ class ErrCode(IntEnum):
     E_CHUNK_EXT = 26
     E_TRAILER = 27
     E_CHUNK_LINE_TOO_LONG = 28
+    E_HOST = 29
 
 
 class BodyKind(IntEnum):
@@ -88,6 +89,8 @@ class HeaderKind(IntEnum):
 class HeaderFlag(IntFlag):
     HF_HOP = 1
     HF_COOKIE_HIT = 2
+    HF_DROP = 4
+    HF_CANON = 8
 
 
 class KeyKind(IntEnum):

@@ -376,3 +376,71 @@ def test_none_is_refused(core: ModuleType) -> None:
                  lambda: core.ResponseRewriter().rewrite(None)):
         with pytest.raises(TypeError):
             call()
+
+
+# ------------------------------------------------- framing forwarded (RFC 9112 6)
+
+POST = b"POST /p HTTP/1.1\r\nHost: h\r\n"
+
+
+@pytest.mark.parametrize("te,want", [
+    (b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked"),
+    (b"Transfer-Encoding: CHUNKED", b"Transfer-Encoding: chunked"),
+    (b"Transfer-Encoding:\tchunked \t", b"Transfer-Encoding:\tchunked"),
+    (b"transfer-encoding: ,chunked,", b"transfer-encoding: chunked"),
+])
+def test_request_chunked_is_forwarded_as_one_plain_chunked(core: ModuleType, te: bytes,
+                                                           want: bytes) -> None:
+    # A next hop that matches "chunked" exactly, or reads only the first
+    # line, frames the body as fastlb does.
+    out = req(core, POST + te + b"\r\nX: 1\r\n\r\n", **PLAIN)
+    assert out == POST + want + b"\r\nX: 1\r\n\r\n"
+
+
+@pytest.mark.parametrize("fields,want", [
+    (b"Content-Length: 5\r\nContent-Length: 5\r\n", b"Content-Length: 5\r\n"),
+    (b"Content-Length: 5, 5\r\n", b"Content-Length: 5\r\n"),
+    (b"content-length:0005 \r\nContent-Length: 5,5\r\n", b"content-length:5\r\n"),
+    (b"Content-Length: 0\r\n", b"Content-Length: 0\r\n"),
+    (b"Content-Length: 00\r\n", b"Content-Length: 0\r\n"),
+])
+@pytest.mark.parametrize("side", ["request", "response"])
+def test_merged_content_length_is_forwarded_once(core: ModuleType, side: str, fields: bytes,
+                                                 want: bytes) -> None:
+    # RFC 9110 8.6: equal values merged into one valid field, as HAProxy does.
+    first = POST if side == "request" else b"HTTP/1.1 200 OK\r\n"
+    head = first + fields + b"X: 1\r\n\r\n"
+    out = req(core, head, **PLAIN) if side == "request" else resp(core, head)
+    assert out == first + want + b"X: 1\r\n\r\n"
+
+
+@pytest.mark.parametrize("named", [b"Content-Length", b"Transfer-Encoding", b"Host"])
+def test_connection_cannot_strip_host_or_framing(core: ModuleType, named: bytes) -> None:
+    # RFC 9110 7.6.1 lets a sender name fields to drop at this hop; the
+    # authority and framing must still reach the next hop intact.
+    framing = b"Transfer-Encoding: chunked" if named == b"Transfer-Encoding" \
+        else b"Content-Length: 3"
+    head = POST + framing + b"\r\nConnection: close, " + named + b"\r\n\r\n"
+    assert req(core, head, **PLAIN) == POST + framing + b"\r\n\r\n"
+
+
+def test_request_empty_lines_before_it_are_not_forwarded(core: ModuleType) -> None:
+    assert req(core, b"\r\n\r\n" + BASE, **PLAIN) == BASE
+
+
+@pytest.mark.parametrize("line", [b"HTTP/1.1 204 No Content", b"HTTP/1.1 101 Switching"])
+def test_response_1xx_and_204_lose_their_framing_fields(core: ModuleType, line: bytes) -> None:
+    # A server MUST NOT send them (RFC 9110 8.6, 9112 6.1); HAProxy drops them.
+    head = line + b"\r\nContent-Length: 7\r\nTransfer-Encoding: chunked\r\nX: 1\r\n\r\n"
+    assert resp(core, head) == line + b"\r\nX: 1\r\n\r\n"
+
+
+def test_response_transfer_encoding_overrides_content_length(core: ModuleType) -> None:
+    # RFC 9112 6.3 item 3: an intermediary MUST remove the CL before forwarding.
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 30\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert resp(core, head) == b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def test_response_304_keeps_its_content_length(core: ModuleType) -> None:
+    head = b"HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n"
+    assert resp(core, head) == head

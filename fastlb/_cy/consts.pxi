@@ -42,6 +42,7 @@ cdef enum:
     CC_TARGET = 4   # VCHAR: a request-target is ASCII, no SP/CTL (RFC 3986 2)
     CC_WS = 8       # SP, HTAB: OWS/BWS
     CC_HEX = 16     # HEXDIG: chunk-size
+    CC_HOST = 32    # reg-name: unreserved, pct-encoded, sub-delims (RFC 3986 3.2.2)
 
 cdef enum:
     # HeadScanner.bits: what the fields so far said.
@@ -55,6 +56,7 @@ cdef enum:
     CONN_UPGRADE = 128
     CONN_OTHER = 256        # a token naming some other field (RFC 9110 7.6.1)
     EXPECT_CONTINUE = 512
+    TE_OTHER = 1024         # a transfer coding other than chunked
 
 cdef enum:
     # ChunkedFramer states, in the order a chunk is read (RFC 9112 7.1).

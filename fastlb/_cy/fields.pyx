@@ -45,6 +45,7 @@ cdef void _init_kinds() noexcept:
 cdef void _init_tables() noexcept:
     cdef int c
     cdef bytes tchar = b"!#$%&'*+-.^_`|~"
+    cdef bytes host_punct = b"-._~%!$&'()*+,;="   # unreserved, pct, sub-delims
     for c in range(256):
         flb_cclass[c] = 0
         flb_lower[c] = c + 32 if 65 <= c <= 90 else c
@@ -58,6 +59,8 @@ cdef void _init_tables() noexcept:
             flb_cclass[c] |= CC_WS
         if (48 <= c <= 57) or (65 <= c <= 70) or (97 <= c <= 102):
             flb_cclass[c] |= CC_HEX
+        if (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c in host_punct:
+            flb_cclass[c] |= CC_HOST
 
 
 _init_tables()

@@ -9,7 +9,11 @@
 #
 # Strictness follows RFC 9112 and nginx/HAProxy defaults: no obs-fold, no
 # bare CR or LF, no whitespace before a colon, no Content-Length with
-# Transfer-Encoding, one Content-Length field, chunked final.
+# Transfer-Encoding in a request, Content-Length values all equal (merged,
+# as HAProxy), "chunked" the only request coding, a valid Host that matches
+# an absolute-form or CONNECT target.  Framing fields forwarded differently
+# from how they came are flagged HF_DROP / HF_CANON for the rewriters.
+# tests/test_smuggling.py holds the verdict on each smuggling case.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint32_t
@@ -101,30 +105,164 @@ cdef int _check_target(const unsigned char* t, Py_ssize_t n, int method) noexcep
     return E_OK
 
 
-cdef int _parse_length(const unsigned char* v, Py_ssize_t n, int64_t* out) noexcept nogil:
-    # Content-Length = 1*DIGIT (RFC 9110 8.6); it must fit int64.
-    cdef int64_t x = 0
-    cdef Py_ssize_t i
+cdef int _parse_length(const unsigned char* v, Py_ssize_t n, int64_t* out,
+                       bint* plain) noexcept nogil:
+    # Content-Length = 1*DIGIT (RFC 9110 8.6); it must fit int64.  A list of
+    # equal values ("5, 5", what a sender that merged repeated lines makes)
+    # stands for that one value: 8.6 lets a recipient replace it with one
+    # valid field, as HAProxy does (h1_parse_cont_len_header); different
+    # values are E_CL_CONFLICT, empty elements and anything else invalid.
+    # `plain` is False when the value must be forwarded in canonical form
+    # (a list, or leading zeros, which HAProxy trims too).
+    cdef int64_t x, first = -1
+    cdef Py_ssize_t i = 0
     cdef int d
-    if n == 0:
-        return E_CL_INVALID
-    for i in range(n):
-        d = v[i] - 48
-        if d < 0 or d > 9:
+    plain[0] = n == 1 or (n > 1 and v[0] != 48)
+    while True:
+        if i >= n or not 48 <= v[i] <= 57:
             return E_CL_INVALID
-        if x > (_INT64_MAX - d) // 10:
+        x = 0
+        while i < n and 48 <= v[i] <= 57:
+            d = v[i] - 48
+            if x > (_INT64_MAX - d) // 10:
+                return E_CL_INVALID
+            x = x * 10 + d
+            i += 1
+        if first >= 0 and x != first:
+            return E_CL_CONFLICT
+        first = x
+        if i == n:
+            out[0] = first
+            return E_OK
+        plain[0] = False
+        while i < n and flb_cclass[v[i]] & CC_WS:
+            i += 1
+        if i == n or v[i] != 44:   # ','
             return E_CL_INVALID
-        x = x * 10 + d
-    out[0] = x
-    return E_OK
+        i += 1
+        while i < n and flb_cclass[v[i]] & CC_WS:
+            i += 1
 
 
-cdef inline bint _known_coding(const unsigned char* p, Py_ssize_t n) noexcept nogil:
-    # The HTTP Transfer Coding registry (RFC 9112 7, RFC 9110 18.8), less
-    # "trailers" which is for TE only; names are case-insensitive.
-    return (flb_ieq(p, n, b"gzip", 4) or flb_ieq(p, n, b"deflate", 7)
-            or flb_ieq(p, n, b"compress", 8) or flb_ieq(p, n, b"x-gzip", 6)
-            or flb_ieq(p, n, b"x-compress", 10))
+# Scheme kinds of a request-target's authority: which ports are the default
+# ones when a Host or an authority leaves the port out (RFC 3986 6.2.3).
+cdef enum:
+    AUTH_OTHER = 0     # no default port known
+    AUTH_HTTP = 1      # 80
+    AUTH_HTTPS = 2     # 443
+    AUTH_CONNECT = 3   # CONNECT's authority-form: 80 or 443, as HAProxy
+
+
+cdef Py_ssize_t _port_colon(const unsigned char* a, Py_ssize_t n) noexcept nogil:
+    # Offset of the ":" of uri-host [ ":" port ], or n when there is none; an
+    # IP-literal's colons are inside its brackets, a reg-name has none.
+    cdef Py_ssize_t i = n
+    while i > 0:
+        i -= 1
+        if a[i] == 58:
+            return i
+        if not 48 <= a[i] <= 57:
+            return n
+    return n
+
+
+cdef inline int _check_port(const unsigned char* h, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    # h[i:] is empty or ":" *DIGIT (an empty port is allowed, RFC 3986 3.2.3).
+    if i == n:
+        return E_OK
+    if h[i] != 58:
+        return E_HOST
+    i += 1
+    while i < n and 48 <= h[i] <= 57:
+        i += 1
+    return E_OK if i == n else E_HOST
+
+
+cdef int _check_ip_literal(const unsigned char* h, Py_ssize_t n) noexcept nogil:
+    # "[" IPv6address / IPvFuture "]" [ ":" port ]: hex digits, ":", "." and
+    # the IPvFuture characters, loosely.
+    cdef Py_ssize_t i = 1
+    while i < n and (flb_cclass[h[i]] & CC_HOST or h[i] == 58):
+        i += 1
+    if i == 1 or i == n or h[i] != 93:   # ']'
+        return E_HOST
+    return _check_port(h, i + 1, n)
+
+
+cdef inline int _check_host(const unsigned char* h, Py_ssize_t n) noexcept nogil:
+    # Host = uri-host [ ":" port ] (RFC 9112 3.2, RFC 3986 3.2.2): a reg-name
+    # or IPv4 address (unreserved, pct-encoded, sub-delims) or a bracketed
+    # IP-literal.  An invalid Host MUST get a 400 (3.2); an empty one is
+    # valid (a target without authority).  One pass, no copy.
+    cdef Py_ssize_t i = 0
+    if n and h[0] == 91:   # '['
+        return _check_ip_literal(h, n)
+    while i + 4 <= n and (flb_cclass[h[i]] & flb_cclass[h[i + 1]] & flb_cclass[h[i + 2]]
+                          & flb_cclass[h[i + 3]] & CC_HOST):
+        i += 4
+    while i < n and flb_cclass[h[i]] & CC_HOST:
+        i += 1
+    return _check_port(h, i, n)
+
+
+cdef int _target_authority(const unsigned char* t, Py_ssize_t n, int method,
+                           Py_ssize_t* off, Py_ssize_t* ln) noexcept nogil:
+    # The authority of the target URI as the request-target gives it
+    # (RFC 9112 3.2.2, 3.2.3), userinfo left out; returns its AUTH_* kind,
+    # or -1 when the target has none (origin-form, asterisk-form, a URI
+    # without "//").
+    cdef const unsigned char* hit
+    cdef Py_ssize_t c, e, i
+    if method == M_CONNECT:
+        off[0] = 0
+        ln[0] = n
+        return AUTH_CONNECT
+    if t[0] == 47 or t[0] == 42:
+        return -1
+    hit = <const unsigned char*>memchr(t, 58, n)
+    c = hit - t   # _check_target found the scheme's ":"
+    if c + 3 > n or t[c + 1] != 47 or t[c + 2] != 47:
+        return -1
+    e = c + 3
+    while e < n and t[e] != 47 and t[e] != 63 and t[e] != 35:   # '/' '?' '#'
+        e += 1
+    off[0] = c + 3
+    for i in range(c + 3, e):
+        if t[i] == 64:   # '@': userinfo is not part of Host (3.2)
+            off[0] = i + 1
+    ln[0] = e - off[0]
+    if flb_ieq(t, c, b"http", 4):
+        return AUTH_HTTP
+    if flb_ieq(t, c, b"https", 5):
+        return AUTH_HTTPS
+    return AUTH_OTHER
+
+
+cdef inline bint _default_port(int kind, const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    if n == 2 and p[0] == 56 and p[1] == 48:
+        return kind == AUTH_HTTP or kind == AUTH_CONNECT
+    if n == 3 and memcmp(p, b"443", 3) == 0:
+        return kind == AUTH_HTTPS or kind == AUTH_CONNECT
+    return False
+
+
+cdef bint _same_authority(int kind, const unsigned char* a, Py_ssize_t an,
+                          const unsigned char* h, Py_ssize_t hn) noexcept nogil:
+    # Host names compare case-insensitively; a port left out (or empty)
+    # stands for the scheme's default (RFC 3986 6.2.3), as in HAProxy's
+    # h1_validate_*_authority.
+    cdef Py_ssize_t ae = _port_colon(a, an), he = _port_colon(h, hn)
+    cdef Py_ssize_t apn = an - ae - 1 if ae < an else 0
+    cdef Py_ssize_t hpn = hn - he - 1 if he < hn else 0
+    if ae != he or not _ieq_bytes(a, h, ae):
+        return False
+    if apn == hpn and memcmp(a + ae + 1, h + he + 1, apn) == 0:
+        return True
+    if apn == 0:
+        return _default_port(kind, h + he + 1, hpn)
+    if hpn == 0:
+        return _default_port(kind, a + ae + 1, apn)
+    return False
 
 
 cdef const unsigned char* flb_feed_args(bytes data, Py_ssize_t start,
@@ -187,6 +325,7 @@ cdef class HeadScanner:
         self.error = E_OK
         self.consumed = 0
         self.head_len = 0
+        self.start_off = 0
         self.nhdrs = 0
         self.version = 0
         self.body_kind = BODY_NONE
@@ -239,14 +378,15 @@ cdef class HeadScanner:
             ls = self.line_start
             FLB_CHECK(ls <= lf and lf < self.buf_len)
             if not self.started:
-                if lf == ls + 1 and b[ls] == 13 and self.bits == 0:
-                    # Empty lines before a request-line are ignored (RFC
-                    # 9112 2.2); bits counts them to allow just one.
-                    self.bits = 1
+                if lf == ls + 1 and b[ls] == 13:
+                    # Empty lines (CRLF) before a start-line are skipped
+                    # (RFC 9112 2.2 asks for at least one; HAProxy skips
+                    # all, and a client may send one after a body).  They
+                    # count toward max_head and are never forwarded.
                     err = E_OK
                 else:
+                    self.start_off = ls
                     err = self._start_line(ls, lf)
-                    self.bits = 0
                     self.started = True
             elif lf == ls + 1 and b[ls] == 13:
                 self.head_len = lf + 1
@@ -284,36 +424,8 @@ cdef class HeadScanner:
         cdef const unsigned char* v = self.buf + h.value_off
         cdef Py_ssize_t n = h.value_len, pos = 0, off = 0, ln = 0
         cdef int kind = h.kind
-        if kind == H_CONTENT_LENGTH:
-            if self.bits & SEEN_TE:
-                return E_CL_AND_TE
-            if self.bits & SEEN_CL:
-                # One Content-Length only: RFC 9110 8.6 lets a recipient
-                # reject repeats even when equal (nginx does); a list such as
-                # "42, 42" is not 1*DIGIT and fails below.
-                return E_CL_CONFLICT
-            self.bits |= SEEN_CL
-            return _parse_length(v, n, &self.content_length)
-        if kind == H_TRANSFER_ENCODING:
-            # RFC 9112 6.1: TE in HTTP/1.0 is faulty framing; TE with CL is
-            # a smuggling vector a server MUST NOT forward as is.
-            if self.version == 10:
-                return E_TE_HTTP10
-            if self.bits & SEEN_CL:
-                return E_CL_AND_TE
-            self.bits |= SEEN_TE
-            while True:
-                pos = flb_list_next(v, n, pos, &off, &ln)
-                if pos < 0:
-                    return E_OK
-                if self.bits & TE_LAST_CHUNKED:
-                    # chunked must be the final coding, applied once (7.1).
-                    return E_TE_NOT_CHUNKED
-                if flb_ieq(v + off, ln, b"chunked", 7):
-                    self.bits |= TE_LAST_CHUNKED
-                elif not _known_coding(v + off, ln):
-                    # Unknown codings and parameters: 501 (RFC 9112 6.1).
-                    return E_TE_UNKNOWN
+        if kind == H_CONTENT_LENGTH or kind == H_TRANSFER_ENCODING:
+            return self._framing_field(h)
         if kind == H_CONNECTION:
             h.flags |= HF_HOP
             while True:
@@ -336,6 +448,48 @@ cdef class HeadScanner:
             # The fixed hop-by-hop fields (RFC 9110 7.6.1).
             h.flags |= HF_HOP
         return E_OK
+
+    cdef int _framing_field(self, HeaderSpan* h) noexcept:
+        # Content-Length and Transfer-Encoding (RFC 9110 8.6, RFC 9112 6),
+        # kept out of _common_field, which every field line goes through.
+        cdef const unsigned char* v = self.buf + h.value_off
+        cdef Py_ssize_t n = h.value_len, pos = 0, off = 0, ln = 0
+        cdef int64_t x = 0
+        cdef bint plain = True
+        cdef int err
+        if h.kind == H_CONTENT_LENGTH:
+            err = _parse_length(v, n, &x, &plain)
+            if err != E_OK:
+                return err
+            if self.bits & SEEN_CL:
+                if x != self.content_length:
+                    return E_CL_CONFLICT
+                # An equal repeat is merged into the first line (RFC 9110
+                # 8.6), which alone is forwarded, as HAProxy does.
+                h.flags |= HF_DROP
+                return E_OK
+            self.bits |= SEEN_CL
+            self.content_length = x
+            if not plain:
+                h.flags |= HF_CANON
+            return E_OK
+        # transfer-coding names are case-insensitive (RFC 9112 7); the
+        # list may span lines (RFC 9110 5.3).  chunked must be final and
+        # applied once (7.1, 6.3 item 4): anything after it is an error
+        # in a request and in a response (HAProxy answers 400 and 502).
+        self.bits |= SEEN_TE
+        err = E_TE_NOT_CHUNKED   # no element at all: an empty coding
+        while True:
+            pos = flb_list_next(v, n, pos, &off, &ln)
+            if pos < 0:
+                return err
+            err = E_OK
+            if self.bits & TE_LAST_CHUNKED:
+                return E_TE_NOT_CHUNKED
+            if flb_ieq(v + off, ln, b"chunked", 7):
+                self.bits |= TE_LAST_CHUNKED
+            else:
+                self.bits |= TE_OTHER
 
     cdef int _finish(self) noexcept:
         return self._finish_common()
@@ -388,6 +542,12 @@ cdef class HeadScanner:
                             and h.kind != H_TRANSFER_ENCODING
                             and _ieq_bytes(b + h.name_off, b + c.value_off + off, ln)):
                         h.flags |= HF_HOP
+
+    cdef void _flag_kind(self, int kind, int flag) noexcept:
+        cdef int i
+        for i in range(self.nhdrs):
+            if self.hdrs[i].kind == kind:
+                self.hdrs[i].flags |= flag
 
     cdef bytes _span(self, uint32_t off, uint32_t ln):
         return <bytes>(self.buf + off)[:ln]
@@ -503,17 +663,46 @@ cdef class RequestScanner(HeadScanner):
         cdef int kind = h.kind
         cdef const unsigned char* v
         cdef CookiePair pair
-        cdef Py_ssize_t pos = 0
-        cdef int k
+        cdef const unsigned char* t
+        cdef Py_ssize_t pos = 0, off = 0, ln = 0
+        cdef int k, auth
         if kind == H_HOST:
             # One Host, whatever the version (RFC 9112 3.2: more than one is
-            # a 400, as is none in HTTP/1.1, checked at the end).
+            # a 400, as is none in HTTP/1.1, checked at the end), and a
+            # valid one.
             if self.bits & SEEN_HOST:
                 return E_DUP_HOST
             self.bits |= SEEN_HOST
             self.host_span.off = h.value_off
             self.host_span.len = h.value_len
+            v = self.buf + h.value_off
+            if _check_host(v, h.value_len) != E_OK:
+                return E_HOST
+            # A target with an authority (absolute-form, CONNECT) must carry
+            # the Host's authority (3.2): else the next hop and anything
+            # keyed on Host (routing, X-Forwarded-Host) would disagree on
+            # the target.  HAProxy answers 400 the same way.
+            t = self.buf + self.target_span.off
+            if t[0] == 47 and self.method != M_CONNECT:
+                return E_OK   # origin-form: the Host is the authority
+            auth = _target_authority(t, self.target_span.len, self.method, &off, &ln)
+            if auth >= 0 and not _same_authority(
+                    auth, self.buf + self.target_span.off + off, ln, v, h.value_len):
+                return E_HOST
             return E_OK
+        if kind == H_TRANSFER_ENCODING:
+            # RFC 9112 6.1: TE in HTTP/1.0 is faulty framing; TE with CL is
+            # a smuggling vector (fastlb refuses it: 6.1 lets a server
+            # reject it, as nginx does).  Only the first line is forwarded,
+            # as "chunked" (_finish refuses any other coding), so the next
+            # hop reads exactly one coding.
+            if self.version == 10:
+                return E_TE_HTTP10
+            if self.bits & SEEN_CL:
+                return E_CL_AND_TE
+            h.flags |= HF_DROP if self.bits & SEEN_TE else HF_CANON
+        elif kind == H_CONTENT_LENGTH and self.bits & SEEN_TE:
+            return E_CL_AND_TE
         if kind == H_COOKIE:
             if self.ncookie_names == 0:
                 return E_OK
@@ -549,8 +738,15 @@ cdef class RequestScanner(HeadScanner):
         if bits & SEEN_TE:
             if not bits & TE_LAST_CHUNKED:
                 # A request's final coding must be chunked, else the server
-                # MUST answer 400 and close (RFC 9112 6.3 item 4).
+                # MUST answer 400 and close (RFC 9112 6.3 item 4): so are
+                # "identity", "xchunked", "chunked;x=y" or '"chunked"'.
                 return E_TE_NOT_CHUNKED
+            if bits & TE_OTHER:
+                # Another coding before chunked: fastlb forwards chunked
+                # alone, so that no next hop can read the codings otherwise
+                # (HAProxy refuses these too, with 422); 501 is RFC 9112
+                # 6.1's answer to a coding the server does not handle.
+                return E_TE_UNKNOWN
         self._finish_common()
         if bits & SEEN_TE:
             self.body_kind = BODY_CHUNKED
@@ -666,11 +862,30 @@ cdef class ResponseScanner(HeadScanner):
         # Framing by RFC 9112 6.3, in its order.
         cdef int code = self.status_code
         cdef uint32_t bits = self.bits
+        if code < 200 or code == 204:
+            # A server MUST NOT send CL or TE in a 1xx or 204 (RFC 9110 8.6,
+            # RFC 9112 6.1); they frame nothing and are not forwarded, as
+            # HAProxy's H1 mux drops them.
+            self._flag_kind(H_CONTENT_LENGTH, HF_DROP)
+            self._flag_kind(H_TRANSFER_ENCODING, HF_DROP)
+        elif bits & SEEN_TE and bits & SEEN_CL:
+            # TE overrides CL (RFC 9112 6.3 item 3); an intermediary that
+            # forwards such a response MUST remove the CL first, and the
+            # connection is not reused.  A non-chunked coding with a CL is
+            # refused (502), as HAProxy does.
+            if not bits & TE_LAST_CHUNKED:
+                return E_CL_AND_TE
+            self._flag_kind(H_CONTENT_LENGTH, HF_DROP)
         self._finish_common()
+        if bits & SEEN_TE and (bits & SEEN_CL or self.version == 10):
+            # RFC 9112 6.1: TE with CL, or TE in HTTP/1.0 (framed as sent,
+            # as HAProxy does): close after this message.
+            self.keep_alive = False
         if (self.request_method == M_HEAD or code < 200 or code == 204 or code == 304
                 or (self.request_method == M_CONNECT and code < 300)):
             self.body_kind = BODY_NONE
         elif bits & SEEN_TE:
+            self.content_length = -1
             if bits & TE_LAST_CHUNKED:
                 self.body_kind = BODY_CHUNKED
             else:

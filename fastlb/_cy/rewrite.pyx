@@ -19,6 +19,7 @@
 # C-level helpers here are named _rw_*.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdint cimport int64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcmp, memcpy, strlen
 
@@ -315,7 +316,33 @@ cdef bint _rw_is_hop(const HeaderSpan* h, bint upgrading) noexcept nogil:
     # RFC 9110 7.6.1: a proxy removes Connection, the fields it names and the
     # other hop-by-hop fields; the scanner marks all of them HF_HOP.
     # Upgrade survives only while an upgrade is under way (RFC 9110 7.8).
+    # Framing fields the scanner merged or overrode (HF_DROP) never pass.
+    if h.flags & HF_DROP:
+        return True
     return (h.flags & HF_HOP) != 0 and not (upgrading and h.kind == H_UPGRADE)
+
+
+cdef void _rw_put_canon(RwBuf* o, const unsigned char* buf, const HeaderSpan* h,
+                        int64_t content_length) noexcept nogil:
+    # A framing field in the one form every next hop reads alike (RFC 9112
+    # 6.1-6.3): "Transfer-Encoding: chunked", or "Content-Length: N" for a
+    # list of equal values or leading zeros.  Never longer than the line it
+    # replaces (a TE that ends in chunked holds "chunked"; N has no more
+    # digits than the value it came from), so the reserve holds.
+    cdef unsigned char digits[20]
+    cdef int k = 20
+    _rw_put_head_of_line(o, buf, h)
+    if h.kind == H_TRANSFER_ENCODING:
+        _rw_put_str(o, b"chunked\r\n")
+        return
+    while True:
+        k -= 1
+        digits[k] = <unsigned char>(48 + content_length % 10)
+        content_length //= 10
+        if content_length == 0:
+            break
+    _rw_ob_put(o, digits + k, 20 - k)
+    _rw_put_str(o, b"\r\n")
 
 
 cdef void _rw_put_head_of_line(RwBuf* o, const unsigned char* buf,
@@ -387,11 +414,12 @@ cdef class RequestRewriter:
         """The head to write upstream for the request `s` has scanned."""
         _rw_check_done(s)
         _rw_not_none(client_addr, 0)
-        return self._rewrite_head(s.buf, s.head_len, s.hdrs, s.nhdrs, client_addr, upgrading)
+        return self._rewrite_head(s.buf, s.start_off, s.head_len, s.hdrs, s.nhdrs,
+                                  s.content_length, client_addr, upgrading)
 
-    cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t head_len,
-                             const HeaderSpan* hdrs, Py_ssize_t nhdrs,
-                             bytes client_addr, bint upgrading):
+    cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t start_off,
+                             Py_ssize_t head_len, const HeaderSpan* hdrs, Py_ssize_t nhdrs,
+                             int64_t content_length, bytes client_addr, bint upgrading):
         cdef RwBuf* o = &self.out
         cdef const HeaderSpan* h
         cdef Py_ssize_t i, mark, w
@@ -403,10 +431,13 @@ cdef class RequestRewriter:
         # line, a copy of the Host value and fixed names.
         _rw_ob_reserve(o, 2 * head_len + PyBytes_GET_SIZE(client_addr) + RW_ADDED_MAX
                        + (PyBytes_GET_SIZE(self.proto_line) if self.proto_line is not None else 0))
-        _rw_ob_put(o, buf, start)
+        _rw_ob_put(o, buf + start_off, start - start_off)   # empty lines before it go
         for i in range(nhdrs):
             h = &hdrs[i]
             if _rw_is_hop(h, upgrading):
+                continue
+            if h.flags & HF_CANON:
+                _rw_put_canon(o, buf, h, content_length)
                 continue
             if h.kind == H_HOST:
                 host = i
@@ -479,13 +510,14 @@ cdef class ResponseRewriter:
         ignored when upgrading (b"upgrade" is sent).
         """
         _rw_check_done(s)
-        return self._rewrite_head(s.buf, s.head_len, s.hdrs, s.nhdrs, set_cookie_line,
-                                  nocache, app_prefix, upgrading, connection)
+        return self._rewrite_head(s.buf, s.start_off, s.head_len, s.hdrs, s.nhdrs,
+                                  s.content_length, set_cookie_line, nocache, app_prefix,
+                                  upgrading, connection)
 
-    cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t head_len,
-                             const HeaderSpan* hdrs, Py_ssize_t nhdrs,
-                             bytes set_cookie_line, bint nocache, bytes app_prefix,
-                             bint upgrading, bytes connection):
+    cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t start_off,
+                             Py_ssize_t head_len, const HeaderSpan* hdrs, Py_ssize_t nhdrs,
+                             int64_t content_length, bytes set_cookie_line, bint nocache,
+                             bytes app_prefix, bint upgrading, bytes connection):
         cdef RwBuf* o = &self.out
         cdef const HeaderSpan* h
         cdef Py_ssize_t i
@@ -495,10 +527,13 @@ cdef class ResponseRewriter:
         _rw_ob_reserve(o, head_len + nhdrs * (plen + 1) + RW_ADDED_MAX
                        + (PyBytes_GET_SIZE(set_cookie_line) if set_cookie_line is not None else 0)
                        + (PyBytes_GET_SIZE(connection) if connection is not None else 0))
-        _rw_ob_put(o, buf, _rw_start_line_end(head_len, hdrs, nhdrs))
+        _rw_ob_put(o, buf + start_off, _rw_start_line_end(head_len, hdrs, nhdrs) - start_off)
         for i in range(nhdrs):
             h = &hdrs[i]
             if _rw_is_hop(h, upgrading):
+                continue
+            if h.flags & HF_CANON:
+                _rw_put_canon(o, buf, h, content_length)
                 continue
             if h.kind == H_CACHE_CONTROL and nocache:
                 if _rw_cc_not_shared(buf + h.value_off, h.value_len):

@@ -26,6 +26,8 @@ DEF_MAX_TARGET = 8000   # RFC 9110 4.1: support request-targets of 8000 octets
 INT64_MAX = (1 << 63) - 1
 
 _NOT_TARGET = re.compile(rb"[^\x21-\x7e]")   # a request-target is VCHAR only
+_DIGITS = re.compile(rb"[0-9]+")
+_COMMA = re.compile(rb"[ \t]*,[ \t]*")
 
 # The fixed hop-by-hop fields (RFC 9110 7.6.1); Connection and Upgrade too.
 HOP_KINDS = frozenset({HeaderKind.H_CONNECTION, HeaderKind.H_UPGRADE, HeaderKind.H_KEEP_ALIVE,
@@ -35,8 +37,12 @@ HOP_KINDS = frozenset({HeaderKind.H_CONNECTION, HeaderKind.H_UPGRADE, HeaderKind
 NEVER_HOP = frozenset({HeaderKind.H_HOST, HeaderKind.H_CONTENT_LENGTH,
                        HeaderKind.H_TRANSFER_ENCODING})
 METHODS = {m.name[2:].encode(): m for m in Method if m is not Method.M_OTHER}
-# The transfer-coding registry less "chunked" and TE's "trailers".
-KNOWN_CODINGS = frozenset({b"gzip", b"deflate", b"compress", b"x-gzip", b"x-compress"})
+# reg-name / IPv4address bytes: unreserved, pct-encoded, sub-delims (RFC 3986 3.2.2).
+HOST_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                       b"-._~%!$&'()*+,;=")
+# Scheme kinds of a target's authority and their default ports (RFC 3986 6.2.3);
+# CONNECT's authority-form takes 80 or 443, as HAProxy.
+DEFAULT_PORTS = {b"http": (b"80",), b"https": (b"443",), b"CONNECT": (b"80", b"443")}
 
 
 def check_feed(data: bytes, start: int) -> None:
@@ -87,11 +93,72 @@ def check_target(t: bytes, method: int) -> int:
     return ErrCode.E_OK
 
 
-def parse_length(v: bytes) -> tuple[int, int]:
-    """(ErrCode, value) of Content-Length = 1*DIGIT fitting int64 (RFC 9110 8.6)."""
-    if not v or not all(0x30 <= c <= 0x39 for c in v) or int(v) > INT64_MAX:
-        return ErrCode.E_CL_INVALID, -1
-    return ErrCode.E_OK, int(v)
+def parse_length(v: bytes) -> tuple[int, int, bool]:
+    """(ErrCode, value, plain) of Content-Length = 1*DIGIT fitting int64 (RFC 9110 8.6).
+
+    A list of equal values stands for that value (8.6 lets a recipient merge
+    it, as HAProxy does); different ones are E_CL_CONFLICT.  ``plain`` is
+    False when the value must be forwarded in canonical form (a list, or
+    leading zeros)."""
+    i, first = 0, -1
+    plain = len(v) == 1 or (len(v) > 1 and v[0] != 0x30)
+    while True:
+        m = _DIGITS.match(v, i)
+        if m is None or int(m.group()) > INT64_MAX:
+            return ErrCode.E_CL_INVALID, -1, True
+        if first >= 0 and int(m.group()) != first:
+            return ErrCode.E_CL_CONFLICT, -1, True
+        first, i = int(m.group()), m.end()
+        if i == len(v):
+            return ErrCode.E_OK, first, plain
+        plain = False
+        m = _COMMA.match(v, i)
+        if m is None:
+            return ErrCode.E_CL_INVALID, -1, True
+        i = m.end()
+
+
+def port_colon(a: bytes) -> int:
+    """Offset of the ":" of uri-host [ ":" port ], or len(a) when there is none."""
+    m = re.search(rb":[0-9]*\Z", a)
+    return m.start() if m else len(a)
+
+
+def check_host(h: bytes) -> int:
+    """Host = uri-host [ ":" port ] (RFC 9112 3.2, RFC 3986 3.2.2); empty is valid."""
+    host = h[:port_colon(h)]
+    if host.startswith(b"["):
+        ok = (len(host) >= 2 and host.endswith(b"]")
+              and all(c in HOST_CHARS or c == 0x3A for c in host[1:-1]))
+    else:
+        ok = all(c in HOST_CHARS for c in host)
+    return ErrCode.E_OK if ok else ErrCode.E_HOST
+
+
+def target_authority(t: bytes, method: int) -> tuple[bytes, bytes] | None:
+    """(scheme kind, authority without userinfo) of a request-target, or None
+    when it has none (RFC 9112 3.2.2, 3.2.3)."""
+    if method == Method.M_CONNECT:
+        return b"CONNECT", t
+    if t[:1] in (b"/", b"*"):
+        return None
+    scheme, _, rest = t.partition(b":")
+    if not rest.startswith(b"//"):
+        return None
+    authority = re.match(rb"[^/?#]*", rest[2:]).group()   # type: ignore[union-attr]
+    return scheme.lower(), authority.rpartition(b"@")[2]   # userinfo is not Host
+
+
+def same_authority(kind: bytes, a: bytes, h: bytes) -> bool:
+    """Host names equal ignoring case; a missing or empty port is the default."""
+    ac, hc = port_colon(a), port_colon(h)
+    if a[:ac].lower() != h[:hc].lower():
+        return False
+    ap, hp = a[ac + 1:], h[hc + 1:]
+    if ap == hp:
+        return True
+    defaults = DEFAULT_PORTS.get(kind, ())
+    return (not ap and hp in defaults) or (not hp and ap in defaults)
 
 
 class HeadScanner:
@@ -117,13 +184,13 @@ class HeadScanner:
         self.line_start = 0
         self.search_from = 0
         self.started = False
-        self.skipped_empty = False
         self.seen: set[str] = set()      # facts from fields: "host", "cl", ...
         self.te_last_chunked = False
         self.status = ScanStatus.SCAN_MORE
         self.error = ErrCode.E_OK
         self.consumed = 0
         self.head_len = 0
+        self.start_off = 0
         self.version = 0
         self.body_kind = BodyKind.BODY_NONE
         self.content_length = -1
@@ -167,11 +234,12 @@ class HeadScanner:
             ls = self.line_start
             empty = lf == ls + 1 and b[ls] == CR
             if not self.started:
-                if empty and not self.skipped_empty:
-                    # One empty line before a request-line is ignored (RFC 9112 2.2).
-                    self.skipped_empty = True
+                if empty:
+                    # Empty lines before a start-line are skipped (RFC 9112 2.2;
+                    # all of them, as HAProxy); they are never forwarded.
                     err = ErrCode.E_OK
                 else:
+                    self.start_off = ls
                     err = self._start_line(ls, lf)
                     self.started = True
             elif empty:
@@ -211,26 +279,32 @@ class HeadScanner:
         kind = h["kind"]
         value = self._value(h)
         if kind == HeaderKind.H_CONTENT_LENGTH:
-            if "te" in self.seen:
-                return ErrCode.E_CL_AND_TE
+            err, length, plain = parse_length(value)
+            if err != ErrCode.E_OK:
+                return err
             if "cl" in self.seen:
-                return ErrCode.E_CL_CONFLICT   # one Content-Length only (RFC 9110 8.6)
+                if length != self.content_length:
+                    return ErrCode.E_CL_CONFLICT
+                h["flags"] |= HeaderFlag.HF_DROP   # merged into the first (RFC 9110 8.6)
+                return ErrCode.E_OK
             self.seen.add("cl")
-            err, self.content_length = parse_length(value)
-            return err
+            self.content_length = length
+            if not plain:
+                h["flags"] |= HeaderFlag.HF_CANON
+            return ErrCode.E_OK
         if kind == HeaderKind.H_TRANSFER_ENCODING:
-            if self.version == 10:
-                return ErrCode.E_TE_HTTP10   # RFC 9112 6.1: faulty framing
-            if "cl" in self.seen:
-                return ErrCode.E_CL_AND_TE
+            # chunked is final and applied once (RFC 9112 7.1, 6.3 item 4).
             self.seen.add("te")
-            for coding in list_elements(value):
+            codings = list_elements(value)
+            if not codings:
+                return ErrCode.E_TE_NOT_CHUNKED   # an empty coding
+            for coding in codings:
                 if self.te_last_chunked:
-                    return ErrCode.E_TE_NOT_CHUNKED   # chunked is final, once
+                    return ErrCode.E_TE_NOT_CHUNKED
                 if coding.lower() == b"chunked":
                     self.te_last_chunked = True
-                elif coding.lower() not in KNOWN_CODINGS:
-                    return ErrCode.E_TE_UNKNOWN
+                else:
+                    self.seen.add("te-other")
             return ErrCode.E_OK
         if kind == HeaderKind.H_CONNECTION:
             for token in list_elements(value):
@@ -261,6 +335,11 @@ class HeadScanner:
         if "cl" in self.seen:
             self.body_kind = BodyKind.BODY_LENGTH
         return ErrCode.E_OK
+
+    def _flag_kind(self, kind: int, flag: int) -> None:
+        for h in self.hdrs:
+            if h["kind"] == kind:
+                h["flags"] |= flag
 
     def _mark_named_hops(self) -> None:
         # Fields named by a Connection token, before or after it (RFC 9110 7.6.1).
@@ -370,7 +449,24 @@ class RequestScanner(HeadScanner):
                 return ErrCode.E_DUP_HOST   # RFC 9112 3.2
             self.seen.add("host")
             self.host_span = (h["value_off"], h["value_len"])
+            host = self._value(h)
+            if check_host(host) != ErrCode.E_OK:
+                return ErrCode.E_HOST   # an invalid Host is a 400 (3.2)
+            # A target with an authority must carry the Host's (3.2), as HAProxy checks.
+            auth = target_authority(self.target(), self.method)
+            if auth is not None and not same_authority(auth[0], auth[1], host):
+                return ErrCode.E_HOST
             return ErrCode.E_OK
+        if kind == HeaderKind.H_TRANSFER_ENCODING:
+            # RFC 9112 6.1: TE in 1.0 is faulty framing; TE with CL is refused.
+            # The first line alone is forwarded, as "chunked".
+            if self.version == 10:
+                return ErrCode.E_TE_HTTP10
+            if "cl" in self.seen:
+                return ErrCode.E_CL_AND_TE
+            h["flags"] |= HeaderFlag.HF_DROP if "te" in self.seen else HeaderFlag.HF_CANON
+        elif kind == HeaderKind.H_CONTENT_LENGTH and "te" in self.seen:
+            return ErrCode.E_CL_AND_TE
         if kind == HeaderKind.H_COOKIE:
             self._find_cookies(h)
             return ErrCode.E_OK
@@ -398,6 +494,8 @@ class RequestScanner(HeadScanner):
             return ErrCode.E_NO_HOST
         if "te" in self.seen and not self.te_last_chunked:
             return ErrCode.E_TE_NOT_CHUNKED   # RFC 9112 6.3 item 4
+        if "te-other" in self.seen:
+            return ErrCode.E_TE_UNKNOWN   # only chunked is forwarded (6.1: 501)
         self._finish_common()
         if "te" in self.seen:
             self.body_kind = BodyKind.BODY_CHUNKED
@@ -487,13 +585,26 @@ class ResponseScanner(HeadScanner):
 
     def _finish(self) -> int:
         # Framing by RFC 9112 6.3, in its order.
-        self._finish_common()
         code, method = self.status_code, self.request_method
+        te, cl = "te" in self.seen, "cl" in self.seen
+        if code < 200 or code == 204:
+            # No CL or TE in a 1xx or 204 (RFC 9110 8.6, 9112 6.1): not forwarded.
+            self._flag_kind(HeaderKind.H_CONTENT_LENGTH, HeaderFlag.HF_DROP)
+            self._flag_kind(HeaderKind.H_TRANSFER_ENCODING, HeaderFlag.HF_DROP)
+        elif te and cl:
+            # TE overrides CL, which is removed (6.3 item 3); not with another coding.
+            if not self.te_last_chunked:
+                return ErrCode.E_CL_AND_TE
+            self._flag_kind(HeaderKind.H_CONTENT_LENGTH, HeaderFlag.HF_DROP)
+        self._finish_common()
+        if te and (cl or self.version == 10):
+            self.keep_alive = False   # RFC 9112 6.1: close after this message
         if (method == Method.M_HEAD or code < 200 or code in (204, 304)
                 or (method == Method.M_CONNECT and code < 300)):
             self.body_kind = BodyKind.BODY_NONE
-        elif "te" in self.seen:
+        elif te:
             # A non-chunked final coding ends at close (6.3 item 4).
+            self.content_length = -1
             self.body_kind = (BodyKind.BODY_CHUNKED if self.te_last_chunked
                               else BodyKind.BODY_UNTIL_CLOSE)
         elif "cl" not in self.seen:

@@ -42,6 +42,15 @@ Decisions (the same in both cores):
   response is still cacheable, and repeated Cache-Control lines form one list
   (RFC 9110 5.3), in which ``private`` forbids shared caches to store the
   response (RFC 9111 5.2.2.7).
+* Framing fields reach the next hop in one unambiguous form (RFC 9112
+  6.1-6.3): a chunked request carries one ``Transfer-Encoding: chunked``
+  line (its name as received), equal Content-Length values are forwarded
+  once as plain digits (RFC 9110 8.6 merge, as HAProxy), a response whose
+  Transfer-Encoding overrides a Content-Length loses the CL (6.3 item 3),
+  and 1xx/204 responses lose both (RFC 9110 8.6; HAProxy's H1 mux).  The
+  scanner decides (HF_DROP, HF_CANON); the rewriters obey.  Empty lines
+  before the start line are not forwarded.  A Connection token never
+  removes Host, Content-Length or Transfer-Encoding.
 * Cookie headers are edited whatever the scanner's HF_COOKIE_HIT says, so
   the rewriter does not depend on how the scanner was configured.  A removed
   pair takes the separator before it with it; every other byte of the value
@@ -246,8 +255,18 @@ def _is_hop(h: dict[str, int], upgrading: bool) -> bool:
     # RFC 9110 7.6.1: a proxy removes Connection, the fields it names and the
     # other hop-by-hop fields; the scanner marks all of them HF_HOP.
     # Upgrade survives only while an upgrade is under way (RFC 9110 7.8).
+    # Framing fields the scanner merged or overrode (HF_DROP) never pass.
+    if h["flags"] & HeaderFlag.HF_DROP:
+        return True
     return bool(h["flags"] & HeaderFlag.HF_HOP) and not (
         upgrading and h["kind"] == HeaderKind.H_UPGRADE)
+
+
+def _canon(buf: bytes, h: dict[str, int], content_length: int) -> bytes:
+    """A framing field in the one form every next hop reads alike (RFC 9112
+    6.1-6.3): the name as received, then "chunked" or the Content-Length."""
+    value = b"chunked" if h["kind"] == HeaderKind.H_TRANSFER_ENCODING else b"%d" % content_length
+    return bytes(buf[h["line_off"]:h["value_off"]]) + value + _CRLF
 
 
 def _copy_edited(out: list[bytes], buf: bytes, h: dict[str, int], new_value: bytes) -> None:
@@ -281,18 +300,23 @@ class RequestRewriter:
         """The head to write upstream for the request `s` has scanned."""
         _check_done(s)
         _not_none(client_addr)
-        return self._rewrite_head(s.buf, s.head_len, s.hdrs, client_addr, upgrading)
+        return self._rewrite_head(s.buf, s.start_off, s.head_len, s.hdrs, s.content_length,
+                                  client_addr, upgrading)
 
-    def _rewrite_head(self, buf: bytes, head_len: int, hdrs: list[dict[str, int]],
+    def _rewrite_head(self, buf: bytes, start_off: int, head_len: int,
+                      hdrs: list[dict[str, int]], content_length: int,
                       client_addr: bytes, upgrading: bool = False) -> bytes:
         start = _start_line_end(head_len, hdrs)
-        out = [buf[:start]]
+        out = [buf[start_off:start]]   # empty lines before the request line go
         xff_values = []
         host = None
         cookie_name = self.cookie_name
         for h in hdrs:
             kind = h["kind"]
             if _is_hop(h, upgrading):
+                continue
+            if h["flags"] & HeaderFlag.HF_CANON:
+                out.append(_canon(buf, h, content_length))
                 continue
             if kind == HeaderKind.H_HOST:
                 host = buf[h["value_off"]:h["value_off"] + h["value_len"]]
@@ -356,18 +380,22 @@ class ResponseRewriter:
         ignored when upgrading (b"upgrade" is sent).
         """
         _check_done(s)
-        return self._rewrite_head(s.buf, s.head_len, s.hdrs, set_cookie_line, nocache,
-                                  app_prefix, upgrading, connection)
+        return self._rewrite_head(s.buf, s.start_off, s.head_len, s.hdrs, s.content_length,
+                                  set_cookie_line, nocache, app_prefix, upgrading, connection)
 
-    def _rewrite_head(self, buf: bytes, head_len: int, hdrs: list[dict[str, int]],
+    def _rewrite_head(self, buf: bytes, start_off: int, head_len: int,
+                      hdrs: list[dict[str, int]], content_length: int,
                       set_cookie_line: bytes | None = None, nocache: bool = False,
                       app_prefix: bytes | None = None, upgrading: bool = False,
                       connection: bytes | None = None) -> bytes:
         start = _start_line_end(head_len, hdrs)
-        out = [buf[:start]]
+        out = [buf[start_off:start]]
         for h in hdrs:
             kind = h["kind"]
             if _is_hop(h, upgrading):
+                continue
+            if h["flags"] & HeaderFlag.HF_CANON:
+                out.append(_canon(buf, h, content_length))
                 continue
             if kind == HeaderKind.H_CACHE_CONTROL and nocache:
                 if _cache_control_not_shared(buf[h["value_off"]:h["value_off"] + h["value_len"]]):
