@@ -18,6 +18,9 @@ from conftest import ROOT
 DEMO = os.path.join(ROOT, "examples", "demo_backends.py")
 
 
+# Signing secrets need 16 bytes at least (fastlb.sticky).
+TEST_SECRET = "test-secret-0123456789abcdef"
+
 def free_ports(n: int) -> list[int]:
     socks = [socket.socket() for _ in range(n)]
     for s in socks:
@@ -179,8 +182,8 @@ def test_run_on_a_port_in_use_names_frontend_and_address(tmp_path: object) -> No
     try:
         cfg = write_config(os.path.join(str(tmp_path), "lb.toml"), port, [1, 2])
         r = subprocess.run([sys.executable, "-m", "fastlb", "run", "-c", cfg], cwd=ROOT,
-                           env=fastlb_env(TEST_FASTLB_SECRET="s"), capture_output=True,
-                           text=True, timeout=30)
+                           env=fastlb_env(TEST_FASTLB_SECRET=TEST_SECRET),
+                           capture_output=True, text=True, timeout=30)
     finally:
         taken.close()
     assert r.returncode == 3
@@ -193,7 +196,7 @@ def test_run_serves_through_two_workers_and_stops_on_sigterm(
     port = free_ports(1)[0]
     cfg = write_config(os.path.join(str(tmp_path), "lb.toml"), port, backends, workers=2)
     proc = subprocess.Popen([sys.executable, "-m", "fastlb", "run", "-c", cfg], cwd=ROOT,
-                            env=fastlb_env(TEST_FASTLB_SECRET="s"),
+                            env=fastlb_env(TEST_FASTLB_SECRET=TEST_SECRET),
                             stderr=subprocess.PIPE, text=True)
     pids: set[int] = set()
     try:
