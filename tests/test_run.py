@@ -16,10 +16,9 @@ import pytest
 from conftest import ROOT
 
 DEMO = os.path.join(ROOT, "examples", "demo_backends.py")
-
-
 # Signing secrets need 16 bytes at least (fastlb.sticky).
 TEST_SECRET = "test-secret-0123456789abcdef"
+
 
 def free_ports(n: int) -> list[int]:
     socks = [socket.socket() for _ in range(n)]
