@@ -6,6 +6,8 @@ import multiprocessing
 from typing import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastlb.sessions import EmbeddedStore, SessionStore, SharedStore
 from fastlb.sessions import embedded
@@ -160,3 +162,45 @@ def test_shared_store_value_size_is_bounded() -> None:
     s.set(b"k", b"x" * SharedStore.VALUE_MAX, 1.0, 0.0)
     with pytest.raises(ValueError, match="at most"):
         s.set(b"k", b"x" * (SharedStore.VALUE_MAX + 1), 1.0, 0.0)
+
+
+store_op = st.one_of(
+    st.tuples(st.just("set"), st.integers(0, 20), st.integers(1, 50), st.integers(1, 100)),
+    st.tuples(st.just("get"), st.integers(0, 20)),
+    st.tuples(st.just("touch"), st.integers(0, 20), st.integers(1, 100)),
+    st.tuples(st.just("delete"), st.integers(0, 20)),
+    st.tuples(st.just("tick"), st.integers(0, 60)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(store_op, max_size=80))
+def test_stores_agree_below_capacity(ops: list[tuple[int | str, ...]]) -> None:
+    # With room for every key, both stores are the same map with the same expiry.
+    stores: list[SessionStore] = [EmbeddedStore(1000), SharedStore(4096)]
+    model: dict[bytes, tuple[float, bytes]] = {}
+    now = 0.0
+    for op in ops:
+        if op[0] == "tick":
+            now += float(op[1])
+            continue
+        key = b"k%d" % int(op[1])
+        if op[0] == "set":
+            value = b"s%d" % int(op[2])
+            for s in stores:
+                s.set(key, value, float(op[3]), now)
+            model[key] = (now + float(op[3]), value)
+        elif op[0] == "get":
+            e = model.get(key)
+            want = e[1] if e is not None and e[0] > now else None
+            assert [s.get(key, now) for s in stores] == [want, want]
+        elif op[0] == "touch":
+            for s in stores:
+                s.touch(key, float(op[2]), now)
+            e = model.get(key)
+            if e is not None and e[0] > now:
+                model[key] = (now + float(op[2]), e[1])
+        else:
+            for s in stores:
+                s.delete(key)
+            model.pop(key, None)
