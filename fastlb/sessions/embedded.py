@@ -175,6 +175,7 @@ class SharedStore(SessionStore):
         return None
 
     def __len__(self) -> int:
+        """Used slots, expired ones included: a scan of every slot, for tests and stats."""
         return sum(self._mm[s * self.SLOT:s * self.SLOT + 16] != _EMPTY
                    for s in range(self.nslots))
 
