@@ -204,3 +204,33 @@ def test_stores_agree_below_capacity(ops: list[tuple[int | str, ...]]) -> None:
             for s in stores:
                 s.delete(key)
             model.pop(key, None)
+
+
+def _hammer(s: SharedStore, writer: int, rounds: int) -> None:
+    for i in range(rounds):
+        key = b"k%d" % (i % 24)
+        s.set(key, key + b":%d:%d" % (writer, i), 1000.0, 0.0)
+        if i % 7 == 0:
+            s.delete(b"k%d" % ((i + 3) % 24))
+
+
+def test_shared_store_concurrent_writers_never_mix_entries() -> None:
+    # Two worker processes rewrite 24 keys in a 16-slot table (constant
+    # eviction and slot reuse) while this process reads: a read may miss,
+    # but whatever it returns was written for that very key.
+    s = SharedStore(16)
+    ctx = multiprocessing.get_context("fork")
+    writers = [ctx.Process(target=_hammer, args=(s, w, 20000)) for w in range(2)]
+    for w in writers:
+        w.start()
+    seen = 0
+    for i in range(40000):
+        key = b"k%d" % (i % 24)
+        v = s.get(key, 1.0)
+        if v is not None:
+            seen += 1
+            assert v.startswith(key + b":"), (key, v)
+    for w in writers:
+        w.join(timeout=60)
+        assert w.exitcode == 0
+    assert seen > 0

@@ -122,7 +122,9 @@ class SharedStore(SessionStore):
     thread; a slot write is one copy), and a slot read while another process
     rewrites it fails the checksum and reads as a miss, never as a wrong
     server.  Deleting zeroes the slot; lookups always scan the whole window,
-    so no tombstones are needed.
+    so no tombstones are needed.  Races between workers can only lose an
+    entry (a later miss, re-learned from the next Set-Cookie), never map a
+    key to another key's server.
     """
 
     SLOT = 128
@@ -170,8 +172,10 @@ class SharedStore(SessionStore):
         for s in self._window(d):
             off = (s % n) * size
             if mm[off:off + 16] == d:      # only the key's own slot is checksummed
+                # Read again as a whole: another worker may have given the
+                # slot to another key since; only the consistent copy counts.
                 e = self._read(off)
-                return None if e is None else (off, e)
+                return None if e is None or e[0] != d else (off, e)
         return None
 
     def __len__(self) -> int:
