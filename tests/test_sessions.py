@@ -234,3 +234,17 @@ def test_shared_store_concurrent_writers_never_mix_entries() -> None:
         w.join(timeout=60)
         assert w.exitcode == 0
     assert seen > 0
+
+
+def test_shared_store_keeps_one_copy_of_a_key() -> None:
+    # Two workers storing one new key at the same moment can both take a free
+    # slot; the next write keeps one copy and delete removes every copy.
+    s = SharedStore(SharedStore.PROBES)
+    d = s._digest(b"k")
+    s._write(0, d, 100.0, b"old")
+    s._write(5 * SharedStore.SLOT, d, 100.0, b"older")
+    s.set(b"k", b"new", 100.0, 0.0)
+    assert s.get(b"k", 1.0) == b"new" and len(s) == 1
+    s._write(5 * SharedStore.SLOT, d, 100.0, b"older")
+    s.delete(b"k")
+    assert s.get(b"k", 1.0) is None and len(s) == 0

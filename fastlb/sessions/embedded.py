@@ -200,22 +200,26 @@ class SharedStore(SessionStore):
             raise ValueError(f"value of {len(value)} bytes; {self.VALUE_MAX} at most")
         d = self._digest(key)
         mm, size, n = self._mm, self.SLOT, self.nslots
-        target = victim = -1
+        own = free = victim = -1
         victim_deadline = math.inf
         for s in self._window(d):
             off = (s % n) * size
             head = mm[off:off + 16]
             if head == d:
-                target = off       # the key's own slot always wins
-                break
-            if target >= 0:
+                if own < 0:
+                    own = off      # the key's own slot always wins
+                else:              # two workers stored the key at once: keep one
+                    mm[off:off + 16] = _EMPTY
+                continue
+            if free >= 0:
                 continue
             # An unchecked deadline only steers the choice of a slot to reuse.
             deadline = _DEADLINE.unpack_from(mm, off + 16)[0]
             if head == _EMPTY or deadline <= now:
-                target = off       # empty or expired: reuse
+                free = off         # empty or expired: reuse
             elif deadline < victim_deadline:
                 victim, victim_deadline = off, deadline
+        target = own if own >= 0 else free
         if target < 0:
             target = victim
             self.evicted += 1
@@ -235,9 +239,12 @@ class SharedStore(SessionStore):
         self._write(off, d, now + ttl, value)
 
     def delete(self, key: bytes) -> None:
-        found = self._find(self._digest(key))
-        if found is not None:
-            self._mm[found[0]:found[0] + 16] = _EMPTY
+        d = self._digest(key)
+        mm, size, n = self._mm, self.SLOT, self.nslots
+        for s in self._window(d):          # every copy (see set)
+            off = (s % n) * size
+            if mm[off:off + 16] == d:
+                mm[off:off + 16] = _EMPTY
 
 
 _EMPTY = bytes(16)
