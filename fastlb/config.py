@@ -114,9 +114,9 @@ class StickyConfig:
     path: str = "/"
     max_idle: float | None = None   # insert: a cookie unused this long is expired
     max_life: float | None = None   # insert: a cookie older than this is expired
-    secret_env: str | None = None   # insert: env var holding the signing key
+    secret_env: str | None = None   # insert, prefix: env var holding the signing key
     learn_ttl: float = 1800.0       # learn: an entry unused this long is forgotten
-    learn_max_entries: int = 1_000_000   # learn: entries kept per process (LRU beyond)
+    learn_max_entries: int = 1_000_000   # learn: entries kept (shared table or per process)
 
 
 @dataclass(frozen=True)
