@@ -114,9 +114,9 @@ class StickyConfig:
     path: str = "/"
     max_idle: float | None = None   # insert: a cookie unused this long is expired
     max_life: float | None = None   # insert: a cookie older than this is expired
-    secret_env: str | None = None   # insert: env var holding the signing key
+    secret_env: str | None = None   # insert, prefix: env var holding the signing key
     learn_ttl: float = 1800.0       # learn: an entry unused this long is forgotten
-    learn_max_entries: int = 1_000_000   # learn: entries kept per process (LRU beyond)
+    learn_max_entries: int = 1_000_000   # learn: entries kept (shared table or per process)
 
 
 @dataclass(frozen=True)
@@ -145,10 +145,6 @@ class BackendConfig:
     seed: int = 0                # hashing seed: same value on every instance
 
 
-# Sections whose ``name`` is the TOML table's name, not a key inside it.
-_NAMED: tuple[type, ...] = ()
-
-
 @dataclass(frozen=True)
 class Config:
     path: str
@@ -169,9 +165,6 @@ def load(path: str) -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, "", f"invalid TOML: {e}") from None
     return _Reader(path).config(data)
-
-
-_NAMED = (FrontendConfig, BackendConfig)
 
 
 def parse_duration(value: Any) -> float:
@@ -439,7 +432,7 @@ class _Reader:
         if mode == "insert" and hash_key == ("cookie", cookie):
             raise self.fail(f"{key}.cookie", f"{cookie!r} is also the backend's hash_key; the "
                             "balancer's own cookie cannot be the key it balances on")
-        samesite = self.get(t, key, "samesite", str, d.samesite or "")
+        samesite = self.get(t, key, "samesite", str, d.samesite)
         canon = {v.lower(): v for v in SAMESITE}.get(samesite.lower())
         if canon is None:
             raise self.fail(f"{key}.samesite", f"{samesite!r} is not one of "
@@ -476,7 +469,8 @@ class _Reader:
 
 def _keys(cls: type) -> tuple[str, ...]:
     """The TOML keys of a section: its dataclass fields, but the table's own name."""
-    return tuple(f.name for f in fields(cls) if not (f.name == "name" and cls in _NAMED))
+    named = cls in (FrontendConfig, BackendConfig)    # [frontends.NAME], [backends.NAME]
+    return tuple(f.name for f in fields(cls) if not (named and f.name == "name"))
 
 
 def parse_hash_key(value: Any) -> tuple[str, str]:

@@ -53,9 +53,11 @@ cannot be forged or re-dated without the secret.  Verified values are cached
 (a bounded dict) so a returning client costs one dict lookup, not an HMAC.
 docs/sessions.md has the full story.
 
-Limits: learn mode's table is per process with the embedded store (workers
-do not share it until the shared store lands); prefix ids are not signed,
-so an unknown id counts as INVALID even when its server was removed.
+Learn mode's table: ``make_store`` (in the master, before forking) gives a
+SharedStore all workers of one balancer see; without it each process keeps
+its own EmbeddedStore.  Limits: several balancer machines need the later
+Redis store; prefix ids are not signed, so an unknown id counts as INVALID
+even when its server was removed.
 """
 
 from __future__ import annotations
@@ -75,13 +77,13 @@ from typing import Any, Mapping, NamedTuple
 
 from .config import BackendConfig, Config, StickyConfig
 from .errors import ConfigError
-from .sessions import EmbeddedStore, SessionStore
+from .sessions import EmbeddedStore, SessionStore, SharedStore
 from .types import BackendState, KeyKind
 
 __all__ = [
     "Outcome", "Choice", "ResponseEdit", "NO_EDIT", "Persistence", "InsertPersistence",
     "PrefixPersistence", "HashPersistence", "LearnPersistence", "make_persistence",
-    "final_outcome", "load_secret", "server_id", "SECRET_MIN",
+    "final_outcome", "load_secret", "make_store", "server_id", "SECRET_MIN",
 ]
 
 SECRET_MIN = 16            # bytes: a shorter signing key is refused
@@ -484,6 +486,12 @@ class LearnPersistence(Persistence):
         self.sessions = store        # the same, typed as never None
         self.ttl = st.learn_ttl
         self.ns = backend.name.encode() + b"\x00"    # one store may serve many backends
+        # An entry's TTL is renewed at most once per ``refresh`` (like the
+        # insert cookie's last-seen date), so a busy session costs the store
+        # one write per refresh, not one per request; ``touched`` remembers
+        # when (bounded like the insert cache).
+        self.refresh = max(1.0, min(self.ttl / 4, REFRESH_CAP))
+        self.touched: dict[bytes, float] = {}
 
     def store_key(self, session_id: bytes) -> bytes:
         """The store key of a session id (long ids by digest, so memory stays bounded)."""
@@ -503,8 +511,11 @@ class LearnPersistence(Persistence):
         if i < 0:
             return self._pick(router, now, REPINNED, key=key)
         c = self._pinned(router, i, now, key=key)
-        if c.outcome == Outcome.VALID:
+        if c.outcome == VALID and now - self.touched.get(key, -math.inf) >= self.refresh:
             self.sessions.touch(key, self.ttl, now)
+            if len(self.touched) >= CACHE_MAX:
+                self.touched.clear()
+            self.touched[key] = now
         return c
 
     def response(self, choice: Choice, resp: Any, now: float,
@@ -593,6 +604,20 @@ def _removes_cookie(resp: Any, name: bytes, now: float) -> bool:
                 expires = cookie_date(v.strip())
         return expires is not None and expires <= now
     return False
+
+
+def make_store(backend: BackendConfig) -> SessionStore | None:
+    """The learn-mode table of ``backend`` for a balancer with worker processes.
+
+    Call it in the master *before* forking the workers and pass the result
+    to every worker's ``make_persistence(..., store=...)``: a SharedStore in
+    memory inherited by the workers, so a session learned by one worker
+    routes on all of them.  None when the backend does not learn.
+    """
+    st = backend.sticky
+    if st is None or st.mode != "learn":
+        return None
+    return SharedStore(st.learn_max_entries)
 
 
 def make_persistence(backend: BackendConfig, table: Any, picker: Any, secret: bytes | None,

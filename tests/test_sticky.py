@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from fastlb import sticky
 from fastlb.config import Address, BackendConfig, Config, GlobalConfig, ServerConfig, StickyConfig
 from fastlb.errors import ConfigError
-from fastlb.sessions import EmbeddedStore
+from fastlb.sessions import EmbeddedStore, SessionStore, SharedStore
 from fastlb.sticky import NO_EDIT, Outcome
 from fastlb.types import BackendState
 
@@ -41,7 +41,7 @@ class Lb:
                  names: tuple[str, ...] = ("s1", "s2", "s3"), balance: str = "roundrobin",
                  hash_key: tuple[str, str] | None = None, bound: float | None = None,
                  maxconn: int = 0, backups: tuple[str, ...] = (), secret: bytes | None = SECRET,
-                 store: EmbeddedStore | None = None, backend: str = "app") -> None:
+                 store: SessionStore | None = None, backend: str = "app") -> None:
         self.core = core
         servers = tuple(ServerConfig(n, Address("127.0.0.1", 9000 + i), maxconn=maxconn,
                                      backup=n in backups) for i, n in enumerate(names))
@@ -747,3 +747,42 @@ def test_insert_random_values_are_never_trusted(value: bytes) -> None:
     assert isinstance(p, sticky.InsertPersistence)
     assert p.verify(base64.urlsafe_b64encode(value)) is None
     assert p.verify(value) is None
+
+
+def test_learn_workers_sharing_a_store_agree(core: ModuleType) -> None:
+    be = BackendConfig("app", (ServerConfig("s1", Address("127.0.0.1", 1)),),
+                       sticky=learn_cfg())
+    store = sticky.make_store(be)
+    assert isinstance(store, SharedStore)
+    assert sticky.make_store(BackendConfig("app", be.servers, sticky=insert_cfg())) is None
+    one = Lb(core, learn_cfg(), store=store)      # two workers: two tables, pickers,
+    two = Lb(core, learn_cfg(), store=store)      # persistences; one shared store
+    for k in range(6):
+        c = one.request(T0)
+        one.response(c, T0, set_cookie=b"PHPSESSID=w%d" % k)
+        c2 = two.request(T0 + 1, b"PHPSESSID=w%d" % k)
+        assert (c2.server, c2.outcome) == (c.server, Outcome.VALID)
+
+
+class CountingStore(EmbeddedStore):
+    """The embedded store, counting the writes a busy session causes."""
+
+    touches = 0
+
+    def touch(self, key: bytes, ttl: float, now: float) -> None:
+        self.touches += 1
+        super().touch(key, ttl, now)
+
+
+def test_learn_renews_a_busy_session_once_per_refresh(core: ModuleType) -> None:
+    store = CountingStore()
+    lb = Lb(core, learn_cfg(), store=store)          # ttl 600 s: refresh 60 s
+    p = lb.p
+    assert isinstance(p, sticky.LearnPersistence) and p.refresh == 60.0
+    c = lb.request(T0)
+    lb.response(c, T0, set_cookie=b"PHPSESSID=busy")
+    for k in range(1, 1201):                         # a request a second for 20 minutes
+        c2 = lb.request(T0 + k, b"PHPSESSID=busy")
+        assert (c2.server, c2.outcome) == (c.server, Outcome.VALID)
+    assert store.touches == 20
+    assert lb.request(T0 + 1200 + 539, b"PHPSESSID=busy").outcome == Outcome.VALID
