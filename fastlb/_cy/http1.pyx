@@ -862,10 +862,10 @@ cdef class ResponseScanner(HeadScanner):
         # Framing by RFC 9112 6.3, in its order.
         cdef int code = self.status_code
         cdef uint32_t bits = self.bits
-        if code < 200 or code == 204:
-            # A server MUST NOT send CL or TE in a 1xx or 204 (RFC 9110 8.6,
-            # RFC 9112 6.1); they frame nothing and are not forwarded, as
-            # HAProxy's H1 mux drops them.
+        if code < 200 or code == 204 or (self.request_method == M_CONNECT and code < 300):
+            # A server MUST NOT send CL or TE in a 1xx or 204, nor in a 2xx
+            # to CONNECT (RFC 9110 8.6, 9.3.6; RFC 9112 6.1); they frame
+            # nothing and are not forwarded, as HAProxy's H1 mux drops them.
             self._flag_kind(H_CONTENT_LENGTH, HF_DROP)
             self._flag_kind(H_TRANSFER_ENCODING, HF_DROP)
         elif bits & SEEN_TE and bits & SEEN_CL:

@@ -587,8 +587,9 @@ class ResponseScanner(HeadScanner):
         # Framing by RFC 9112 6.3, in its order.
         code, method = self.status_code, self.request_method
         te, cl = "te" in self.seen, "cl" in self.seen
-        if code < 200 or code == 204:
-            # No CL or TE in a 1xx or 204 (RFC 9110 8.6, 9112 6.1): not forwarded.
+        if code < 200 or code == 204 or (method == Method.M_CONNECT and code < 300):
+            # No CL or TE in a 1xx, 204 or 2xx to CONNECT (RFC 9110 8.6, 9.3.6;
+            # RFC 9112 6.1): not forwarded.
             self._flag_kind(HeaderKind.H_CONTENT_LENGTH, HeaderFlag.HF_DROP)
             self._flag_kind(HeaderKind.H_TRANSFER_ENCODING, HeaderFlag.HF_DROP)
         elif te and cl:
