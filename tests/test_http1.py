@@ -106,6 +106,7 @@ def test_invalid_method_token_is_rejected(core: ModuleType, line: bytes) -> None
     b"CONNECT / HTTP/1.1", b"CONNECT a.example HTTP/1.1", b"CONNECT a.example:x HTTP/1.1",
     b"CONNECT user@a.example:443 HTTP/1.1", b"GET a.example/x HTTP/1.1",
     b"GET 1http://a/ HTTP/1.1", b"GET http: HTTP/1.1", b"GET /a\tb HTTP/1.1",
+    b"GET a.example:80 HTTP/1.1", b"GET urn:x HTTP/1.1", b"GET http:/x HTTP/1.1",
     b"GET /",
 ])
 def test_invalid_request_target_is_rejected(core: ModuleType, line: bytes) -> None:

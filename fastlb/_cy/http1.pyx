@@ -100,7 +100,10 @@ cdef int _check_target(const unsigned char* t, Py_ssize_t n, int method) noexcep
                 or t[i] == 43 or t[i] == 45 or t[i] == 46):
             return E_TARGET
         i += 1
-    if i >= n - 1 or t[i] != 58:
+    # "://" must follow: an http(s) URI has an authority (RFC 9110 4.2.1),
+    # and "host:port" outside CONNECT is an authority-form that only
+    # CONNECT may use (3.2.3), which HAProxy refuses the same way.
+    if i + 3 > n or t[i] != 58 or t[i + 1] != 47 or t[i + 2] != 47:
         return E_TARGET
     return E_OK
 

@@ -86,9 +86,10 @@ def check_target(t: bytes, method: int) -> int:
         return ErrCode.E_OK
     if t[0] == 0x2A:   # asterisk-form, OPTIONS only
         return ErrCode.E_OK if t == b"*" and method == Method.M_OPTIONS else ErrCode.E_TARGET
-    # absolute-form: scheme ":" ...  scheme = ALPHA *( ALPHA / DIGIT / + - . )
-    m = re.match(rb"[A-Za-z][A-Za-z0-9+.\-]*:", t)
-    if m is None or m.end() >= len(t):
+    # absolute-form: scheme "://" ...  scheme = ALPHA *( ALPHA / DIGIT / + - . );
+    # an http(s) URI has an authority (RFC 9110 4.2.1), and "host:port" is the
+    # authority-form only CONNECT may use (3.2.3), as HAProxy checks.
+    if re.match(rb"[A-Za-z][A-Za-z0-9+.\-]*://", t) is None:
         return ErrCode.E_TARGET
     return ErrCode.E_OK
 
