@@ -272,6 +272,7 @@ def test_equal_content_lengths_are_merged(core: ModuleType, fields: tuple[bytes,
 @pytest.mark.parametrize("value", [
     b"5,", b",5", b"5,,5", b"-1", b"+5", b"0x10", b"5 5", b"", b"1e3", b"9223372036854775808",
     b"99999999999999999999999", b"5;5", b"\"5\"", b"5, x",
+    b"9" * 5000, b"0" * 5000 + b"1x",
 ])
 def test_malformed_content_length_is_rejected(core: ModuleType, value: bytes) -> None:
     rejects(core, req(b"POST / HTTP/1.1", H, b"Content-Length: " + value), ErrCode.E_CL_INVALID)

@@ -105,11 +105,12 @@ def parse_length(v: bytes) -> tuple[int, int, bool]:
     plain = len(v) == 1 or (len(v) > 1 and v[0] != 0x30)
     while True:
         m = _DIGITS.match(v, i)
-        if m is None or int(m.group()) > INT64_MAX:
-            return ErrCode.E_CL_INVALID, -1, True
-        if first >= 0 and int(m.group()) != first:
+        digits = m.group().lstrip(b"0") if m else b""
+        if m is None or len(digits) > 19 or int(digits or b"0") > INT64_MAX:
+            return ErrCode.E_CL_INVALID, -1, True   # (19 digits first: int() caps length)
+        if first >= 0 and int(digits or b"0") != first:
             return ErrCode.E_CL_CONFLICT, -1, True
-        first, i = int(m.group()), m.end()
+        first, i = int(digits or b"0"), m.end()
         if i == len(v):
             return ErrCode.E_OK, first, plain
         plain = False
