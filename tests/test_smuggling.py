@@ -20,6 +20,10 @@ each allowed by the RFC:
 * Bare LF never ends a line, chunk lines included (RFC 9112 2.2 "MAY").
 * A chunk-size line with an empty extension ("5;") is refused: chunk-ext-name
   is a token (7.1.1); HAProxy skips extensions unread.
+* The request-line takes single SPs only (RFC 9112 3; HAProxy also skips
+  repeated SP/HTAB between its parts, which 3 allows but warns against).
+* Another coding before chunked ("gzip, chunked") is refused with 501 (RFC
+  9112 6.1's status); HAProxy refuses it with 422.
 
 Trailer fields are checked as field lines and forwarded untouched, never
 read: a Content-Length or Transfer-Encoding there frames nothing (RFC 9110
