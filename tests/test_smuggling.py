@@ -261,6 +261,8 @@ REQUESTS: list[tuple[str, bytes, Any]] = [
     ("request-line-double-space", head(b"GET  / HTTP/1.1", H), R(ErrCode.E_TARGET)),
     ("request-line-leading-crlf", b"\r\n\r\n" + get(b"/", H),
      Accept(NONE, -1, 4 + len(get(b"/", H)))),
+    ("request-line-leading-lf", b"\n\r\n" + get(b"/", H),
+     Accept(NONE, -1, 3 + len(get(b"/", H)))),
     # --- Host (RFC 9112 3.2)
     ("host-twice", get(b"/", H, H), R(ErrCode.E_DUP_HOST)),
     ("host-twice-different", get(b"/", H, b"host: b.example"), R(ErrCode.E_DUP_HOST)),

@@ -381,11 +381,11 @@ cdef class HeadScanner:
             ls = self.line_start
             FLB_CHECK(ls <= lf and lf < self.buf_len)
             if not self.started:
-                if lf == ls + 1 and b[ls] == 13:
-                    # Empty lines (CRLF) before a start-line are skipped
-                    # (RFC 9112 2.2 asks for at least one; HAProxy skips
-                    # all, and a client may send one after a body).  They
-                    # count toward max_head and are never forwarded.
+                if lf == ls or (lf == ls + 1 and b[ls] == 13):
+                    # Empty lines before a start-line are skipped (RFC 9112
+                    # 2.2 asks for at least one; HAProxy skips all, bare LF
+                    # ones too, and a client may send one after a body).
+                    # They count toward max_head and are never forwarded.
                     err = E_OK
                 else:
                     self.start_off = ls

@@ -236,9 +236,9 @@ class HeadScanner:
             ls = self.line_start
             empty = lf == ls + 1 and b[ls] == CR
             if not self.started:
-                if empty:
-                    # Empty lines before a start-line are skipped (RFC 9112 2.2;
-                    # all of them, as HAProxy); they are never forwarded.
+                if empty or lf == ls:
+                    # Empty lines (CRLF or LF) before a start-line are skipped
+                    # (RFC 9112 2.2; all of them, as HAProxy); never forwarded.
                     err = ErrCode.E_OK
                 else:
                     self.start_off = ls
