@@ -166,7 +166,7 @@ RBASE = (b"HTTP/1.1 200 OK\r\n"
 
 @pytest.mark.parametrize("field", [
     b"Connection: close", b"Keep-Alive: timeout=5, max=100", b"TE: trailers",
-    b"Trailer: Expires", b"Proxy-Connection: keep-alive", b"Upgrade: websocket",
+    b"Proxy-Connection: keep-alive", b"Upgrade: websocket",
     b"Connection: X-Hop\r\nX-Hop: 1"])
 @pytest.mark.parametrize("side", ["request", "response"])
 def test_drops_hop_by_hop(core: ModuleType, side: str, field: bytes) -> None:

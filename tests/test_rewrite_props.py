@@ -21,7 +21,7 @@ from test_rewrite import scan_request, scan_response
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
-HOP = {b"connection", b"keep-alive", b"te", b"trailer", b"proxy-connection", b"upgrade"}
+HOP = {b"connection", b"keep-alive", b"te", b"proxy-connection", b"upgrade"}
 ADDED = {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
 NEVER_NAMED = {b"host", b"content-length", b"transfer-encoding"}   # scanner keeps them
 

@@ -446,9 +446,10 @@ cdef class HeadScanner:
         if kind == H_UPGRADE:
             self.bits |= SEEN_UPGRADE
             h.flags |= HF_HOP
-        elif (kind == H_KEEP_ALIVE or kind == H_TE or kind == H_TRAILER
-              or kind == H_PROXY_CONNECTION):
-            # The fixed hop-by-hop fields (RFC 9110 7.6.1).
+        elif kind == H_KEEP_ALIVE or kind == H_TE or kind == H_PROXY_CONNECTION:
+            # The fixed hop-by-hop fields (RFC 9110 7.6.1).  Trailer is not
+            # one: it announces trailer fields end to end (6.6.2), and the
+            # trailers themselves pass through untouched.
             h.flags |= HF_HOP
         return E_OK
 

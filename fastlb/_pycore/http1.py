@@ -30,8 +30,9 @@ _DIGITS = re.compile(rb"[0-9]+")
 _COMMA = re.compile(rb"[ \t]*,[ \t]*")
 
 # The fixed hop-by-hop fields (RFC 9110 7.6.1); Connection and Upgrade too.
+# Trailer is end to end (6.6.2): the trailers it announces pass through.
 HOP_KINDS = frozenset({HeaderKind.H_CONNECTION, HeaderKind.H_UPGRADE, HeaderKind.H_KEEP_ALIVE,
-                       HeaderKind.H_TE, HeaderKind.H_TRAILER, HeaderKind.H_PROXY_CONNECTION})
+                       HeaderKind.H_TE, HeaderKind.H_PROXY_CONNECTION})
 # Never dropped because a Connection token names them: the request's
 # authority and framing must reach the next hop.
 NEVER_HOP = frozenset({HeaderKind.H_HOST, HeaderKind.H_CONTENT_LENGTH,
