@@ -707,6 +707,21 @@ cdef class RequestScanner(HeadScanner):
             h.flags |= HF_DROP if self.bits & SEEN_TE else HF_CANON
         elif kind == H_CONTENT_LENGTH and self.bits & SEEN_TE:
             return E_CL_AND_TE
+        elif kind == H_TE and not self.bits & TE_TRAILERS:
+            # TE is hop-by-hop (RFC 9110 10.1.4), but "trailers" is true of
+            # this hop too: trailers pass through fastlb untouched.  The
+            # first TE that holds it goes on as "TE: trailers", what
+            # HAProxy forwards; every other TE member is dropped.
+            v = self.buf + h.value_off
+            while True:
+                pos = flb_list_next(v, h.value_len, pos, &off, &ln)
+                if pos < 0:
+                    break
+                if flb_ieq(v + off, ln, b"trailers", 8):
+                    self.bits |= TE_TRAILERS
+                    h.flags |= HF_CANON
+                    break
+            pos = 0
         if kind == H_COOKIE:
             if self.ncookie_names == 0:
                 return E_OK

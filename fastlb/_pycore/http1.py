@@ -470,6 +470,12 @@ class RequestScanner(HeadScanner):
             h["flags"] |= HeaderFlag.HF_DROP if "te" in self.seen else HeaderFlag.HF_CANON
         elif kind == HeaderKind.H_CONTENT_LENGTH and "te" in self.seen:
             return ErrCode.E_CL_AND_TE
+        elif kind == HeaderKind.H_TE and "te-trailers" not in self.seen:
+            # TE is hop-by-hop (RFC 9110 10.1.4), but "trailers" holds for this
+            # hop too: the first TE holding it goes on as "TE: trailers" (HAProxy).
+            if any(t.lower() == b"trailers" for t in list_elements(self._value(h))):
+                self.seen.add("te-trailers")
+                h["flags"] |= HeaderFlag.HF_CANON
         if kind == HeaderKind.H_COOKIE:
             self._find_cookies(h)
             return ErrCode.E_OK
