@@ -245,6 +245,7 @@ cdef class RequestScanner(HeadScanner):
     cdef int _start_line(self, Py_ssize_t start, Py_ssize_t lf) noexcept
     cdef int _overflow_error(self) noexcept
     cdef int _on_field(self, HeaderSpan* h) noexcept
+    cdef int _request_framing(self, HeaderSpan* h) noexcept
     cdef int _finish(self) noexcept
 
 

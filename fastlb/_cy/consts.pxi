@@ -60,6 +60,11 @@ cdef enum:
     TE_TRAILERS = 2048      # a TE field of the request said "trailers"
 
 cdef enum:
+    # HeaderKinds a request checks before _common_field (1 << kind each).
+    REQ_FRAMING_KINDS = ((1 << H_CONTENT_LENGTH) | (1 << H_TRANSFER_ENCODING)
+                         | (1 << H_TE))
+
+cdef enum:
     # ChunkedFramer states, in the order a chunk is read (RFC 9112 7.1).
     CH_SIZE_START = 0   # first HEXDIG of chunk-size
     CH_SIZE = 1         # more HEXDIG, or what ends the size

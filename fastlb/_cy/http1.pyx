@@ -669,7 +669,7 @@ cdef class RequestScanner(HeadScanner):
         cdef CookiePair pair
         cdef const unsigned char* t
         cdef Py_ssize_t pos = 0, off = 0, ln = 0
-        cdef int k, auth
+        cdef int k, auth, err
         if kind == H_HOST:
             # One Host, whatever the version (RFC 9112 3.2: more than one is
             # a 400, as is none in HTTP/1.1, checked at the end), and a
@@ -694,34 +694,10 @@ cdef class RequestScanner(HeadScanner):
                     auth, self.buf + self.target_span.off + off, ln, v, h.value_len):
                 return E_HOST
             return E_OK
-        if kind == H_TRANSFER_ENCODING:
-            # RFC 9112 6.1: TE in HTTP/1.0 is faulty framing; TE with CL is
-            # a smuggling vector (fastlb refuses it: 6.1 lets a server
-            # reject it, as nginx does).  Only the first line is forwarded,
-            # as "chunked" (_finish refuses any other coding), so the next
-            # hop reads exactly one coding.
-            if self.version == 10:
-                return E_TE_HTTP10
-            if self.bits & SEEN_CL:
-                return E_CL_AND_TE
-            h.flags |= HF_DROP if self.bits & SEEN_TE else HF_CANON
-        elif kind == H_CONTENT_LENGTH and self.bits & SEEN_TE:
-            return E_CL_AND_TE
-        elif kind == H_TE and not self.bits & TE_TRAILERS:
-            # TE is hop-by-hop (RFC 9110 10.1.4), but "trailers" is true of
-            # this hop too: trailers pass through fastlb untouched.  The
-            # first TE that holds it goes on as "TE: trailers", what
-            # HAProxy forwards; every other TE member is dropped.
-            v = self.buf + h.value_off
-            while True:
-                pos = flb_list_next(v, h.value_len, pos, &off, &ln)
-                if pos < 0:
-                    break
-                if flb_ieq(v + off, ln, b"trailers", 8):
-                    self.bits |= TE_TRAILERS
-                    h.flags |= HF_CANON
-                    break
-            pos = 0
+        if (1 << kind) & REQ_FRAMING_KINDS:
+            err = self._request_framing(h)
+            if err != E_OK:
+                return err
         if kind == H_COOKIE:
             if self.ncookie_names == 0:
                 return E_OK
@@ -749,6 +725,42 @@ cdef class RequestScanner(HeadScanner):
                 self.bits |= EXPECT_CONTINUE
             return E_OK
         return self._common_field(h)
+
+    cdef int _request_framing(self, HeaderSpan* h) noexcept:
+        # What a request adds to Content-Length, Transfer-Encoding and TE
+        # before _common_field reads them; kept out of _on_field, which
+        # every field line goes through.
+        cdef int kind = h.kind
+        cdef const unsigned char* v
+        cdef Py_ssize_t pos = 0, off = 0, ln = 0
+        if kind == H_TRANSFER_ENCODING:
+            # RFC 9112 6.1: TE in HTTP/1.0 is faulty framing; TE with CL is
+            # a smuggling vector (fastlb refuses it: 6.1 lets a server
+            # reject it, as nginx does).  Only the first line is forwarded,
+            # as "chunked" (_finish refuses any other coding), so the next
+            # hop reads exactly one coding.
+            if self.version == 10:
+                return E_TE_HTTP10
+            if self.bits & SEEN_CL:
+                return E_CL_AND_TE
+            h.flags |= HF_DROP if self.bits & SEEN_TE else HF_CANON
+        elif kind == H_CONTENT_LENGTH and self.bits & SEEN_TE:
+            return E_CL_AND_TE
+        elif kind == H_TE and not self.bits & TE_TRAILERS:
+            # TE is hop-by-hop (RFC 9110 10.1.4), but "trailers" is true of
+            # this hop too: trailers pass through fastlb untouched.  The
+            # first TE that holds it goes on as "TE: trailers", what
+            # HAProxy forwards; every other TE member is dropped.
+            v = self.buf + h.value_off
+            while True:
+                pos = flb_list_next(v, h.value_len, pos, &off, &ln)
+                if pos < 0:
+                    break
+                if flb_ieq(v + off, ln, b"trailers", 8):
+                    self.bits |= TE_TRAILERS
+                    h.flags |= HF_CANON
+                    break
+        return E_OK
 
     cdef int _finish(self) noexcept:
         cdef uint32_t bits = self.bits
