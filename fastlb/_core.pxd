@@ -41,12 +41,12 @@ cpdef enum ErrCode:
     E_BARE_CR = 13             # CR not followed by LF (RFC 9112 2.2)           -> 400
     E_NO_HOST = 14             # HTTP/1.1 request without Host (RFC 9112 3.2)   -> 400
     E_DUP_HOST = 15            # more than one Host                             -> 400
-    E_CL_AND_TE = 16           # Content-Length with Transfer-Encoding (6.1)    -> 400
+    E_CL_AND_TE = 16           # CL with TE (6.1); a response only if not chunked -> 400
     E_CL_CONFLICT = 17         # differing Content-Length values (6.3)          -> 400
     E_CL_INVALID = 18          # Content-Length not 1*DIGIT or overflowing     -> 400
     E_TE_NOT_CHUNKED = 19      # final transfer coding is not chunked (6.3)     -> 400
-    E_TE_UNKNOWN = 20          # a transfer coding fastlb does not know (6.1)   -> 501
-    E_TE_HTTP10 = 21           # Transfer-Encoding in an HTTP/1.0 message (6.1) -> 400
+    E_TE_UNKNOWN = 20          # request coding other than chunked (6.1)        -> 501
+    E_TE_HTTP10 = 21           # Transfer-Encoding in an HTTP/1.0 request (6.1) -> 400
     E_STATUS = 22              # malformed status-line (RFC 9112 4)             -> 502
     E_CHUNK_SIZE = 23          # chunk-size not HEXDIG (RFC 9112 7.1)           -> 400/502
     E_CHUNK_OVERFLOW = 24      # chunk-size does not fit 63 bits                -> 400/502
@@ -245,6 +245,7 @@ cdef class RequestScanner(HeadScanner):
     cdef int _start_line(self, Py_ssize_t start, Py_ssize_t lf) noexcept
     cdef int _overflow_error(self) noexcept
     cdef int _on_field(self, HeaderSpan* h) noexcept
+    cdef int _request_framing(self, HeaderSpan* h) noexcept
     cdef int _finish(self) noexcept
 
 

@@ -86,7 +86,7 @@ _CORE_CODES: dict[int, tuple[type[ProtocolError], str]] = {
     ErrCode.E_CL_CONFLICT: (BadRequest, "conflicting Content-Length values"),
     ErrCode.E_CL_INVALID: (BadRequest, "invalid Content-Length"),
     ErrCode.E_TE_NOT_CHUNKED: (BadRequest, "final transfer coding is not chunked"),
-    ErrCode.E_TE_UNKNOWN: (NotImplementedCoding, "unknown transfer coding"),
+    ErrCode.E_TE_UNKNOWN: (NotImplementedCoding, "transfer coding other than chunked"),
     ErrCode.E_TE_HTTP10: (BadRequest, "Transfer-Encoding in an HTTP/1.0 message"),
     ErrCode.E_STATUS: (BadGateway, "malformed status line"),
     ErrCode.E_CHUNK_SIZE: (BadRequest, "invalid chunk size"),

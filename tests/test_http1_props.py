@@ -42,8 +42,18 @@ conn_line = st.lists(st.sampled_from([b"close", b"keep-alive", b"Upgrade", b"X-A
     lambda ts: b"Connection: " + b", ".join(ts))
 other_line = st.tuples(token, vchar_text).map(lambda nv: nv[0] + b": " + nv[1])
 framing = st.sampled_from([(), (b"Content-Length: 0",), (b"Content-Length: 7",),
+                           (b"Content-Length: 007",), (b"Content-Length: 7, 7",),
+                           (b"Content-Length: 7", b"content-length: 7"),
                            (b"Transfer-Encoding: chunked",),
+                           (b"Transfer-Encoding: CHUNKED ",),
                            (b"Transfer-Encoding: gzip, chunked",)])
+
+
+def _cl_list(data: bytes) -> bool:
+    # fastlb merges equal Content-Lengths ("7, 7", repeated lines) as RFC
+    # 9110 8.6 allows (and HAProxy does); llhttp refuses them, so the
+    # oracle has no say there.
+    return b"Content-Length: 7, 7" in data or b"content-length: 7" in data
 
 
 @st.composite
@@ -51,7 +61,13 @@ def valid_request(draw: Any) -> bytes:
     method = draw(st.sampled_from([b"GET", b"POST", b"PUT", b"DELETE", b"PATCH", b"HEAD",
                                    b"OPTIONS", b"PURGE"]))
     version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.0"]))
-    fields = [b"Host: " + draw(token)]
+    host = draw(st.one_of(token, st.sampled_from([b"a.example:80", b"A.example", b"[::1]:8",
+                                                  b"a.example:", b"", b"a b", b"u@a"])))
+    target = draw(st.one_of(path, st.tuples(st.sampled_from([b"http://", b"https://u@"]),
+                                            st.sampled_from([b"a.example", b"a.example:80",
+                                                             b"b.example:443"]), path).map(
+        lambda t: t[0] + t[1] + t[2])))
+    fields = [b"Host: " + host]
     fields += draw(st.lists(st.one_of(cookie_line, conn_line, other_line,
                                       st.just(b"Upgrade: websocket"),
                                       st.just(b"Expect: 100-continue")), max_size=8))
@@ -60,7 +76,7 @@ def valid_request(draw: Any) -> bytes:
         frame = tuple(f for f in frame if not f.startswith(b"Transfer"))
     fields += frame
     fields = draw(st.permutations(fields))
-    return method + b" " + draw(path) + b" " + version + b"\r\n" + b"".join(
+    return method + b" " + target + b" " + version + b"\r\n" + b"".join(
         f + b"\r\n" for f in fields) + b"\r\n"
 
 
@@ -108,8 +124,7 @@ cuts = st.lists(st.integers(0, 10_000), max_size=6)
 def check_spans(s: Any) -> None:
     """Each HeaderSpan is its line cut naively: name before ":", OWS-trimmed value."""
     head = s.head_bytes()
-    skipped = 2 if head.startswith(b"\r\n") else 0   # one empty line may lead
-    line_off = head.index(b"\n", skipped) + 1
+    line_off = head.index(b"\n", s.start_off) + 1   # empty lines may lead
     for i in range(s.nhdrs):
         sp = s.header_span(i)
         assert sp["line_off"] == line_off
@@ -190,7 +205,7 @@ def _body_for(s: Any) -> bytes:
 @given(valid_request())
 def test_httptools_parses_accepted_requests_alike(data: bytes) -> None:
     s = run_scanner(C, "req", [data])
-    if s.status != DONE:
+    if s.status != DONE or _cl_list(data):
         return
     got = _Collect()
     p = got.parser = httptools.HttpRequestParser(got)
@@ -253,7 +268,8 @@ def test_cores_agree_on_responses_split_anywhere(data: bytes, cut: list[int],
 @given(valid_response())
 def test_httptools_frames_accepted_responses_alike(data: bytes) -> None:
     s = run_scanner(C, "resp", [data])
-    if s.status != DONE or s.body_kind == BodyKind.BODY_UNTIL_CLOSE or s.status_code == 101:
+    if (s.status != DONE or s.body_kind == BodyKind.BODY_UNTIL_CLOSE or s.status_code == 101
+            or _cl_list(data)):
         return
     got = _Collect()
     p = got.parser = httptools.HttpResponseParser(got)

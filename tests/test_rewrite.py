@@ -165,8 +165,8 @@ RBASE = (b"HTTP/1.1 200 OK\r\n"
 
 
 @pytest.mark.parametrize("field", [
-    b"Connection: close", b"Keep-Alive: timeout=5, max=100", b"TE: trailers",
-    b"Trailer: Expires", b"Proxy-Connection: keep-alive", b"Upgrade: websocket",
+    b"Connection: close", b"Keep-Alive: timeout=5, max=100", b"TE: gzip", b"TE: trailers;q=0.5",
+    b"Proxy-Connection: keep-alive", b"Upgrade: websocket",
     b"Connection: X-Hop\r\nX-Hop: 1"])
 @pytest.mark.parametrize("side", ["request", "response"])
 def test_drops_hop_by_hop(core: ModuleType, side: str, field: bytes) -> None:
@@ -444,3 +444,21 @@ def test_response_transfer_encoding_overrides_content_length(core: ModuleType) -
 def test_response_304_keeps_its_content_length(core: ModuleType) -> None:
     head = b"HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n"
     assert resp(core, head) == head
+
+
+@pytest.mark.parametrize("te,want", [
+    (b"TE: trailers, gzip\r\n", b"TE: trailers\r\n"),
+    (b"te: gzip\r\nTE: Trailers\r\nTE: trailers\r\n", b"TE: trailers\r\n"),
+    (b"TE: gzip\r\n", b""),
+    (b"TE: trailers;q=0.5\r\n", b""),
+    (b"TE: trailers\r\nConnection: TE\r\n", b"TE: trailers\r\n"),
+])
+def test_request_te_keeps_only_trailers(core: ModuleType, te: bytes, want: bytes) -> None:
+    # TE is hop-by-hop (RFC 9110 10.1.4); "trailers" is true of fastlb too,
+    # which passes trailers through, and HAProxy forwards it the same way.
+    assert req(core, POST + te + b"X: 1\r\n\r\n", **PLAIN) == POST + want + b"X: 1\r\n\r\n"
+
+
+def test_response_te_is_dropped(core: ModuleType) -> None:
+    head = b"HTTP/1.1 200 OK\r\nTE: trailers\r\nContent-Length: 0\r\n\r\n"
+    assert resp(core, head) == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"

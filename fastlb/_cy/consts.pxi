@@ -57,6 +57,12 @@ cdef enum:
     CONN_OTHER = 256        # a token naming some other field (RFC 9110 7.6.1)
     EXPECT_CONTINUE = 512
     TE_OTHER = 1024         # a transfer coding other than chunked
+    TE_TRAILERS = 2048      # a TE field of the request said "trailers"
+
+cdef enum:
+    # HeaderKinds a request checks before _common_field (1 << kind each).
+    REQ_FRAMING_KINDS = ((1 << H_CONTENT_LENGTH) | (1 << H_TRANSFER_ENCODING)
+                         | (1 << H_TE))
 
 cdef enum:
     # ChunkedFramer states, in the order a chunk is read (RFC 9112 7.1).

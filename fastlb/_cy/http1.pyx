@@ -100,7 +100,10 @@ cdef int _check_target(const unsigned char* t, Py_ssize_t n, int method) noexcep
                 or t[i] == 43 or t[i] == 45 or t[i] == 46):
             return E_TARGET
         i += 1
-    if i >= n - 1 or t[i] != 58:
+    # "://" must follow: an http(s) URI has an authority (RFC 9110 4.2.1),
+    # and "host:port" outside CONNECT is an authority-form that only
+    # CONNECT may use (3.2.3), which HAProxy refuses the same way.
+    if i + 3 > n or t[i] != 58 or t[i + 1] != 47 or t[i + 2] != 47:
         return E_TARGET
     return E_OK
 
@@ -378,11 +381,11 @@ cdef class HeadScanner:
             ls = self.line_start
             FLB_CHECK(ls <= lf and lf < self.buf_len)
             if not self.started:
-                if lf == ls + 1 and b[ls] == 13:
-                    # Empty lines (CRLF) before a start-line are skipped
-                    # (RFC 9112 2.2 asks for at least one; HAProxy skips
-                    # all, and a client may send one after a body).  They
-                    # count toward max_head and are never forwarded.
+                if lf == ls or (lf == ls + 1 and b[ls] == 13):
+                    # Empty lines before a start-line are skipped (RFC 9112
+                    # 2.2 asks for at least one; HAProxy skips all, bare LF
+                    # ones too, and a client may send one after a body).
+                    # They count toward max_head and are never forwarded.
                     err = E_OK
                 else:
                     self.start_off = ls
@@ -443,9 +446,10 @@ cdef class HeadScanner:
         if kind == H_UPGRADE:
             self.bits |= SEEN_UPGRADE
             h.flags |= HF_HOP
-        elif (kind == H_KEEP_ALIVE or kind == H_TE or kind == H_TRAILER
-              or kind == H_PROXY_CONNECTION):
-            # The fixed hop-by-hop fields (RFC 9110 7.6.1).
+        elif kind == H_KEEP_ALIVE or kind == H_TE or kind == H_PROXY_CONNECTION:
+            # The fixed hop-by-hop fields (RFC 9110 7.6.1).  Trailer is not
+            # one: it announces trailer fields end to end (6.6.2), and the
+            # trailers themselves pass through untouched.
             h.flags |= HF_HOP
         return E_OK
 
@@ -665,7 +669,7 @@ cdef class RequestScanner(HeadScanner):
         cdef CookiePair pair
         cdef const unsigned char* t
         cdef Py_ssize_t pos = 0, off = 0, ln = 0
-        cdef int k, auth
+        cdef int k, auth, err
         if kind == H_HOST:
             # One Host, whatever the version (RFC 9112 3.2: more than one is
             # a 400, as is none in HTTP/1.1, checked at the end), and a
@@ -690,19 +694,10 @@ cdef class RequestScanner(HeadScanner):
                     auth, self.buf + self.target_span.off + off, ln, v, h.value_len):
                 return E_HOST
             return E_OK
-        if kind == H_TRANSFER_ENCODING:
-            # RFC 9112 6.1: TE in HTTP/1.0 is faulty framing; TE with CL is
-            # a smuggling vector (fastlb refuses it: 6.1 lets a server
-            # reject it, as nginx does).  Only the first line is forwarded,
-            # as "chunked" (_finish refuses any other coding), so the next
-            # hop reads exactly one coding.
-            if self.version == 10:
-                return E_TE_HTTP10
-            if self.bits & SEEN_CL:
-                return E_CL_AND_TE
-            h.flags |= HF_DROP if self.bits & SEEN_TE else HF_CANON
-        elif kind == H_CONTENT_LENGTH and self.bits & SEEN_TE:
-            return E_CL_AND_TE
+        if (1 << kind) & REQ_FRAMING_KINDS:
+            err = self._request_framing(h)
+            if err != E_OK:
+                return err
         if kind == H_COOKIE:
             if self.ncookie_names == 0:
                 return E_OK
@@ -730,6 +725,42 @@ cdef class RequestScanner(HeadScanner):
                 self.bits |= EXPECT_CONTINUE
             return E_OK
         return self._common_field(h)
+
+    cdef int _request_framing(self, HeaderSpan* h) noexcept:
+        # What a request adds to Content-Length, Transfer-Encoding and TE
+        # before _common_field reads them; kept out of _on_field, which
+        # every field line goes through.
+        cdef int kind = h.kind
+        cdef const unsigned char* v
+        cdef Py_ssize_t pos = 0, off = 0, ln = 0
+        if kind == H_TRANSFER_ENCODING:
+            # RFC 9112 6.1: TE in HTTP/1.0 is faulty framing; TE with CL is
+            # a smuggling vector (fastlb refuses it: 6.1 lets a server
+            # reject it, as nginx does).  Only the first line is forwarded,
+            # as "chunked" (_finish refuses any other coding), so the next
+            # hop reads exactly one coding.
+            if self.version == 10:
+                return E_TE_HTTP10
+            if self.bits & SEEN_CL:
+                return E_CL_AND_TE
+            h.flags |= HF_DROP if self.bits & SEEN_TE else HF_CANON
+        elif kind == H_CONTENT_LENGTH and self.bits & SEEN_TE:
+            return E_CL_AND_TE
+        elif kind == H_TE and not self.bits & TE_TRAILERS:
+            # TE is hop-by-hop (RFC 9110 10.1.4), but "trailers" is true of
+            # this hop too: trailers pass through fastlb untouched.  The
+            # first TE that holds it goes on as "TE: trailers", what
+            # HAProxy forwards; every other TE member is dropped.
+            v = self.buf + h.value_off
+            while True:
+                pos = flb_list_next(v, h.value_len, pos, &off, &ln)
+                if pos < 0:
+                    break
+                if flb_ieq(v + off, ln, b"trailers", 8):
+                    self.bits |= TE_TRAILERS
+                    h.flags |= HF_CANON
+                    break
+        return E_OK
 
     cdef int _finish(self) noexcept:
         cdef uint32_t bits = self.bits
@@ -862,10 +893,10 @@ cdef class ResponseScanner(HeadScanner):
         # Framing by RFC 9112 6.3, in its order.
         cdef int code = self.status_code
         cdef uint32_t bits = self.bits
-        if code < 200 or code == 204:
-            # A server MUST NOT send CL or TE in a 1xx or 204 (RFC 9110 8.6,
-            # RFC 9112 6.1); they frame nothing and are not forwarded, as
-            # HAProxy's H1 mux drops them.
+        if code < 200 or code == 204 or (self.request_method == M_CONNECT and code < 300):
+            # A server MUST NOT send CL or TE in a 1xx or 204, nor in a 2xx
+            # to CONNECT (RFC 9110 8.6, 9.3.6; RFC 9112 6.1); they frame
+            # nothing and are not forwarded, as HAProxy's H1 mux drops them.
             self._flag_kind(H_CONTENT_LENGTH, HF_DROP)
             self._flag_kind(H_TRANSFER_ENCODING, HF_DROP)
         elif bits & SEEN_TE and bits & SEEN_CL:

@@ -317,23 +317,29 @@ cdef bint _rw_is_hop(const HeaderSpan* h, bint upgrading) noexcept nogil:
     # other hop-by-hop fields; the scanner marks all of them HF_HOP.
     # Upgrade survives only while an upgrade is under way (RFC 9110 7.8).
     # Framing fields the scanner merged or overrode (HF_DROP) never pass.
+    # A request's TE flagged HF_CANON goes on as "TE: trailers".
     if h.flags & HF_DROP:
         return True
-    return (h.flags & HF_HOP) != 0 and not (upgrading and h.kind == H_UPGRADE)
+    return (h.flags & HF_HOP) != 0 and not (upgrading and h.kind == H_UPGRADE
+                                            or h.flags & HF_CANON)
 
 
 cdef void _rw_put_canon(RwBuf* o, const unsigned char* buf, const HeaderSpan* h,
                         int64_t content_length) noexcept nogil:
     # A framing field in the one form every next hop reads alike (RFC 9112
     # 6.1-6.3): "Transfer-Encoding: chunked", or "Content-Length: N" for a
-    # list of equal values or leading zeros.  Never longer than the line it
-    # replaces (a TE that ends in chunked holds "chunked"; N has no more
-    # digits than the value it came from), so the reserve holds.
+    # list of equal values or leading zeros; and a request's "TE: trailers".
+    # Never longer than the line it replaces (each value holds the word
+    # written; N has no more digits than the value it came from), so the
+    # reserve holds.
     cdef unsigned char digits[20]
     cdef int k = 20
     _rw_put_head_of_line(o, buf, h)
     if h.kind == H_TRANSFER_ENCODING:
         _rw_put_str(o, b"chunked\r\n")
+        return
+    if h.kind == H_TE:
+        _rw_put_str(o, b"trailers\r\n")
         return
     while True:
         k -= 1

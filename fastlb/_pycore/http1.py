@@ -30,8 +30,9 @@ _DIGITS = re.compile(rb"[0-9]+")
 _COMMA = re.compile(rb"[ \t]*,[ \t]*")
 
 # The fixed hop-by-hop fields (RFC 9110 7.6.1); Connection and Upgrade too.
+# Trailer is end to end (6.6.2): the trailers it announces pass through.
 HOP_KINDS = frozenset({HeaderKind.H_CONNECTION, HeaderKind.H_UPGRADE, HeaderKind.H_KEEP_ALIVE,
-                       HeaderKind.H_TE, HeaderKind.H_TRAILER, HeaderKind.H_PROXY_CONNECTION})
+                       HeaderKind.H_TE, HeaderKind.H_PROXY_CONNECTION})
 # Never dropped because a Connection token names them: the request's
 # authority and framing must reach the next hop.
 NEVER_HOP = frozenset({HeaderKind.H_HOST, HeaderKind.H_CONTENT_LENGTH,
@@ -86,9 +87,10 @@ def check_target(t: bytes, method: int) -> int:
         return ErrCode.E_OK
     if t[0] == 0x2A:   # asterisk-form, OPTIONS only
         return ErrCode.E_OK if t == b"*" and method == Method.M_OPTIONS else ErrCode.E_TARGET
-    # absolute-form: scheme ":" ...  scheme = ALPHA *( ALPHA / DIGIT / + - . )
-    m = re.match(rb"[A-Za-z][A-Za-z0-9+.\-]*:", t)
-    if m is None or m.end() >= len(t):
+    # absolute-form: scheme "://" ...  scheme = ALPHA *( ALPHA / DIGIT / + - . );
+    # an http(s) URI has an authority (RFC 9110 4.2.1), and "host:port" is the
+    # authority-form only CONNECT may use (3.2.3), as HAProxy checks.
+    if re.match(rb"[A-Za-z][A-Za-z0-9+.\-]*://", t) is None:
         return ErrCode.E_TARGET
     return ErrCode.E_OK
 
@@ -104,11 +106,12 @@ def parse_length(v: bytes) -> tuple[int, int, bool]:
     plain = len(v) == 1 or (len(v) > 1 and v[0] != 0x30)
     while True:
         m = _DIGITS.match(v, i)
-        if m is None or int(m.group()) > INT64_MAX:
-            return ErrCode.E_CL_INVALID, -1, True
-        if first >= 0 and int(m.group()) != first:
+        digits = m.group().lstrip(b"0") if m else b""
+        if m is None or len(digits) > 19 or int(digits or b"0") > INT64_MAX:
+            return ErrCode.E_CL_INVALID, -1, True   # (19 digits first: int() caps length)
+        if first >= 0 and int(digits or b"0") != first:
             return ErrCode.E_CL_CONFLICT, -1, True
-        first, i = int(m.group()), m.end()
+        first, i = int(digits or b"0"), m.end()
         if i == len(v):
             return ErrCode.E_OK, first, plain
         plain = False
@@ -234,9 +237,9 @@ class HeadScanner:
             ls = self.line_start
             empty = lf == ls + 1 and b[ls] == CR
             if not self.started:
-                if empty:
-                    # Empty lines before a start-line are skipped (RFC 9112 2.2;
-                    # all of them, as HAProxy); they are never forwarded.
+                if empty or lf == ls:
+                    # Empty lines (CRLF or LF) before a start-line are skipped
+                    # (RFC 9112 2.2; all of them, as HAProxy); never forwarded.
                     err = ErrCode.E_OK
                 else:
                     self.start_off = ls
@@ -467,6 +470,12 @@ class RequestScanner(HeadScanner):
             h["flags"] |= HeaderFlag.HF_DROP if "te" in self.seen else HeaderFlag.HF_CANON
         elif kind == HeaderKind.H_CONTENT_LENGTH and "te" in self.seen:
             return ErrCode.E_CL_AND_TE
+        elif kind == HeaderKind.H_TE and "te-trailers" not in self.seen:
+            # TE is hop-by-hop (RFC 9110 10.1.4), but "trailers" holds for this
+            # hop too: the first TE holding it goes on as "TE: trailers" (HAProxy).
+            if any(t.lower() == b"trailers" for t in list_elements(self._value(h))):
+                self.seen.add("te-trailers")
+                h["flags"] |= HeaderFlag.HF_CANON
         if kind == HeaderKind.H_COOKIE:
             self._find_cookies(h)
             return ErrCode.E_OK
@@ -587,8 +596,9 @@ class ResponseScanner(HeadScanner):
         # Framing by RFC 9112 6.3, in its order.
         code, method = self.status_code, self.request_method
         te, cl = "te" in self.seen, "cl" in self.seen
-        if code < 200 or code == 204:
-            # No CL or TE in a 1xx or 204 (RFC 9110 8.6, 9112 6.1): not forwarded.
+        if code < 200 or code == 204 or (method == Method.M_CONNECT and code < 300):
+            # No CL or TE in a 1xx, 204 or 2xx to CONNECT (RFC 9110 8.6, 9.3.6;
+            # RFC 9112 6.1): not forwarded.
             self._flag_kind(HeaderKind.H_CONTENT_LENGTH, HeaderFlag.HF_DROP)
             self._flag_kind(HeaderKind.H_TRANSFER_ENCODING, HeaderFlag.HF_DROP)
         elif te and cl:

@@ -256,16 +256,18 @@ def _is_hop(h: dict[str, int], upgrading: bool) -> bool:
     # other hop-by-hop fields; the scanner marks all of them HF_HOP.
     # Upgrade survives only while an upgrade is under way (RFC 9110 7.8).
     # Framing fields the scanner merged or overrode (HF_DROP) never pass.
+    # A request's TE flagged HF_CANON goes on as "TE: trailers".
     if h["flags"] & HeaderFlag.HF_DROP:
         return True
     return bool(h["flags"] & HeaderFlag.HF_HOP) and not (
-        upgrading and h["kind"] == HeaderKind.H_UPGRADE)
+        upgrading and h["kind"] == HeaderKind.H_UPGRADE or h["flags"] & HeaderFlag.HF_CANON)
 
 
 def _canon(buf: bytes, h: dict[str, int], content_length: int) -> bytes:
     """A framing field in the one form every next hop reads alike (RFC 9112
     6.1-6.3): the name as received, then "chunked" or the Content-Length."""
-    value = b"chunked" if h["kind"] == HeaderKind.H_TRANSFER_ENCODING else b"%d" % content_length
+    value = (b"chunked" if h["kind"] == HeaderKind.H_TRANSFER_ENCODING
+             else b"trailers" if h["kind"] == HeaderKind.H_TE else b"%d" % content_length)
     return bytes(buf[h["line_off"]:h["value_off"]]) + value + _CRLF
 
 
