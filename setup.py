@@ -45,7 +45,8 @@ def mode_changed():
     return last != mode
 
 
-FORCE = DEBUG or mode_changed()
+# mode_changed() must run on every build (it records the mode), so it comes first.
+FORCE = mode_changed() or DEBUG
 
 
 class BuildExt(build_ext):
