@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import ROOT
+from test_workers import alive, tree
 
 DEMO = os.path.join(ROOT, "examples", "demo_backends.py")
 
@@ -107,33 +108,6 @@ def test_demo_backend_keep_alive_big_and_slow(backends: list[int]) -> None:
 
 # ------------------------------------------------------- fastlb run (cli.py)
 
-def children_tree(pid: int) -> set[int]:
-    """``pid`` and all its descendants (from /proc)."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(entry))
-    out, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        out.add(p)
-        todo.extend(parents.get(p, []))
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def kill_all(pids: set[int]) -> None:
     for pid in pids:
         if alive(pid):
@@ -204,7 +178,7 @@ def test_run_serves_through_two_workers_and_stops_on_sigterm(
             assert r.status == 200 and body.startswith(b"backend s")
             seen.add(r.getheader("X-Backend"))
         assert seen == {"s1", "s2"}
-        pids = children_tree(proc.pid)
+        pids = tree(proc.pid)
         assert len(pids) == 3   # the master and two workers
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
@@ -245,7 +219,7 @@ def test_make_run_answers_on_8080_and_stops_everything() -> None:
             assert r.status == 200 and body.startswith(b"backend s"), body
             answered.add(r.getheader("X-Backend"))
         assert answered == {"s1", "s2"}
-        pids = children_tree(proc.pid)
+        pids = tree(proc.pid)
         assert len(pids) >= 4   # make, its shell, the demo backends, master, worker
         os.killpg(proc.pid, signal.SIGINT)   # what Ctrl-C in a terminal does
         proc.wait(20)
@@ -262,7 +236,7 @@ def test_make_run_answers_on_8080_and_stops_everything() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-        kill_all(pids | children_tree(proc.pid))
+        kill_all(pids | tree(proc.pid))
 
 
 def test_a_backend_the_runtime_rejects_stops_start_up_before_binding(

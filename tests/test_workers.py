@@ -55,6 +55,16 @@ def children(pid: int) -> set[int]:
     return out
 
 
+def tree(pid: int) -> set[int]:
+    """``pid`` and all its descendants."""
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        out.add(p)
+        todo.extend(children(p))
+    return out
+
+
 def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
