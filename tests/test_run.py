@@ -162,7 +162,7 @@ def test_run_on_a_port_in_use_names_frontend_and_address(tmp_path: object) -> No
             in r.stderr)
 
 
-def test_run_serves_through_two_workers_and_stops_on_sigterm(
+def test_run_serves_through_two_workers_restarts_one_and_stops_on_sigterm(
         tmp_path: object, backends: list[int]) -> None:
     port = free_ports(1)[0]
     cfg = write_config(os.path.join(str(tmp_path), "lb.toml"), port, backends, workers=2)
@@ -180,6 +180,17 @@ def test_run_serves_through_two_workers_and_stops_on_sigterm(
         assert seen == {"s1", "s2"}
         pids = tree(proc.pid)
         assert len(pids) == 3   # the master and two workers
+        victim = max(pids - {proc.pid})
+        os.kill(victim, signal.SIGKILL)   # the master starts another worker
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (victim in tree(proc.pid)
+                                               or len(tree(proc.pid)) != 3):
+            time.sleep(0.02)
+        pids |= tree(proc.pid)
+        assert victim not in tree(proc.pid) and len(tree(proc.pid)) == 3
+        for _ in range(10):
+            r, body = get(port)
+            assert r.status == 200 and body.startswith(b"backend s")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
         assert not any(alive(p) for p in pids)
