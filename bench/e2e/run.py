@@ -121,16 +121,18 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pids``, all threads of each."""
+    user = system = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])   # utime + stime, all threads
+            user += int(fields[11])
+            system += int(fields[12])
         except (OSError, IndexError, ValueError):
             pass
-    return total / CLK_TCK
+    return user / CLK_TCK, system / CLK_TCK
 
 
 def peak_rss_mb(pids: list[int]) -> tuple[float, float]:
@@ -384,8 +386,9 @@ def measure(px: Proxy, sc: Scenario, args: argparse.Namespace, script: str) -> d
     else:
         out = run_wrk(px.port, sc, args.duration, sc.connections or args.connections, script)
     pids = sorted(set(pids) | set(px.pids()))
-    cpu = cpu_seconds(pids) - c0
-    out["cpu_s"] = cpu
+    c1 = cpu_seconds(pids)
+    out["cpu_user_s"], out["cpu_sys_s"] = c1[0] - c0[0], c1[1] - c0[1]
+    cpu = out["cpu_s"] = out["cpu_user_s"] + out["cpu_sys_s"]
     out["cpu_us_per_req"] = cpu / max(out["requests"], 1) * 1e6
     return out
 
