@@ -144,3 +144,50 @@ def test_drain_gives_up_after_the_grace() -> None:
         w.close()
 
     uvloop.run(main())
+
+
+class DrainingEcho:
+    """An echo factory with drain(): it closes every open connection at once."""
+
+    def __init__(self) -> None:
+        self.open: set[asyncio.Transport] = set()
+        self.drained = False
+
+    def __call__(self) -> asyncio.Protocol:
+        factory = self
+
+        class Proto(Echo):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                factory.open.add(self.transport)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                factory.open.discard(self.transport)
+
+        return Proto()
+
+    def drain(self) -> None:
+        self.drained = True
+        for t in list(self.open):
+            t.close()
+
+
+def test_drain_asks_the_factory_to_close_idle_connections() -> None:
+    async def main() -> None:
+        socks = listener.bind("echo", Address("127.0.0.1", 0), 1)
+        port = socks[0].getsockname()[1]
+        factory = DrainingEcho()
+        stop = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(
+            listener.serve_until({"echo": socks[0]}, lambda: {"echo": factory}, stop, grace=5))
+        await asyncio.sleep(0.05)
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.sleep(0.05)
+        t0 = time.monotonic()
+        stop.set_result(None)
+        await asyncio.wait_for(task, 3)
+        assert factory.drained and time.monotonic() - t0 < 2
+        assert await asyncio.wait_for(r.read(), 2) == b""   # the server closed it
+        w.close()
+
+    uvloop.run(main())
