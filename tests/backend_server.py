@@ -6,6 +6,7 @@ connection id), so tests can assert what reached a server and what never
 did.  What it answers depends on the path:
 
   /                 200, a JSON echo of the request, Content-Length
+                    (any path: ?setcookie=N%3DV adds "Set-Cookie: N=V; Path=/")
   /chunked          200, chunked body in several chunks
   /close            200, body delimited by closing the connection
   /status/NNN       that status (204/304 carry no body), Content-Length body
@@ -256,6 +257,8 @@ class Backend:
             status = int(path.rsplit("/", 1)[1])
         body = b"" if status in (204, 304) else self._echo(rec)
         clen = b"" if status in (204, 304) else b"Content-Length: %d\r\n" % len(body)
+        if "setcookie" in q:
+            clen += f"Set-Cookie: {q['setcookie']}; Path=/\r\n".encode()
         writer.write(b"HTTP/1.1 %d X\r\n" % status + server_line + conn_line + clen
                      + b"Content-Type: application/json\r\n\r\n"
                      + (b"" if head_only else body))

@@ -187,6 +187,8 @@ class ClientProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             st = self.state
+            if st == C_CLOSED:
+                return
             if self.gate.reasons & PARKED:     # bytes that came before the pause took
                 self._buffer(data, 0)
             elif st == C_TUNNEL:
@@ -201,7 +203,7 @@ class ClientProtocol(asyncio.Protocol):
                     self._read_head(data)
             elif not self.req_done:
                 self._read_body(data, 0)
-            elif st != C_CLOSED:
+            else:
                 self._buffer(data, 0)
         except Exception:
             log.exception("client %s: unexpected error", self.peer)
@@ -287,6 +289,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def response_end(self, reusable: bool) -> None:
         up, self.up = self.up, None
+        self.gate.resume(PEER_FULL)     # that server's write buffer is no concern now
         assert self.transport is not None
         if self.pending_head is not None:
             self.transport.write(self.pending_head)
