@@ -12,6 +12,7 @@ did.  What it answers depends on the path:
   /status/NNN       that status (204/304 carry no body), Content-Length body
   /big?n=N          N bytes of body, Content-Length, written as the reader drains
   /slow?d=S         the echo after S seconds
+  /slowread         reads a Content-Length body slowly (records only its size)
   /bad              a malformed status line
   /hangup           closes without answering
   /interim          103 Early Hints, then the echo
@@ -173,7 +174,15 @@ class Backend:
                 await reader.readexactly(2)
             rec.body = bytes(body)
         elif rec.header("content-length"):
-            rec.body = await reader.readexactly(int(rec.header("content-length") or 0))
+            n = int(rec.header("content-length") or 0)
+            if "slowread" in target:         # a slow reader: 64 KiB per 2 ms
+                got = 0
+                while got < n:
+                    got += len(await reader.readexactly(min(65536, n - got)))
+                    await asyncio.sleep(0.002)
+                rec.body = b"%d bytes read slowly" % got
+            else:
+                rec.body = await reader.readexactly(n)
         with self.lock:
             self.received.append(rec)
         self.busy += 1
