@@ -132,6 +132,17 @@ def test_http10_request_gets_a_close(proxy_for, backends) -> None:
     assert c.closed()
 
 
+def test_http10_keepalive_request_keeps_the_connection(proxy_for, backends) -> None:
+    p = proxy_for()
+    c = p.client()
+    for target in ("/one", "/two"):
+        c.send(b"GET %s HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % target.encode())
+        r = c.read_response()
+        assert r.json()["target"] == target
+        assert r.header("connection") == "keep-alive"
+    c.close()
+
+
 # ------------------------------------------------------------------ bodies
 
 def test_content_length_request_body_streams_to_server(proxy_for, backends) -> None:

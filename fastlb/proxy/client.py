@@ -106,7 +106,8 @@ class ClientProtocol(asyncio.Protocol):
         self.scanner = self.router.scanner
         self.framer = _core.ChunkedFramer()
         self.persistence = be.persistence
-        self.rewriter = _core.RequestRewriter(xff=fe.xff, **be.persistence.rewriter_kwargs)
+        self.rewriter = _core.RequestRewriter(xff=fe.xff, http10_keep_alive=True,
+                                              **be.persistence.rewriter_kwargs)
         self.resp_rewriter = _core.ResponseRewriter(**be.persistence.response_rewriter_kwargs)
         self.client_ip = b""
         self.peer = "-"
@@ -129,6 +130,7 @@ class ClientProtocol(asyncio.Protocol):
         self.method = 0
         self.idempotent = False
         self.keep_alive = True
+        self.http10 = False
         self.upgrading = False
         self.has_body = False
         self.body_kind = BodyKind.BODY_NONE
@@ -268,16 +270,18 @@ class ClientProtocol(asyncio.Protocol):
             return
         self.status = s.status_code
         self.resp_started = True
+        kind = s.body_kind
         self.close_after = (not self.keep_alive or self.eof or not self.req_done
-                            or s.body_kind == BodyKind.BODY_UNTIL_CLOSE)
+                            or kind == BodyKind.BODY_UNTIL_CLOSE
+                            or (self.http10 and kind == BodyKind.BODY_CHUNKED))
+        conn = b"close" if self.close_after else (b"keep-alive" if self.http10 else None)
         edit = NO_EDIT
         choice = self.choice
         if choice is not None:
             edit = self.persistence.response(
                 choice, s, time.time(), None if self.server == choice.server else self.server)
         self.pending_head = self.resp_rewriter.rewrite(
-            s, edit.set_cookie_line, edit.nocache, edit.app_prefix,
-            connection=b"close" if self.close_after else None)
+            s, edit.set_cookie_line, edit.nocache, edit.app_prefix, connection=conn)
 
     def response_body(self, data: bytes) -> None:
         assert self.transport is not None
@@ -370,8 +374,9 @@ class ClientProtocol(asyncio.Protocol):
             self._reply(413, f"Content-Length {s.content_length} over max_body")
             return
         self.idempotent = self.method in IDEMPOTENT
-        # An HTTP/1.0 client gets its response then a close (no 1.0 keep-alive).
-        self.keep_alive = s.keep_alive and s.version == 11 and not self.eof
+        # HTTP/1.0 keeps the connection only when it asked (RFC 9112 9.3, C.2.2).
+        self.keep_alive = s.keep_alive and not self.eof
+        self.http10 = s.version == 10
         self.upgrading = s.upgrade
         self.body_kind = kind
         if kind == BodyKind.BODY_LENGTH:
