@@ -23,7 +23,7 @@ from typing import Any, Protocol, cast
 from .. import _core
 from ..config import FrontendConfig
 from ..errors import from_core_code
-from ..sticky import NO_EDIT, Choice, final_outcome
+from ..sticky import NO_EDIT, Choice, Outcome, final_outcome
 from ..types import BodyKind, Method, ScanStatus
 from .backend import BackendRuntime
 from .flow import HOLD, HOLD_MAX, PARKED, PEER_FULL, PIPELINE, PIPELINE_MAX, ReadGate, Timer
@@ -36,6 +36,11 @@ access_log = logging.getLogger("fastlb.access")
 # Idempotent methods (RFC 9110 9.2.2): the only ones resent after reaching a server.
 IDEMPOTENT = frozenset((Method.M_GET, Method.M_HEAD, Method.M_OPTIONS, Method.M_TRACE,
                         Method.M_PUT, Method.M_DELETE))
+
+# Response bodies up to this size are joined to their head for one write.
+SMALL_BODY = 16384
+
+LABELS = {o: o.label for o in Outcome}
 
 # Client states.
 C_HEAD = 0       # waiting for / reading a request head
@@ -285,11 +290,15 @@ class ClientProtocol(asyncio.Protocol):
 
     def response_body(self, data: bytes) -> None:
         assert self.transport is not None
-        if self.pending_head is not None:
-            self.transport.writelines((self.pending_head, data))
-            self.pending_head = None
-        else:
+        head = self.pending_head
+        if head is None:
             self.transport.write(data)
+        elif len(data) <= SMALL_BODY:
+            self.pending_head = None
+            self.transport.write(head + data)   # one buffer: uvloop writes it at once
+        else:
+            self.pending_head = None
+            self.transport.writelines((head, data))
 
     def response_end(self, reusable: bool) -> None:
         up, self.up = self.up, None
@@ -507,11 +516,14 @@ class ClientProtocol(asyncio.Protocol):
         self.state = C_EXCHANGE
         if self.writing_paused:
             up.peer_paused(True)
-        data = [self.head_out, *self.hold]
-        self.hold.clear()
-        self.hold_size = 0
-        self.gate.resume(HOLD)
-        up.start(self, self.method, data)
+        if self.hold:
+            data = [self.head_out, *self.hold]
+            self.hold.clear()
+            self.hold_size = 0
+            self.gate.resume(HOLD)
+            up.start(self, self.method, data)
+        else:
+            up.start(self, self.method, self.head_out)
 
     def _read_body(self, data: bytes, pos: int) -> None:
         self.timer.touch()
@@ -668,8 +680,8 @@ class ClientProtocol(asyncio.Protocol):
         self.accounted = True
         outcome = "-"
         if self.choice is not None:
-            outcome = final_outcome(self.choice, self.server).label
-            self.be.count(outcome)
+            outcome = LABELS[final_outcome(self.choice, self.server)]
+            self.be.outcomes[outcome] += 1
         if access_log.isEnabledFor(logging.DEBUG):
             s = self.scanner
             server = self.be.names[self.server] if self.server >= 0 else "-"
