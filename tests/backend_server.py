@@ -6,15 +6,19 @@ connection id), so tests can assert what reached a server and what never
 did.  What it answers depends on the path:
 
   /                 200, a JSON echo of the request, Content-Length
+                    (any path: ?setcookie=N%3DV adds "Set-Cookie: N=V; Path=/")
   /chunked          200, chunked body in several chunks
   /close            200, body delimited by closing the connection
   /status/NNN       that status (204/304 carry no body), Content-Length body
   /big?n=N          N bytes of body, Content-Length, written as the reader drains
   /slow?d=S         the echo after S seconds
+  /slowread         reads a Content-Length body slowly (records only its size)
   /bad              a malformed status line
   /hangup           closes without answering
   /interim          103 Early Hints, then the echo
   /upgrade          101 and then echoes every byte back (websocket-style)
+  CONNECT           200 and then echoes every byte back
+  /die?after=N      a Content-Length promise of 2N bytes, N sent, then a reset
 
 ``Expect: 100-continue`` is answered with ``100 Continue`` before the body is
 read.  HEAD gets the head of the GET answer without a body.
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import socket
 import threading
 import time
@@ -61,6 +66,8 @@ class Backend:
     drop_reused_once: bool = False     # close a reused connection at its 2nd request, once
     received: list[Received] = field(default_factory=list)
     accepted: int = 0
+    busy: int = 0                      # requests being answered now
+    max_busy: int = 0                  # the most answered at once
 
     def __post_init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -167,10 +174,23 @@ class Backend:
                 await reader.readexactly(2)
             rec.body = bytes(body)
         elif rec.header("content-length"):
-            rec.body = await reader.readexactly(int(rec.header("content-length") or 0))
+            n = int(rec.header("content-length") or 0)
+            if "slowread" in target:         # a slow reader: 64 KiB per 2 ms
+                got = 0
+                while got < n:
+                    got += len(await reader.readexactly(min(65536, n - got)))
+                    await asyncio.sleep(0.002)
+                rec.body = b"%d bytes read slowly" % got
+            else:
+                rec.body = await reader.readexactly(n)
         with self.lock:
             self.received.append(rec)
-        return await self._respond(rec, reader, writer)
+        self.busy += 1
+        self.max_busy = max(self.max_busy, self.busy)
+        try:
+            return await self._respond(rec, reader, writer)
+        finally:
+            self.busy -= 1
 
     def _echo(self, rec: Received) -> bytes:
         return json.dumps({"server": self.name, "method": rec.method, "target": rec.target,
@@ -191,9 +211,12 @@ class Backend:
             return False
         if path == "/hangup":
             return False
-        if path == "/upgrade" and rec.header("upgrade"):
-            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                         b"Connection: Upgrade\r\n" + server_line + b"\r\n")
+        if (path == "/upgrade" and rec.header("upgrade")) or rec.method == "CONNECT":
+            if rec.method == "CONNECT":
+                writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            else:
+                writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             b"Connection: Upgrade\r\n" + server_line + b"\r\n")
             while True:
                 data = await reader.read(65536)
                 if not data:
@@ -216,6 +239,13 @@ class Backend:
                     n -= len(piece)
                     await writer.drain()
             return not close
+        if path == "/die":
+            n = int(q.get("after", "1000"))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (2 * n)
+                         + b"d" * n)
+            await writer.drain()
+            writer.transport.abort()
+            return False
         if path == "/chunked":
             writer.write(b"HTTP/1.1 200 OK\r\n" + server_line + conn_line
                          + b"Transfer-Encoding: chunked\r\n\r\n")
@@ -236,6 +266,8 @@ class Backend:
             status = int(path.rsplit("/", 1)[1])
         body = b"" if status in (204, 304) else self._echo(rec)
         clen = b"" if status in (204, 304) else b"Content-Length: %d\r\n" % len(body)
+        if "setcookie" in q:
+            clen += f"Set-Cookie: {q['setcookie']}; Path=/\r\n".encode()
         writer.write(b"HTTP/1.1 %d X\r\n" % status + server_line + conn_line + clen
                      + b"Content-Type: application/json\r\n\r\n"
                      + (b"" if head_only else body))
@@ -389,6 +421,13 @@ class ProxyRunner:
         self.backend = BackendRuntime(self.be_cfg, secret)
         self.factory = make_protocol_factory(self.fe_cfg, {"app": self.backend})
         self.loop = uvloop.new_event_loop()
+        # Anything that escapes a protocol callback into the loop, or that the
+        # proxy logs as an unexpected error, lands here; tests assert it empty.
+        self.errors: list[str] = []
+        self.loop.set_exception_handler(
+            lambda loop, ctx: self.errors.append(str(ctx.get("exception") or ctx)))
+        self.log_handler = _Collect(self.errors)
+        logging.getLogger("fastlb").addHandler(self.log_handler)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.server = self.call(self.loop.create_server(self.factory, "127.0.0.1", 0))
@@ -420,3 +459,15 @@ class ProxyRunner:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
+        logging.getLogger("fastlb").removeHandler(self.log_handler)
+
+
+class _Collect(logging.Handler):
+    """Keeps the text of every ERROR record (the proxy's "unexpected error" logs)."""
+
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.ERROR)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(self.format(record))

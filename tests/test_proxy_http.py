@@ -6,10 +6,12 @@ Every test starts its own backends (tests/backend_server.py) and the proxy
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import Iterator
 
 import pytest
-from backend_server import Backend, ProxyRunner
+from backend_server import Backend, ProxyRunner, free_port
 
 
 @pytest.fixture
@@ -21,19 +23,21 @@ def backends() -> Iterator[list[Backend]]:
 
 
 @pytest.fixture
-def proxy_for(backends: list[Backend]) -> Iterator:   # type: ignore[type-arg]
+def proxy_for(backends: list[Backend]) -> Iterator:
     made: list[ProxyRunner] = []
 
-    def make(ports: list[int] | None = None, **kw) -> ProxyRunner:   # type: ignore
+    def make(ports: list[int] | None = None, **kw) -> ProxyRunner:
         p = ProxyRunner([b.port for b in backends] if ports is None else ports, **kw)
         made.append(p)
         return p
     yield make
     for p in made:
         p.stop()
+    for p in made:
+        assert p.errors == [], p.errors     # nothing escaped into the loop
 
 
-def test_get_is_forwarded_and_answered(proxy_for, backends) -> None:   # type: ignore
+def test_get_is_forwarded_and_answered(proxy_for, backends) -> None:
     p = proxy_for()
     c = p.client()
     r = c.get("/hello?x=1")
@@ -44,9 +48,554 @@ def test_get_is_forwarded_and_answered(proxy_for, backends) -> None:   # type: i
     c.close()
 
 
-def test_roundrobin_spreads_requests(proxy_for, backends) -> None:   # type: ignore
+def test_roundrobin_spreads_requests(proxy_for, backends) -> None:
     p = proxy_for()
     c = p.client()
     names = [c.get("/").json()["server"] for _ in range(4)]
     assert names == ["s1", "s2", "s1", "s2"]
     c.close()
+
+
+def one(backends: list[Backend]) -> list[int]:
+    return [backends[0].port]
+
+
+# -------------------------------------------------------------- keep-alive
+
+def test_client_keepalive_and_pool_reuse(proxy_for, backends) -> None:
+    p = proxy_for(one(backends))
+    c = p.client()
+    conns = {c.get(f"/{i}").json()["conn"] for i in range(3)}
+    assert conns == {1}                  # one server connection, reused from the pool
+    assert backends[0].accepted == 1
+    assert p.backend.pools[0].reused == 2
+    c.close()
+    c2 = p.client()                      # another client reuses the same pooled connection
+    assert c2.get("/again").json()["conn"] == 1
+    c2.close()
+
+
+def test_pipelined_requests_answered_in_order(proxy_for, backends) -> None:
+    p = proxy_for()
+    c = p.client()
+    c.send(b"".join(b"GET /p%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(5))
+           + b"POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+           + b"GET /last HTTP/1.1\r\nHost: t\r\n\r\n")
+    targets = [c.read_response().json()["target"] for _ in range(7)]
+    assert targets == ["/p0", "/p1", "/p2", "/p3", "/p4", "/body", "/last"]
+    c.close()
+
+
+def test_pool_drops_connection_the_server_closed(proxy_for) -> None:
+    b = Backend("k", keepalive=0.1).start()
+    try:
+        p = proxy_for([b.port])
+        c = p.client()
+        assert c.get("/a").status == 200
+        time.sleep(0.4)                  # the server closed its idle connection
+        assert c.get("/b").status == 200
+        assert b.accepted == 2
+        assert p.run(lambda: len(p.backend.pools[0].idle)) == 1
+    finally:
+        b.stop()
+
+
+def test_keepalive_race_is_retried_on_a_fresh_connection(proxy_for) -> None:
+    b = Backend("r", drop_reused_once=True).start()
+    try:
+        p = proxy_for([b.port], be={"retries": 0})
+        c = p.client()
+        assert c.get("/a").status == 200
+        r = c.get("/b")                  # the pooled connection dies under this request
+        assert r.status == 200 and r.json()["target"] == "/b"
+        assert b.accepted == 2
+        assert b.targets() == ["/a", "/b"]
+    finally:
+        b.stop()
+
+
+def test_client_idle_timeout_closes_silently(proxy_for, backends) -> None:
+    p = proxy_for(fe_timeouts={"client_idle": 0.2})
+    c = p.client()
+    assert c.get("/").status == 200
+    assert c.closed(3.0)
+    assert c.buf == b""
+
+
+def test_http10_request_gets_a_close(proxy_for, backends) -> None:
+    p = proxy_for()
+    c = p.client()
+    c.send(b"GET /old HTTP/1.0\r\n\r\n")
+    r = c.read_response()
+    assert r.status == 200 and r.json()["target"] == "/old"
+    assert r.header("connection") == "close"
+    assert c.closed()
+
+
+def test_http10_keepalive_request_keeps_the_connection(proxy_for, backends) -> None:
+    p = proxy_for()
+    c = p.client()
+    for target in ("/one", "/two"):
+        c.send(b"GET %s HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % target.encode())
+        r = c.read_response()
+        assert r.json()["target"] == target
+        assert r.header("connection") == "keep-alive"
+    c.close()
+
+
+# ------------------------------------------------------------------ bodies
+
+def test_content_length_request_body_streams_to_server(proxy_for, backends) -> None:
+    p = proxy_for(one(backends))
+    c = p.client()
+    body = bytes(range(256)) * 4096          # 1 MiB
+    c.send(b"PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body))
+    for i in range(0, len(body), 100_000):
+        c.send(body[i:i + 100_000])
+    r = c.read_response()
+    assert r.status == 200
+    assert backends[0].received[-1].body == body
+    assert backends[0].received[-1].header("content-length") == str(len(body))
+    c.close()
+
+
+def test_chunked_request_body_passes_through(proxy_for, backends) -> None:
+    p = proxy_for(one(backends))
+    c = p.client()
+    c.send(b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello")
+    time.sleep(0.05)
+    c.send(b"\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n")
+    r = c.read_response()
+    assert r.status == 200
+    rec = backends[0].received[-1]
+    assert rec.body == b"hello world"
+    assert rec.header("transfer-encoding") == "chunked"
+    assert c.get("/next").json()["target"] == "/next"   # framing ended at the trailer
+    c.close()
+
+
+def test_chunked_content_length_and_close_delimited_responses(proxy_for, backends) -> None:
+    p = proxy_for()
+    c = p.client()
+    r = c.get("/chunked")
+    assert r.status == 200 and r.body == b"hello chunked world"
+    assert r.header("transfer-encoding") == "chunked"
+    r = c.get("/")
+    assert r.header("content-length") == str(len(r.body))
+    r = c.get("/close")
+    assert r.body == b"close-delimited body"
+    assert r.header("connection") == "close"
+    assert c.closed()
+
+
+def test_head_204_304_carry_no_body(proxy_for, backends) -> None:
+    p = proxy_for()
+    c = p.client()
+    c.send(b"HEAD /big?n=1000 HTTP/1.1\r\nHost: t\r\n\r\n")
+    r = c.read_response(head_request=True)
+    assert r.status == 200 and r.header("content-length") == "1000"
+    for status in (204, 304):
+        r = c.get(f"/status/{status}")
+        assert r.status == status and r.body == b""
+    c.send(b"HEAD /chunked HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert c.read_response(head_request=True).status == 200
+    # had any body byte been forwarded, this response would not parse
+    assert c.get("/after").json()["target"] == "/after"
+    c.close()
+
+
+def test_expect_100_continue(proxy_for, backends) -> None:
+    p = proxy_for(one(backends))
+    c = p.client()
+    c.send(b"POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+    interim = c.read_head()
+    assert interim.status == 100
+    c.send(b"data")
+    r = c.read_response()
+    assert r.status == 200 and r.json()["body"] == "data"
+    c.close()
+
+
+def test_interim_103_is_forwarded(proxy_for, backends) -> None:
+    p = proxy_for()
+    c = p.client()
+    c.send(b"GET /interim HTTP/1.1\r\nHost: t\r\n\r\n")
+    first = c.read_head()
+    assert first.status == 103 and first.header("link") == "</s.css>; rel=preload"
+    assert c.read_response().status == 200
+    c.close()
+
+
+def test_upgrade_switches_to_a_tunnel(proxy_for, backends) -> None:
+    p = proxy_for()
+    c = p.client()
+    c.send(b"GET /upgrade HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+           b"Upgrade: websocket\r\n\r\n")
+    r = c.read_head()
+    assert r.status == 101 and r.header("upgrade") == "websocket"
+    for msg in (b"ping", b"\x00\x01binary\xff" * 1000):
+        c.send(msg)
+        assert c._exact(len(msg)) == msg
+    c.close()
+
+
+def test_connect_2xx_switches_to_a_tunnel(proxy_for, backends) -> None:
+    p = proxy_for()
+    c = p.client()
+    c.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+    assert c.read_head().status == 200
+    c.send(b"opaque bytes")
+    assert c._exact(12) == b"opaque bytes"
+    c.close()
+
+
+def test_tunnel_idle_timeout_closes_both(proxy_for, backends) -> None:
+    p = proxy_for(be_timeouts={"tunnel": 0.2})
+    c = p.client()
+    c.send(b"GET /upgrade HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n")
+    assert c.read_head().status == 101
+    assert c.closed(3.0)
+
+
+# ---------------------------------------------------------------- forwarding
+
+def test_forwarded_headers_and_hop_by_hop(proxy_for, backends) -> None:
+    p = proxy_for(one(backends))
+    c = p.client()
+    r = c.get("/h", "Connection: X-Private\r\nX-Private: secret\r\nKeep-Alive: timeout=5\r\n"
+                    "TE: trailers\r\nProxy-Connection: keep-alive\r\n"
+                    "X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\n")
+    assert r.status == 200
+    rec = backends[0].received[-1]
+    assert rec.header("host") == "test"
+    for hop in ("connection", "x-private", "keep-alive", "te", "proxy-connection"):
+        assert rec.header(hop) is None, hop
+    assert rec.header("x-forwarded-for") == "10.0.0.1, 127.0.0.1"
+    assert rec.header("x-forwarded-proto") == "http"
+    assert rec.header("x-forwarded-host") == "test"
+    c.close()
+
+
+# ------------------------------------------------------------------- errors
+
+BAD_REQUESTS = [
+    (400, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+    (400, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+          b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    (400, b"GET / HTTP/1.1\r\nHost: a\r\n  folded\r\n\r\n"),
+    (400, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
+    (414, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n"),
+    (431, b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X-Big: " + b"b" * 9000 + b"\r\n\r\n"),
+    (501, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: foo, chunked\r\n\r\n"),
+    (505, b"GET / HTTP/3.0\r\nHost: a\r\n\r\n"),
+]
+
+
+@pytest.mark.parametrize("status,raw", BAD_REQUESTS,
+                         ids=[f"{s}-{i}" for i, (s, _) in enumerate(BAD_REQUESTS)])
+def test_bad_request_is_answered_and_never_reaches_a_server(
+        proxy_for, backends, status, raw) -> None:
+    p = proxy_for()
+    c = p.client()
+    try:
+        c.send(raw)
+    except ConnectionError:
+        pass
+    r = c.read_response()
+    assert r.status == status
+    assert r.header("connection") == "close"
+    assert c.closed()
+    assert backends[0].received == [] and backends[1].received == []
+    assert backends[0].accepted == 0 and backends[1].accepted == 0
+
+
+def test_too_many_header_lines_is_431(proxy_for, backends) -> None:
+    p = proxy_for(fe={"max_headers": 8})
+    c = p.client()
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(9))
+           + b"\r\n")
+    assert c.read_response().status == 431
+    assert backends[0].received == [] and backends[1].received == []
+
+
+def test_body_over_max_body_is_413(proxy_for, backends) -> None:
+    p = proxy_for(fe={"max_body": 10})
+    c = p.client()
+    c.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world")
+    assert c.read_response().status == 413
+    assert backends[0].received == [] and backends[1].received == []
+    c2 = p.client()
+    c2.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhelloworld")
+    assert c2.read_response().json()["body"] == "helloworld"
+
+
+def test_slow_head_gets_408_and_never_reaches_a_server(proxy_for, backends) -> None:
+    p = proxy_for(fe_timeouts={"client_head": 0.3})
+    c = p.client()
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n")       # never finishes the head
+    r = c.read_response()
+    assert r.status == 408 and r.header("connection") == "close"
+    assert backends[0].received == [] and backends[1].received == []
+
+
+def test_silent_connection_gets_408(proxy_for, backends) -> None:
+    p = proxy_for(fe_timeouts={"client_head": 0.2})
+    c = p.client()
+    assert c.read_response().status == 408
+
+
+def test_slow_body_gets_408(proxy_for, backends) -> None:
+    p = proxy_for(one(backends), fe_timeouts={"client_idle": 0.3})
+    c = p.client()
+    c.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+    assert c.read_response().status == 408
+
+
+def test_bad_response_is_502(proxy_for, backends) -> None:
+    p = proxy_for()
+    c = p.client()
+    r = c.get("/bad")
+    assert r.status == 502 and r.header("connection") == "close"
+
+
+def test_server_timeout_is_504(proxy_for, backends) -> None:
+    p = proxy_for(be_timeouts={"server": 0.3})
+    c = p.client()
+    r = c.get("/slow?d=2")
+    assert r.status == 504
+    assert len(backends[0].received) + len(backends[1].received) == 1   # never retried
+
+
+def test_non_idempotent_request_is_not_retried(proxy_for, backends) -> None:
+    p = proxy_for()
+    c = p.client()
+    c.send(b"POST /hangup HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert c.read_response().status == 502
+    assert backends[0].targets() + backends[1].targets() == ["/hangup"]
+
+
+def test_idempotent_request_without_answer_is_retried_elsewhere(proxy_for, backends) -> None:
+    p = proxy_for(be={"retries": 2})
+    c = p.client()
+    r = c.get("/hangup")        # every server hangs up: first try + 2 retries, then 502
+    assert r.status == 502
+    assert len(backends[0].received) + len(backends[1].received) == 3
+    assert backends[0].received and backends[1].received     # redispatched to the other
+
+
+def test_request_with_body_is_not_retried(proxy_for, backends) -> None:
+    p = proxy_for(be={"retries": 2})
+    c = p.client()
+    c.send(b"PUT /hangup HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
+    assert c.read_response().status == 502
+    assert len(backends[0].received) + len(backends[1].received) == 1
+
+
+# ---------------------------------------------------------- dead servers
+
+def test_connect_failure_redispatches(proxy_for, backends) -> None:
+    p = proxy_for([free_port(), backends[0].port])
+    for _ in range(4):
+        c = p.client()
+        r = c.get("/")
+        assert r.status == 200 and r.json()["server"] == "s1"
+        c.close()
+    assert len(backends[0].received) == 4
+
+
+def test_body_held_during_a_failed_connect_reaches_the_next_server(proxy_for, backends) -> None:
+    p = proxy_for([free_port(), backends[0].port])
+    body = b"z" * 300_000            # more than the hold limit: reading pauses, nothing lost
+    c = p.client()
+    c.send(b"POST /held HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body)
+           + body)
+    r = c.read_response()
+    assert r.status == 200 and r.json()["server"] == "s1"
+    assert backends[0].received[-1].body == body
+
+
+def test_no_server_reachable_is_503(proxy_for, backends) -> None:
+    p = proxy_for([free_port(), free_port()], be={"retries": 3})
+    c = p.client()
+    r = c.get("/")
+    assert r.status == 503 and r.header("connection") == "close"
+
+
+def test_connect_timeout_redispatches(proxy_for, backends) -> None:
+    # A listener whose backlog is full never completes new handshakes.
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    fillers = []
+    try:
+        for _ in range(8):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(full.getsockname())
+            fillers.append(s)
+        p = proxy_for([full.getsockname()[1], backends[0].port],
+                      be_timeouts={"connect": 0.2})
+        t0 = time.monotonic()
+        for _ in range(2):
+            c = p.client()
+            assert c.get("/").json()["server"] == "s1"
+            c.close()
+        assert time.monotonic() - t0 < 5
+    finally:
+        for s in fillers:
+            s.close()
+        full.close()
+
+
+def test_server_killed_mid_run_loses_no_request(proxy_for, backends) -> None:
+    p = proxy_for()
+    clients = [p.client() for _ in range(4)]
+    statuses = []
+    deadline = time.monotonic() + 20
+    for n in range(60):
+        if n == 20:
+            backends[0].kill()
+        c = clients[n % 4]
+        statuses.append(c.get(f"/{n}").status)
+        assert time.monotonic() < deadline
+    assert statuses == [200] * 60
+    assert len(backends[1].received) >= 40
+    for c in clients:
+        c.close()
+    time.sleep(0.1)
+    assert p.run(lambda: [p.backend.table.conns(i) for i in range(2)]) == [0, 0]
+
+
+def test_server_dying_mid_response_closes_the_client(proxy_for, backends) -> None:
+    p = proxy_for()
+    c = p.client()
+    c.send(b"GET /die?after=5000 HTTP/1.1\r\nHost: a\r\n\r\n")
+    r = c.read_head()
+    assert r.status == 200 and r.header("content-length") == "10000"
+    with pytest.raises(EOFError):
+        c._exact(10000)               # truncated: the client sees the close, never waits
+    assert p.run(lambda: [p.backend.table.conns(i) for i in range(2)]) == [0, 0]
+
+
+def test_client_leaving_mid_response_frees_the_server_slot(proxy_for, backends) -> None:
+    p = proxy_for(one(backends))
+    c = p.client()
+    c.send(b"GET /big?n=20000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert c.read_head().status == 200
+    c.close()
+    deadline = time.monotonic() + 5
+    while p.run(lambda: p.backend.table.conns(0)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert p.run(lambda: p.backend.table.conns(0)) == 0
+    assert p.run(lambda: len(p.backend.pools[0].idle)) == 0   # never pooled mid-body
+    assert p.client().get("/next").status == 200
+
+
+# ------------------------------------------------------------- limits
+
+def test_per_server_maxconn_queues(proxy_for, backends) -> None:
+    p = proxy_for(one(backends), servers={"maxconn": 1})
+    clients = [p.client() for _ in range(3)]
+    for c in clients:
+        c.send(b"GET /slow?d=0.2 HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert [c.read_response().status for c in clients] == [200] * 3
+    assert backends[0].max_busy == 1
+
+
+def test_queue_full_is_503_and_never_reaches_a_server(proxy_for, backends) -> None:
+    p = proxy_for(one(backends), servers={"maxconn": 1}, be={"maxqueue": 1})
+    a, b, c = p.client(), p.client(), p.client()
+    a.send(b"GET /slow?d=0.5 HTTP/1.1\r\nHost: a\r\n\r\n")
+    time.sleep(0.1)
+    b.send(b"GET /queued HTTP/1.1\r\nHost: a\r\n\r\n")
+    time.sleep(0.1)
+    c.send(b"GET /rejected HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert c.read_response().status == 503
+    assert a.read_response().status == 200
+    assert b.read_response().json()["target"] == "/queued"
+    assert "/rejected" not in backends[0].targets()
+
+
+def test_queue_timeout_is_503(proxy_for, backends) -> None:
+    p = proxy_for(one(backends), servers={"maxconn": 1}, be_timeouts={"queue": 0.2})
+    a, b = p.client(), p.client()
+    a.send(b"GET /slow?d=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+    time.sleep(0.1)
+    b.send(b"GET /late HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert b.read_response().status == 503
+    assert a.read_response().status == 200
+    assert "/late" not in backends[0].targets()
+
+
+def test_frontend_maxconn_parks_extra_clients(proxy_for, backends) -> None:
+    p = proxy_for(fe={"maxconn": 1})
+    a = p.client()
+    assert a.get("/a").status == 200
+    b = p.client()
+    b.send(b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n")
+    b.sock.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        b.sock.recv(1)                     # parked while a holds the only slot
+    a.close()
+    b.sock.settimeout(5)
+    assert b.read_response().json()["target"] == "/b"
+
+
+# ------------------------------------------------------------ flow control
+
+def test_slow_client_large_response_keeps_proxy_memory_bounded(proxy_for, backends) -> None:
+    size = 50 * 1024 * 1024
+    p = proxy_for(one(backends))
+    c = p.client(timeout=20)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    c.send(b"GET /big?n=%d HTTP/1.1\r\nHost: a\r\n\r\n" % size)
+    r = c.read_head()
+    assert r.header("content-length") == str(size)
+
+    def buffered() -> int:
+        total = 0
+        for proto in p.factory.active:
+            total += proto.transport.get_write_buffer_size() + len(proto.buf)
+            total += sum(len(h) for h in proto.hold)
+        return total
+
+    got = len(c.buf)
+    c.buf = b""
+    peak = 0
+    reads = 0
+    deadline = time.monotonic() + 60
+    while got < size and time.monotonic() < deadline:
+        data = c.sock.recv(262144)
+        assert data
+        got += len(data)
+        reads += 1
+        if reads % 64 == 0:
+            time.sleep(0.01)               # a slow reader
+            peak = max(peak, p.run(buffered))
+    assert got == size
+    assert peak < 2 * 1024 * 1024, peak
+
+
+def test_large_upload_to_a_slow_server_keeps_proxy_memory_bounded(proxy_for, backends) -> None:
+    size = 20 * 1024 * 1024
+    p = proxy_for(one(backends))
+
+    def buffered() -> int:
+        total = 0
+        for proto in p.factory.active:
+            total += len(proto.buf) + sum(len(h) for h in proto.hold)
+            if proto.up is not None and proto.up.transport is not None:
+                total += proto.up.transport.get_write_buffer_size()
+        return total
+
+    c = p.client(timeout=30)
+    c.send(b"PUT /slowread HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+    piece = b"u" * 262144
+    peak = 0
+    for i in range(size // len(piece)):
+        c.send(piece)
+        if i % 8 == 0:
+            peak = max(peak, p.run(buffered))
+    r = c.read_response()
+    assert r.status == 200 and r.json()["body"] == f"{size} bytes read slowly"
+    assert peak < 2 * 1024 * 1024, peak

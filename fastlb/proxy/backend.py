@@ -5,7 +5,8 @@ server addresses and one keep-alive pool per server, count requests in
 flight per server through the picker (``acquire`` / ``release``), queue
 requests when every usable server is at its maxconn (bounded by
 ``maxqueue``; a waiter is woken when a slot frees) and count every
-request's persistence outcome.  Limits: it never marks a server up or down
+request's persistence outcome (the backend's ``Persistence`` from
+fastlb.sticky decides and counts).  Limits: it never marks a server up or down
 (health checks own that) and does no I/O itself; connections are made by
 the protocols, which pass ``now``.
 """
@@ -13,11 +14,12 @@ the protocols, which pass ``now``.
 from __future__ import annotations
 
 import logging
-from collections import Counter, deque
+from collections import deque
 from typing import Any, Protocol
 
 from .. import _core
 from ..config import BackendConfig, FrontendConfig
+from ..sticky import Outcome, make_persistence
 from ..types import KeyKind
 from .upstream import Pool
 
@@ -57,7 +59,6 @@ class BackendRuntime:
         self.addresses = [(s.address.host, s.address.port) for s in cfg.servers]
         self.pools = [Pool(cfg.pool.max_idle, cfg.pool.idle_timeout) for _ in cfg.servers]
         self.queue: deque[Waiter] = deque()
-        self.outcomes: Counter[str] = Counter()
         self.key_kind = KeyKind.KEY_NONE
         self.key_name = b""
         if cfg.balance == "source":
@@ -65,15 +66,17 @@ class BackendRuntime:
         elif cfg.hash_key is not None:
             self.key_kind = _KEY_KINDS[cfg.hash_key[0]]
             self.key_name = cfg.hash_key[1].encode()
-        self.persistence: Any = None
+        self.persistence = make_persistence(cfg, self.table, self.picker, secret)
+        # Requests per final persistence outcome (after any redispatch: a VALID
+        # choice served elsewhere counts as REPINNED), by Outcome label.
+        self.outcomes: dict[str, int] = {o.label: 0 for o in Outcome}
 
     # -- routing
 
     def make_router(self, fe: FrontendConfig) -> Any:
         """One client connection's Router over this backend's picker."""
-        return _core.Router(self.picker, key_kind=self.key_kind, key_name=self.key_name,
-                            seed=self.cfg.seed, max_head=fe.max_head,
-                            max_headers=fe.max_headers, auto_pick=True)
+        return _core.Router(self.picker, max_head=fe.max_head, max_headers=fe.max_headers,
+                            **self.persistence.router_kwargs)
 
     def has_usable(self) -> bool:
         """Some server could take traffic if it had a free slot."""

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import Any, Protocol, cast
 
 from .. import _core
 from ..config import FrontendConfig
 from ..errors import from_core_code
+from ..sticky import NO_EDIT, Choice, Outcome, final_outcome
 from ..types import BodyKind, Method, ScanStatus
 from .backend import BackendRuntime
 from .flow import HOLD, HOLD_MAX, PARKED, PEER_FULL, PIPELINE, PIPELINE_MAX, ReadGate, Timer
@@ -34,6 +36,11 @@ access_log = logging.getLogger("fastlb.access")
 # Idempotent methods (RFC 9110 9.2.2): the only ones resent after reaching a server.
 IDEMPOTENT = frozenset((Method.M_GET, Method.M_HEAD, Method.M_OPTIONS, Method.M_TRACE,
                         Method.M_PUT, Method.M_DELETE))
+
+# Response bodies up to this size are joined to their head for one write.
+SMALL_BODY = 16384
+
+LABELS = {o: o.label for o in Outcome}
 
 # Client states.
 C_HEAD = 0       # waiting for / reading a request head
@@ -103,8 +110,10 @@ class ClientProtocol(asyncio.Protocol):
         self.router = be.make_router(fe)
         self.scanner = self.router.scanner
         self.framer = _core.ChunkedFramer()
-        self.rewriter = _core.RequestRewriter(xff=fe.xff)
-        self.resp_rewriter = _core.ResponseRewriter()
+        self.persistence = be.persistence
+        self.rewriter = _core.RequestRewriter(xff=fe.xff, http10_keep_alive=True,
+                                              **be.persistence.rewriter_kwargs)
+        self.resp_rewriter = _core.ResponseRewriter(**be.persistence.response_rewriter_kwargs)
         self.client_ip = b""
         self.peer = "-"
         self.state = C_HEAD
@@ -126,6 +135,7 @@ class ClientProtocol(asyncio.Protocol):
         self.method = 0
         self.idempotent = False
         self.keep_alive = True
+        self.http10 = False
         self.upgrading = False
         self.has_body = False
         self.body_kind = BodyKind.BODY_NONE
@@ -142,7 +152,8 @@ class ClientProtocol(asyncio.Protocol):
         self.pending_head: bytes | None = None
         self.close_after = False
         self.status = 0
-        self.outcome = "none"
+        self.choice: Choice | None = None   # the persistence decision
+        self.accounted = False              # counted and logged once
         self.t0 = 0.0
 
     # ------------------------------------------------------ Protocol interface
@@ -156,23 +167,38 @@ class ClientProtocol(asyncio.Protocol):
                 self.client_ip = str(peer[0]).encode()
                 self.peer = f"{peer[0]}:{peer[1]}"
             self.router.set_source(self.client_ip)
+            # The first head's time runs from the accept: a connection that sends
+            # nothing gets 408 like a slow one (HAProxy's default, without
+            # http-ignore-probes); later keep-alive waits close silently.
+            self.head_started = True
             if self.factory.admit(self):
                 self.timer.start(self.fe.timeouts.client_head)
             else:
                 self.gate.pause(PARKED)
+                self.loop.call_soon(self.gate.reapply)
         except Exception:
             log.exception("client %s: unexpected error on accept", self.peer)
             transport.close()
 
     def unpark(self) -> None:
-        if self.state != C_CLOSED:
-            self.gate.resume(PARKED)
-            self.timer.start(self.fe.timeouts.client_head)
+        try:
+            if self.state != C_CLOSED:
+                self.gate.resume(PARKED)
+                self.timer.start(self.fe.timeouts.client_head)
+                if self.buf:
+                    self._next_request()
+        except Exception:
+            log.exception("client %s: unexpected error", self.peer)
+            self._fail(500, "internal error")
 
     def data_received(self, data: bytes) -> None:
         try:
             st = self.state
-            if st == C_TUNNEL:
+            if st == C_CLOSED:
+                return
+            if self.gate.reasons & PARKED:     # bytes that came before the pause took
+                self._buffer(data, 0)
+            elif st == C_TUNNEL:
                 if self.up is not None:
                     self.up.timer.touch()
                     self.up.write(data)
@@ -184,7 +210,7 @@ class ClientProtocol(asyncio.Protocol):
                     self._read_head(data)
             elif not self.req_done:
                 self._read_body(data, 0)
-            elif st != C_CLOSED:
+            else:
                 self._buffer(data, 0)
         except Exception:
             log.exception("client %s: unexpected error", self.peer)
@@ -194,8 +220,9 @@ class ClientProtocol(asyncio.Protocol):
         try:
             self.eof = True
             if self.state == C_TUNNEL:
-                if self.up is not None:
-                    self.up.write_eof()
+                if self.up is None or self.up.eof:
+                    return None        # both directions ended
+                self.up.write_eof()
                 return True
             if self.state == C_HEAD:
                 return None        # nothing in flight: close
@@ -209,8 +236,11 @@ class ClientProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         try:
+            if self.state in (C_QUEUED, C_CONNECT, C_EXCHANGE):
+                self.status = 0          # the client left before its response ended
+                self._log_access()
             self.state = C_CLOSED
-            self.timer.stop()
+            self.timer.cancel()
             self._drop_server()
             self.factory.leave(self)
         except Exception:
@@ -235,29 +265,44 @@ class ClientProtocol(asyncio.Protocol):
 
     def response_head(self, s: Any) -> None:
         assert self.transport is not None
-        if s.status_code == 101:
-            if not self.upgrading:
+        code = s.status_code
+        if code == 101 or (self.method == Method.M_CONNECT and 200 <= code < 300):
+            # 101 (RFC 9110 15.2.2) or a CONNECT's 2xx (9.3.6): bytes both ways.
+            if code == 101 and not self.upgrading:
                 self._upstream_error(F_BAD)
                 return
             self._start_tunnel(s)
             return
         self.status = s.status_code
         self.resp_started = True
+        kind = s.body_kind
         self.close_after = (not self.keep_alive or self.eof or not self.req_done
-                            or s.body_kind == BodyKind.BODY_UNTIL_CLOSE)
+                            or kind == BodyKind.BODY_UNTIL_CLOSE
+                            or (self.http10 and kind == BodyKind.BODY_CHUNKED))
+        conn = b"close" if self.close_after else (b"keep-alive" if self.http10 else None)
+        edit = NO_EDIT
+        choice = self.choice
+        if choice is not None:
+            edit = self.persistence.response(
+                choice, s, time.time(), None if self.server == choice.server else self.server)
         self.pending_head = self.resp_rewriter.rewrite(
-            s, connection=b"close" if self.close_after else None)
+            s, edit.set_cookie_line, edit.nocache, edit.app_prefix, connection=conn)
 
     def response_body(self, data: bytes) -> None:
         assert self.transport is not None
-        if self.pending_head is not None:
-            self.transport.writelines((self.pending_head, data))
-            self.pending_head = None
-        else:
+        head = self.pending_head
+        if head is None:
             self.transport.write(data)
+        elif len(data) <= SMALL_BODY:
+            self.pending_head = None
+            self.transport.write(head + data)   # one buffer: uvloop writes it at once
+        else:
+            self.pending_head = None
+            self.transport.writelines((head, data))
 
     def response_end(self, reusable: bool) -> None:
         up, self.up = self.up, None
+        self.gate.resume(PEER_FULL)     # that server's write buffer is no concern now
         assert self.transport is not None
         if self.pending_head is not None:
             self.transport.write(self.pending_head)
@@ -270,7 +315,7 @@ class ClientProtocol(asyncio.Protocol):
         self._log_access()
         self._free_slot()
         self.requests += 1
-        if self.close_after:
+        if self.close_after or self.eof:
             self._close()
             return
         self._clear_request()
@@ -297,6 +342,7 @@ class ClientProtocol(asyncio.Protocol):
         if self.transport is not None and self.transport.can_write_eof():
             self.transport.write_eof()
         if self.eof:
+            self._drop_server()
             self._close()
 
     def tunnel_closed(self) -> None:
@@ -337,8 +383,9 @@ class ClientProtocol(asyncio.Protocol):
             self._reply(413, f"Content-Length {s.content_length} over max_body")
             return
         self.idempotent = self.method in IDEMPOTENT
-        # An HTTP/1.0 client gets its response then a close (no 1.0 keep-alive).
-        self.keep_alive = s.keep_alive and s.version == 11 and not self.eof
+        # HTTP/1.0 keeps the connection only when it asked (RFC 9112 9.3, C.2.2).
+        self.keep_alive = s.keep_alive and not self.eof
+        self.http10 = s.version == 10
         self.upgrading = s.upgrade
         self.body_kind = kind
         if kind == BodyKind.BODY_LENGTH:
@@ -352,7 +399,7 @@ class ClientProtocol(asyncio.Protocol):
         self.has_body = not self.req_done
         self.head_out = self.rewriter.rewrite(s, self.client_ip, self.upgrading)
         self.state = C_CONNECT
-        self.be.outcomes[self.outcome] += 1
+        self.choice = self.persistence.choose(self.router, time.time())
         if not self.req_done:
             self.timer.start(self.fe.timeouts.client_idle)
         if pos < len(data):
@@ -365,7 +412,8 @@ class ClientProtocol(asyncio.Protocol):
         self._choose()
 
     def _choose(self) -> None:
-        i = self.router.server
+        assert self.choice is not None
+        i = self.choice.server
         if i >= 0:
             self._dispatch(i)
         elif not self.be.has_usable():
@@ -426,7 +474,8 @@ class ClientProtocol(asyncio.Protocol):
             try:
                 _, up = await asyncio.wait_for(self.loop.create_connection(
                     lambda: UpstreamProtocol(self.loop, i, fe.max_head, fe.max_headers,
-                                             t.server), host, port), t.connect)
+                                             t.server, be.persistence.response_cookie_name),
+                    host, port), t.connect)
             except (OSError, asyncio.TimeoutError) as e:
                 self.connecting = None
                 if self.state == C_CONNECT:
@@ -467,11 +516,14 @@ class ClientProtocol(asyncio.Protocol):
         self.state = C_EXCHANGE
         if self.writing_paused:
             up.peer_paused(True)
-        data = [self.head_out, *self.hold]
-        self.hold.clear()
-        self.hold_size = 0
-        self.gate.resume(HOLD)
-        up.start(self, self.method, data)
+        if self.hold:
+            data = [self.head_out, *self.hold]
+            self.hold.clear()
+            self.hold_size = 0
+            self.gate.resume(HOLD)
+            up.start(self, self.method, data)
+        else:
+            up.start(self, self.method, self.head_out)
 
     def _read_body(self, data: bytes, pos: int) -> None:
         self.timer.touch()
@@ -492,6 +544,7 @@ class ClientProtocol(asyncio.Protocol):
         if n:
             chunk = data if pos == 0 and n == len(data) else data[pos:pos + n]
             if self.up is not None and self.state == C_EXCHANGE:
+                self.up.timer.touch()       # an upload keeps the server side busy
                 self.up.write(chunk)
             else:
                 self.hold.append(chunk)
@@ -514,7 +567,7 @@ class ClientProtocol(asyncio.Protocol):
         assert self.transport is not None and self.up is not None
         self.status = 101
         self.resp_started = True
-        self.transport.write(self.resp_rewriter.rewrite(s, upgrading=True))
+        self.transport.write(self.resp_rewriter.rewrite(s, upgrading=self.upgrading))
         self.state = C_TUNNEL
         self.timer.stop()
         self._log_access()
@@ -588,6 +641,7 @@ class ClientProtocol(asyncio.Protocol):
         """An error: a response if none started, else an abrupt close."""
         if self.resp_started or self.state == C_TUNNEL:
             log.warning("client %s: %s; closing", self.peer, why)
+            self._log_access()
             self._drop_server()
             self._close()
         else:
@@ -615,16 +669,23 @@ class ClientProtocol(asyncio.Protocol):
 
     def _close(self) -> None:
         self.state = C_CLOSED
-        self.timer.stop()
+        self.timer.cancel()
         if self.transport is not None:
             self.transport.close()
 
     def _log_access(self) -> None:
+        """Count the request's final persistence outcome and log it (once)."""
+        if self.accounted:
+            return
+        self.accounted = True
+        outcome = "-"
+        if self.choice is not None:
+            outcome = LABELS[final_outcome(self.choice, self.server)]
+            self.be.outcomes[outcome] += 1
         if access_log.isEnabledFor(logging.DEBUG):
             s = self.scanner
             server = self.be.names[self.server] if self.server >= 0 else "-"
             access_log.debug('%s "%s %s" %s/%s %d outcome=%s %.1fms', self.peer,
                              s.method_bytes().decode("latin-1"),
                              s.target().decode("latin-1"), self.be.name, server,
-                             self.status, self.outcome,
-                             (self.loop.time() - self.t0) * 1000.0)
+                             self.status, outcome, (self.loop.time() - self.t0) * 1000.0)

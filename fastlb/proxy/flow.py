@@ -45,6 +45,12 @@ class ReadGate:
             self.transport.pause_reading()  # type: ignore[attr-defined]
         self.reasons |= reason
 
+    def reapply(self) -> None:
+        """Pause again if paused: uvloop starts reading after connection_made
+        returns, undoing a pause made inside it."""
+        if self.reasons and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()  # type: ignore[attr-defined]
+
     def resume(self, reason: int) -> None:
         if not self.reasons & reason:
             return
@@ -54,9 +60,14 @@ class ReadGate:
 
 
 class Timer:
-    """One deadline that activity pushes back; fires ``cb`` once when it passes."""
+    """One deadline that activity pushes back; fires ``cb`` once when it passes.
 
-    __slots__ = ("loop", "cb", "gate", "handle", "delay", "last")
+    Arming, touching and stopping are cheap: a scheduled loop handle is kept
+    and reused while it is due no later than the new deadline (it re-arms
+    itself for the rest when it fires early), and ``stop`` only disarms.
+    """
+
+    __slots__ = ("loop", "cb", "gate", "handle", "delay", "last", "armed")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, cb: Callable[[], None],
                  gate: ReadGate | None = None) -> None:
@@ -66,29 +77,44 @@ class Timer:
         self.handle: asyncio.TimerHandle | None = None
         self.delay = 0.0
         self.last = 0.0
+        self.armed = False
 
     def start(self, delay: float) -> None:
         """(Re)arm for ``delay`` seconds from now."""
-        if self.handle is not None:
-            self.handle.cancel()
+        now = self.loop.time()
         self.delay = delay
-        self.last = self.loop.time()
-        self.handle = self.loop.call_at(self.last + delay, self._fire)
+        self.last = now
+        self.armed = True
+        h = self.handle
+        if h is not None:
+            if h.when() <= now + delay:
+                return           # fires first, then re-arms for the rest
+            h.cancel()
+        self.handle = self.loop.call_at(now + delay, self._fire)
 
     def touch(self) -> None:
         """Activity: the deadline moves to now + delay (lazily)."""
         self.last = self.loop.time()
 
     def stop(self) -> None:
+        """Disarm (the handle stays for a later ``start``)."""
+        self.armed = False
+
+    def cancel(self) -> None:
+        """Disarm and drop the handle: the owner is closing for good."""
+        self.armed = False
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
 
     @property
     def running(self) -> bool:
-        return self.handle is not None
+        return self.armed
 
     def _fire(self) -> None:
+        self.handle = None
+        if not self.armed:
+            return
         now = self.loop.time()
         if self.gate is not None and self.gate.reasons:
             self.last = now   # paused by flow control: waiting on the peer, not idle
@@ -96,5 +122,5 @@ class Timer:
         if due > now:
             self.handle = self.loop.call_at(due, self._fire)
             return
-        self.handle = None
+        self.armed = False
         self.cb()

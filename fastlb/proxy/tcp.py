@@ -87,6 +87,7 @@ class TcpClientProtocol(asyncio.Protocol):
         self.slot = -1
         self.tried: set[int] = set()
         self.tries = 0
+        self.hold: list[bytes] = []
         self.eof = False
         self.closed = False
         self.peer = "-"
@@ -98,6 +99,7 @@ class TcpClientProtocol(asyncio.Protocol):
         self.gate.transport = self.transport
         try:
             self.gate.pause(HOLD)       # nothing is read until the server is connected
+            self.loop.call_soon(self.gate.reapply)
             peer = transport.get_extra_info("peername")
             ip = str(peer[0]).encode() if peer else b""
             self.peer = f"{peer[0]}:{peer[1]}" if peer else "-"
@@ -121,13 +123,15 @@ class TcpClientProtocol(asyncio.Protocol):
         self.timer.touch()
         if self.up is not None and self.up.transport is not None:
             self.up.transport.write(data)
+        else:
+            self.hold.append(data)     # came before the pause took (bounded: one read)
 
     def eof_received(self) -> bool | None:
         self.eof = True
         up = self.up
         if up is not None and up.transport is not None and up.transport.can_write_eof():
             up.transport.write_eof()
-        if up is None or up.eof:
+        if up is not None and up.eof:
             self._close()
         return True
 
@@ -208,6 +212,11 @@ class TcpClientProtocol(asyncio.Protocol):
                 return
             self.up = up
             self.timer.start(self.be.cfg.timeouts.tunnel)
+            if self.hold:
+                up.transport.writelines(self.hold)   # type: ignore[union-attr]
+                self.hold.clear()
+            if self.eof:
+                up.transport.write_eof()   # type: ignore[union-attr]
             self.gate.resume(HOLD)
         except asyncio.CancelledError:
             raise
@@ -228,7 +237,7 @@ class TcpClientProtocol(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
-        self.timer.stop()
+        self.timer.cancel()
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None

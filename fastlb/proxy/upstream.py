@@ -56,18 +56,19 @@ class UpstreamProtocol(asyncio.Protocol):
     """One connection to one server; serves one owner at a time."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, server: int, max_head: int,
-                 max_headers: int, server_timeout: float) -> None:
+                 max_headers: int, server_timeout: float, cookie_name: bytes = b"") -> None:
         # Per-connection state
         self.loop = loop
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.gate = ReadGate()
-        self.scanner = _core.ResponseScanner(max_head, max_headers)
+        self.scanner = _core.ResponseScanner(max_head, max_headers, cookie_name)
         self.framer = _core.ChunkedFramer()
         self.timer = Timer(loop, self.on_timeout, self.gate)
         self.server_timeout = server_timeout
         self.pool: Pool | None = None       # set while idle in a pool
         self.uses = 0                       # requests served on this connection
+        self.eof = False                    # the server half-closed
         self.state = U_IDLE
         # Per-request state
         self.owner: Owner | None = None
@@ -101,6 +102,7 @@ class UpstreamProtocol(asyncio.Protocol):
             self._fail(F_BAD)
 
     def eof_received(self) -> bool | None:
+        self.eof = True
         try:
             if self.state == U_TUNNEL and self.owner is not None:
                 self.owner.tunnel_eof()
@@ -114,7 +116,7 @@ class UpstreamProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         try:
             state, owner = self.state, self.owner
-            self.timer.stop()
+            self.timer.cancel()
             if self.pool is not None:
                 self.pool.remove(self)
             if owner is not None and state == U_BODY \
@@ -142,7 +144,7 @@ class UpstreamProtocol(asyncio.Protocol):
 
     # ---------------------------------------------------------- Core decisions
 
-    def start(self, owner: Owner, method: int, data: list[bytes]) -> None:
+    def start(self, owner: Owner, method: int, data: bytes | list[bytes]) -> None:
         """Serve ``owner``'s request: write its first bytes, wait for the response."""
         self.owner = owner
         self.method = method
@@ -153,7 +155,10 @@ class UpstreamProtocol(asyncio.Protocol):
         self.scanner.set_request_method(method)
         self.timer.start(self.server_timeout)
         assert self.transport is not None
-        self.transport.writelines(data)
+        if isinstance(data, bytes):
+            self.transport.write(data)
+        else:
+            self.transport.writelines(data)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None:
@@ -181,7 +186,7 @@ class UpstreamProtocol(asyncio.Protocol):
 
     def close(self) -> None:
         self.owner = None
-        self.timer.stop()
+        self.timer.cancel()
         if self.state != U_CLOSED:
             self.state = U_CLOSED
         if self.transport is not None:
@@ -212,18 +217,17 @@ class UpstreamProtocol(asyncio.Protocol):
                     return
                 continue
             break
-        if code == 101:
-            owner.response_head(s)   # switches the owner to a tunnel (or fails us)
-            if self.state == U_TUNNEL and pos < len(data) and self.owner is not None:
-                self.owner.tunnel_data(data[pos:])
-            return
         self.state = U_BODY
         kind = s.body_kind
         if kind == BodyKind.BODY_LENGTH:
             self.remaining = s.content_length
         elif kind == BodyKind.BODY_CHUNKED:
             self.framer.reset()
-        owner.response_head(s)
+        owner.response_head(s)       # may switch us to a tunnel (101, CONNECT 2xx)
+        if self.state == U_TUNNEL:
+            if pos < len(data) and self.owner is not None:
+                self.owner.tunnel_data(data[pos:])
+            return
         if self.state != U_BODY:
             return
         if kind == BodyKind.BODY_NONE or (kind == BodyKind.BODY_LENGTH and not self.remaining):

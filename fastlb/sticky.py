@@ -1,0 +1,551 @@
+"""sticky: session persistence for one backend; decides, never does I/O.
+
+The data plane builds one ``Persistence`` per backend with
+``make_persistence`` and shares it by every connection of that backend.
+Per request:
+
+1. Build the connection's ``Router`` with ``**p.router_kwargs`` (it sets
+   ``auto_pick``, the affinity cookie to extract and the hash key), the
+   ``RequestRewriter`` with ``**p.rewriter_kwargs``, the ``ResponseScanner``
+   with ``cookie_name=p.response_cookie_name`` and the ``ResponseRewriter``
+   with ``**p.response_rewriter_kwargs``.
+2. When ``router.route(...)`` returns SCAN_DONE: ``choice = p.choose(router,
+   now)``.  ``choice.server`` is the server (-1: nothing can serve, 503) and
+   ``choice.outcome`` the ``Outcome`` to log and count.  Keep ``choice``
+   with the request.
+3. When the response head is scanned: ``edit = p.response(choice, resp,
+   now)``, or ``p.response(choice, resp, now, server=j)`` when a failed
+   connect redispatched the request to server ``j`` (log
+   ``final_outcome(choice, j)`` then).  Pass ``edit.set_cookie_line``,
+   ``edit.nocache`` and ``edit.app_prefix`` to ``ResponseRewriter.rewrite``.
+
+``now`` is wall-clock seconds (``time.time()``): insert-mode dates travel in
+cookies between balancer instances and across restarts, so a monotonic
+clock would not do.
+
+Outcomes (``Outcome``):
+  NONE      no affinity presented (new client, keyless hash request)
+  VALID     affinity honoured
+  INVALID   forged, malformed or unverifiable affinity: ignored, re-issued
+  EXPIRED   insert: max_idle / max_life passed; learn: the id is not in the
+            table (expired, evicted or never learned)
+  REPINNED  the pinned server is down, in maintenance or gone: redispatched,
+            affinity re-issued
+  SPILLED   the pinned server is at maxconn or over its bounded load:
+            redispatched, affinity re-issued
+
+A server in drain keeps its existing sessions (VALID) and gets no new ones
+(the picker skips it).  Backups are picked only when no regular server is
+usable (the picker's pools); a session already on a backup stays there
+while the backup is up.
+
+Insert-mode cookie value (36 characters of base64url, no padding)::
+
+    version(1) = 1 | server id(6) | first issued(4) | last seen(4) | tag(12)
+
+dates are big-endian unix seconds; the server id is the first 6 bytes of
+HMAC-SHA256(K, "sid" 0x00 name) and the tag the first 12 bytes of
+HMAC-SHA256(K, the 15 bytes before it), where K = HMAC-SHA256(secret,
+"fastlb insert v1" 0x00 backend name).  The value never shows an address or
+a name, depends on the server's name only (adding or removing servers and
+running several instances with the same secret keep cookies valid) and
+cannot be forged or re-dated without the secret.  Verified values are cached
+(a bounded dict) so a returning client costs one dict lookup, not an HMAC.
+docs/sessions.md has the full story.
+
+Limits: learn mode's table is per process with the embedded store (workers
+do not share it until the shared store lands); prefix ids are not signed,
+so an unknown id counts as INVALID even when its server was removed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hashlib
+import hmac
+import math
+import struct
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Mapping, NamedTuple
+
+from .config import BackendConfig, Config, StickyConfig
+from .errors import ConfigError
+from .sessions import EmbeddedStore, SessionStore
+from .types import BackendState, KeyKind
+
+__all__ = [
+    "Outcome", "Choice", "ResponseEdit", "NO_EDIT", "Persistence", "InsertPersistence",
+    "PrefixPersistence", "HashPersistence", "LearnPersistence", "make_persistence",
+    "final_outcome", "load_secret", "server_id", "SECRET_MIN",
+]
+
+SECRET_MIN = 16            # bytes: a shorter signing key is refused
+VERSION = 1                # first byte of an insert-mode value
+SID_LEN = 6                # server id bytes: 2**48 ids, collisions refused at build
+TAG_LEN = 12               # HMAC tag bytes (96 bits, as TLS's Finished)
+RAW_LEN = 1 + SID_LEN + 4 + 4 + TAG_LEN            # 27 bytes
+VALUE_LEN = RAW_LEN * 4 // 3                        # 36 characters, no padding
+FUTURE_SKEW = 86400        # a date this far ahead is refused (HAProxy's 24 h rule)
+REFRESH_CAP = 60.0         # last-seen is refreshed at least this often with max_idle
+CACHE_MAX = 65536          # verified values kept; the cache is cleared when full
+LEARN_KEY_MAX = 64         # longer session ids are stored by their BLAKE2b digest
+
+_DATES = struct.Struct(">II")
+_B64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_TO_STD = bytes.maketrans(b"-_", b"+/")
+
+
+class Outcome(enum.IntEnum):
+    NONE = 0
+    VALID = 1
+    INVALID = 2
+    EXPIRED = 3
+    REPINNED = 4
+    SPILLED = 5
+
+    @property
+    def label(self) -> str:
+        """Lower-case name for access logs and metric labels."""
+        return self.name.lower()
+
+
+# Module-level aliases: an IntEnum class attribute costs a lookup per use.
+NONE, VALID, INVALID = Outcome.NONE, Outcome.VALID, Outcome.INVALID
+EXPIRED, REPINNED, SPILLED = Outcome.EXPIRED, Outcome.REPINNED, Outcome.SPILLED
+
+
+class Choice(NamedTuple):
+    """One request's routing decision; keep it for ``response``."""
+    server: int                 # -1: no server can take the request (answer 503)
+    outcome: Outcome
+    pinned: int = -1            # the server the affinity named, if any
+    first: int = 0              # insert: first-issued date of the presented cookie
+    last: int = 0               # insert: its last-seen date
+    key: bytes | None = None    # learn: the store key of the request's session id
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseEdit:
+    """What the response rewriter must do (arguments of ResponseRewriter.rewrite)."""
+    set_cookie_line: bytes | None = None   # a whole "Set-Cookie: ...\r\n" line
+    nocache: bool = False                  # add Cache-Control: private
+    app_prefix: bytes | None = None        # prefix mode: the server id
+
+
+NO_EDIT = ResponseEdit()
+_new = tuple.__new__     # builds a Choice from a full tuple, skipping NamedTuple's defaults
+
+
+def final_outcome(choice: Choice, server: int) -> Outcome:
+    """The outcome to log when the request was redispatched to ``server``."""
+    if choice.outcome == Outcome.VALID and server != choice.pinned:
+        return Outcome.REPINNED
+    return choice.outcome
+
+
+def server_id(key: bytes, name: bytes) -> bytes:
+    """The opaque id of server ``name`` under key ``key`` (8 base64url characters)."""
+    raw = _Mac(key).digest(b"sid\x00" + name)[:SID_LEN]
+    return base64.urlsafe_b64encode(raw)
+
+
+def load_secret(cfg: Config, backend: BackendConfig, environ: Mapping[str, str]) -> bytes | None:
+    """The signing secret of ``backend`` from ``environ`` (None if it names none).
+
+    Raises ConfigError naming the config file and the secret_env key when the
+    variable is unset or too short: the config is pure data, so this check
+    runs where the environment is read (start-up and reload).
+    """
+    st = backend.sticky
+    if st is None or st.secret_env is None:
+        return None
+    key = f"backends.{backend.name}.sticky.secret_env"
+    value = environ.get(st.secret_env)
+    if value is None:
+        raise ConfigError(cfg.path, key, f"environment variable {st.secret_env} is not set")
+    secret = value.encode()
+    if len(secret) < SECRET_MIN:
+        raise ConfigError(cfg.path, key, f"environment variable {st.secret_env} holds "
+                          f"{len(secret)} bytes; a signing secret needs {SECRET_MIN} at least")
+    return secret
+
+
+def _derive(secret: bytes, backend: str) -> bytes:
+    return hmac.digest(secret, b"fastlb insert v1\x00" + backend.encode(), "sha256")
+
+
+class _Mac:
+    """HMAC-SHA256 under one key with the padded key blocks hashed once.
+
+    RFC 2104: HMAC(K, m) = H((K ^ opad) || H((K ^ ipad) || m)).  Copying the
+    two pre-fed hash states saves the key set-up of every call (about 3x
+    faster than hmac.digest for a 15-byte message).
+    """
+
+    def __init__(self, key: bytes) -> None:
+        block = key.ljust(64, b"\x00")       # SHA-256 block; our keys are 32 bytes
+        self.inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self.outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def digest(self, msg: bytes) -> bytes:
+        h = self.inner.copy()
+        h.update(msg)
+        o = self.outer.copy()
+        o.update(h.digest())
+        return o.digest()
+
+
+def _server_ids(backend: BackendConfig, table: Any, mac: _Mac) -> list[bytes]:
+    """Each server's raw id, by server number; two names with one id are refused."""
+    ids: list[bytes] = []
+    seen: dict[bytes, int] = {}
+    for i in range(len(table)):
+        sid = mac.digest(b"sid\x00" + table.name(i))[:SID_LEN]
+        if sid in seen:
+            raise ValueError(f"backend {backend.name}: servers {table.name(i)!r} and "
+                             f"{table.name(seen[sid])!r} have the same cookie id; rename one")
+        seen[sid] = i
+        ids.append(sid)
+    return ids
+
+
+class Persistence:
+    """No persistence: the router picks; every request is NONE.
+
+    Subclasses override ``choose`` and ``response``.  Attributes the data
+    plane reads (constant for the object's life):
+
+    auto_pick: the Router picks when the head completes (False when the
+        sticky check must run before a pick);
+    affinity_cookie: the cookie the Router extracts (b"" when none);
+    router_kwargs: every Router argument persistence and balancing decide;
+    rewriter_kwargs: RequestRewriter arguments (strip_cookie / app_cookie);
+    response_cookie_name: the cookie ResponseScanner reports (b"" when none);
+    response_rewriter_kwargs: ResponseRewriter arguments (app_cookie).
+    """
+
+    mode = "none"
+
+    def __init__(self, backend: BackendConfig, table: Any, picker: Any) -> None:
+        self.backend = backend
+        self.table = table
+        self.picker = picker
+        self.auto_pick = True
+        self.affinity_cookie = b""
+        self.rewriter_kwargs: dict[str, Any] = {}
+        self.response_cookie_name = b""
+        self.response_rewriter_kwargs: dict[str, Any] = {}
+        self.counts = [0] * len(Outcome)     # requests per Outcome, by value
+        # Choice(server, outcome) made once: _plain[outcome][server], and
+        # server -1 (nothing can serve) is the last item.
+        n = len(table)
+        self._plain = [[Choice(j, o, j if o == VALID else -1) for j in range(n)]
+                       + [Choice(-1, o)] for o in Outcome]
+
+    @property
+    def router_kwargs(self) -> dict[str, Any]:
+        kind, name = KeyKind.KEY_NONE, b""
+        hk = self.backend.hash_key
+        if hk is not None:
+            kind = _KEY_KINDS[hk[0]]
+            name = hk[1].encode()
+        elif self.backend.balance == "source":
+            kind = KeyKind.KEY_SOURCE
+        return {"key_kind": int(kind), "key_name": name, "affinity_cookie": self.affinity_cookie,
+                "seed": self.backend.seed, "auto_pick": self.auto_pick}
+
+    def choose(self, router: Any, now: float) -> Choice:
+        self.counts[NONE] += 1
+        return self._plain[NONE][router.server]
+
+    def response(self, choice: Choice, resp: Any, now: float,
+                 server: int | None = None) -> ResponseEdit:
+        return NO_EDIT
+
+    # -- shared by the sticky modes
+
+    def _sticky(self) -> StickyConfig:
+        """The sticky config of a mode that checks an affinity cookie before picking."""
+        st = self.backend.sticky
+        assert st is not None
+        self.auto_pick = False
+        self.affinity_cookie = st.cookie.encode()
+        return st
+
+    def _pick(self, router: Any, now: float, outcome: Outcome,
+              key: bytes | None = None) -> Choice:
+        """No usable affinity: the algorithm picks."""
+        self.counts[outcome] += 1
+        if key is None:
+            return self._plain[outcome][router.pick(now)]
+        return Choice(router.pick(now), outcome, -1, 0, 0, key)
+
+    def _moved(self, router: Any, i: int, now: float, valid: Choice) -> Choice:
+        """Pinned server ``i`` cannot take the request (``can_take`` said no)."""
+        st = self.table.state(i)
+        out = REPINNED if st == BackendState.ST_DOWN or st == BackendState.ST_MAINT else SPILLED
+        j = router.pick(now)
+        if j == i:     # an algorithm without load checks chose it anyway
+            self.counts[VALID] += 1
+            return valid
+        self.counts[out] += 1
+        return Choice(j, out, i, valid.first, valid.last, valid.key)
+
+    def _pinned(self, router: Any, i: int, now: float, key: bytes | None = None) -> Choice:
+        """Honour server ``i`` if it can take the request, else redispatch."""
+        valid = self._plain[VALID][i] if key is None else Choice(i, VALID, i, 0, 0, key)
+        if self.picker.can_take(i, True):
+            self.counts[VALID] += 1
+            return valid
+        return self._moved(router, i, now, valid)
+
+
+_KEY_KINDS = {"cookie": KeyKind.KEY_COOKIE, "header": KeyKind.KEY_HEADER,
+              "uri": KeyKind.KEY_URI, "source": KeyKind.KEY_SOURCE}
+
+
+class HashPersistence(Persistence):
+    """Stateless: the Router hashes the key; VALID when the key was there."""
+
+    mode = "hash"
+
+    def choose(self, router: Any, now: float) -> Choice:
+        out = VALID if router.keyed else NONE
+        self.counts[out] += 1
+        return self._plain[out][router.server]
+
+
+class InsertPersistence(Persistence):
+    """The balancer's own signed cookie (see the module doc for its format)."""
+
+    mode = "insert"
+
+    def __init__(self, backend: BackendConfig, table: Any, picker: Any, secret: bytes,
+                 core: ModuleType) -> None:
+        super().__init__(backend, table, picker)
+        if len(secret) < SECRET_MIN:
+            raise ValueError(f"backend {backend.name}: the signing secret needs "
+                             f"{SECRET_MIN} bytes at least, got {len(secret)}")
+        st = self._sticky()
+        name = self.affinity_cookie
+        if st.indirect:
+            self.rewriter_kwargs = {"strip_cookie": name}
+        self.nocache = st.nocache
+        self.max_idle = st.max_idle
+        self.max_life = st.max_life
+        self.refresh = max(1.0, min(st.max_idle / 4, REFRESH_CAP)) if st.max_idle else 0.0
+        self.builder = core.SetCookieBuilder(
+            name, path=st.path.encode(), domain=st.domain.encode() if st.domain else None,
+            httponly=st.httponly, secure=st.secure,
+            samesite=st.samesite.encode() if st.samesite else None)
+        self.key = _derive(secret, backend.name)
+        self.mac = _Mac(self.key)
+        ids = _server_ids(backend, table, self.mac)
+        self.sids = [bytes([VERSION]) + sid for sid in ids]   # by server number
+        self.by_sid = {sid: i for i, sid in enumerate(ids)}
+        # Verified values: value -> (server or -1 when its server is gone,
+        # deadline (max_idle / max_life), earliest acceptable now (future
+        # dates), the VALID Choice to return).  Only genuine values enter.
+        self.cache: dict[bytes, tuple[int, float, float, Choice]] = {}
+
+    def verify(self, value: bytes) -> tuple[int, float, float, Choice] | None:
+        """The cache entry of a genuine value, or None (forged, malformed)."""
+        e = self.cache.get(value)
+        if e is not None:
+            return e
+        if len(value) != VALUE_LEN or value.translate(None, _B64URL):
+            return None
+        raw = binascii.a2b_base64(value.translate(_TO_STD))
+        if raw[0] != VERSION:
+            return None
+        body = raw[:RAW_LEN - TAG_LEN]
+        if not hmac.compare_digest(self.mac.digest(body)[:TAG_LEN], raw[RAW_LEN - TAG_LEN:]):
+            return None
+        first, last = _DATES.unpack_from(raw, 1 + SID_LEN)
+        if last < first:          # never issued so: refused like a forgery
+            return None
+        return self._remember(value, self.by_sid.get(raw[1:1 + SID_LEN], -1), first, last)
+
+    def issue(self, server: int, first: int, last: int) -> bytes:
+        """A signed value for ``server`` with the given dates (cached as verified)."""
+        body = self.sids[server] + _DATES.pack(first, last)
+        value = base64.urlsafe_b64encode(body + self.mac.digest(body)[:TAG_LEN])
+        self._remember(value, server, first, last)
+        return value
+
+    def _remember(self, value: bytes, server: int, first: int,
+                  last: int) -> tuple[int, float, float, Choice]:
+        deadline = math.inf
+        if self.max_life is not None:
+            deadline = first + self.max_life
+        if self.max_idle is not None:
+            deadline = min(deadline, last + self.max_idle)
+        valid = _new(Choice, (server, VALID, server, first, last, None))
+        e = (server, deadline, float(last - FUTURE_SKEW), valid)
+        if len(self.cache) >= CACHE_MAX:
+            self.cache.clear()    # O(1) amortised; returning clients re-verify once
+        self.cache[value] = e
+        return e
+
+    def choose(self, router: Any, now: float) -> Choice:
+        value = router.scanner.cookie(router.affinity_slot)
+        if value is None:
+            return self._pick(router, now, NONE)
+        e = self.cache.get(value) or self.verify(value)
+        if e is None:
+            return self._pick(router, now, INVALID)
+        i, deadline, earliest, valid = e
+        if now > deadline:
+            return self._pick(router, now, EXPIRED)
+        if now < earliest:        # dated more than FUTURE_SKEW ahead
+            return self._pick(router, now, INVALID)
+        if i < 0:
+            return self._pick(router, now, REPINNED)
+        if self.picker.can_take(i, True):
+            self.counts[VALID] += 1
+            return valid
+        return self._moved(router, i, now, valid)
+
+    def response(self, choice: Choice, resp: Any, now: float,
+                 server: int | None = None) -> ResponseEdit:
+        s = choice.server if server is None else server
+        if s < 0:
+            return NO_EDIT
+        t = int(now)
+        if choice.outcome == VALID and s == choice.pinned:
+            if not self.refresh or now - choice.last < self.refresh:
+                return NO_EDIT
+            value = self.issue(s, choice.first, t)          # last-seen refresh
+        else:
+            value = self.issue(s, t, t)                     # a new session
+        return ResponseEdit(self.builder.build(value), self.nocache, None)
+
+
+class PrefixPersistence(Persistence):
+    """The app's session cookie carries ``SERVERID~`` in front of its value."""
+
+    mode = "prefix"
+
+    def __init__(self, backend: BackendConfig, table: Any, picker: Any,
+                 secret: bytes | None) -> None:
+        super().__init__(backend, table, picker)
+        st = self._sticky()
+        name = self.affinity_cookie
+        self.rewriter_kwargs = {"app_cookie": name}
+        self.response_cookie_name = name
+        self.response_rewriter_kwargs = {"app_cookie": name}
+        ids = [base64.urlsafe_b64encode(sid) for sid in
+               _server_ids(backend, table, _Mac(_derive(secret or b"", backend.name)))]
+        self.by_sid = {sid: i for i, sid in enumerate(ids)}
+        self.edits = [ResponseEdit(None, False, sid) for sid in ids]
+        self.nocache_edits = [ResponseEdit(None, st.nocache, sid) for sid in ids]
+
+    def choose(self, router: Any, now: float) -> Choice:
+        value = router.scanner.cookie(router.affinity_slot)
+        if value is None:
+            return self._pick(router, now, NONE)
+        t = value.find(b"~")
+        if t < 0:      # the app's cookie without our prefix: no affinity yet
+            return self._pick(router, now, NONE)
+        i = self.by_sid.get(value[:t], -1)
+        if i < 0:
+            return self._pick(router, now, INVALID)
+        return self._pinned(router, i, now)
+
+    def response(self, choice: Choice, resp: Any, now: float,
+                 server: int | None = None) -> ResponseEdit:
+        s = choice.server if server is None else server
+        if s < 0:
+            return NO_EDIT
+        # The rewriter prefixes the app's Set-Cookie when there is one; only
+        # then is the response marked private.
+        return self.nocache_edits[s] if resp.set_cookie() is not None else self.edits[s]
+
+
+class LearnPersistence(Persistence):
+    """Session id -> server name learned from the app's Set-Cookie."""
+
+    mode = "learn"
+
+    def __init__(self, backend: BackendConfig, table: Any, picker: Any,
+                 store: SessionStore) -> None:
+        super().__init__(backend, table, picker)
+        st = self._sticky()
+        self.response_cookie_name = self.affinity_cookie
+        self.store = store
+        self.ttl = st.learn_ttl
+        self.ns = backend.name.encode() + b"\x00"    # one store may serve many backends
+
+    def store_key(self, session_id: bytes) -> bytes:
+        """The store key of a session id (long ids by digest, so memory stays bounded)."""
+        if len(session_id) > LEARN_KEY_MAX:
+            session_id = b"\x01" + hashlib.blake2b(session_id, digest_size=16).digest()
+        return self.ns + session_id
+
+    def choose(self, router: Any, now: float) -> Choice:
+        value = router.scanner.cookie(router.affinity_slot)
+        if not value:
+            return self._pick(router, now, NONE)
+        key = self.store_key(value)
+        name = self.store.get(key, now)
+        if name is None:
+            return self._pick(router, now, EXPIRED, key=key)
+        i = self.table.find(name)
+        if i < 0:
+            return self._pick(router, now, REPINNED, key=key)
+        c = self._pinned(router, i, now, key=key)
+        if c.outcome == Outcome.VALID:
+            self.store.touch(key, self.ttl, now)
+        return c
+
+    def response(self, choice: Choice, resp: Any, now: float,
+                 server: int | None = None) -> ResponseEdit:
+        s = choice.server if server is None else server
+        if s < 0:
+            return NO_EDIT
+        learned = resp.set_cookie()
+        if learned:
+            self.store.set(self.store_key(learned), self.table.name(s), self.ttl, now)
+        elif learned is not None and choice.key is not None:
+            self.store.delete(choice.key)       # the app cleared its session cookie
+        elif choice.key is not None and (choice.outcome in (Outcome.REPINNED, Outcome.SPILLED)
+                                         or (choice.outcome == Outcome.VALID
+                                             and s != choice.pinned)):
+            # a known session moved: re-issue its entry so it stays on the new server
+            self.store.set(choice.key, self.table.name(s), self.ttl, now)
+        return NO_EDIT
+
+
+def make_persistence(backend: BackendConfig, table: Any, picker: Any, secret: bytes | None,
+                     store: SessionStore | None = None,
+                     core: ModuleType | None = None) -> Persistence:
+    """The Persistence of ``backend`` over its (picker-bound) ``table``.
+
+    secret: the signing key (``load_secret``), needed by insert mode and
+    used by prefix mode to make its ids opaque; store: learn mode's table
+    (a new EmbeddedStore when None); core: the core module whose
+    SetCookieBuilder builds insert-mode lines (fastlb._core by default).
+    Raises ValueError for a secret shorter than SECRET_MIN or two server
+    names with the same id.
+    """
+    st = backend.sticky
+    if st is None:
+        return Persistence(backend, table, picker)
+    if st.mode == "insert":
+        if secret is None:
+            raise ValueError(f"backend {backend.name}: insert mode needs a signing secret")
+        if core is None:
+            from . import _core
+            core = _core
+        return InsertPersistence(backend, table, picker, secret, core)
+    if st.mode == "prefix":
+        return PrefixPersistence(backend, table, picker, secret)
+    if st.mode == "hash":
+        return HashPersistence(backend, table, picker)
+    if st.mode == "learn":
+        return LearnPersistence(backend, table, picker,
+                                store if store is not None else EmbeddedStore())
+    raise ValueError(f"backend {backend.name}: unknown sticky mode {st.mode!r}")
