@@ -17,6 +17,7 @@ from conftest import ROOT
 from test_workers import alive, tree
 
 DEMO = os.path.join(ROOT, "examples", "demo_backends.py")
+SECRET = "test-secret-0123456789abcdef"
 
 
 def free_ports(n: int) -> list[int]:
@@ -153,7 +154,7 @@ def test_run_on_a_port_in_use_names_frontend_and_address(tmp_path: object) -> No
     try:
         cfg = write_config(os.path.join(str(tmp_path), "lb.toml"), port, [1, 2])
         r = subprocess.run([sys.executable, "-m", "fastlb", "run", "-c", cfg], cwd=ROOT,
-                           env=fastlb_env(TEST_FASTLB_SECRET="s"), capture_output=True,
+                           env=fastlb_env(TEST_FASTLB_SECRET=SECRET), capture_output=True,
                            text=True, timeout=30)
     finally:
         taken.close()
@@ -167,7 +168,7 @@ def test_run_serves_through_two_workers_restarts_one_and_stops_on_sigterm(
     port = free_ports(1)[0]
     cfg = write_config(os.path.join(str(tmp_path), "lb.toml"), port, backends, workers=2)
     proc = subprocess.Popen([sys.executable, "-m", "fastlb", "run", "-c", cfg], cwd=ROOT,
-                            env=fastlb_env(TEST_FASTLB_SECRET="s"),
+                            env=fastlb_env(TEST_FASTLB_SECRET=SECRET),
                             stderr=subprocess.PIPE, text=True)
     pids: set[int] = set()
     try:
@@ -263,7 +264,7 @@ def test_a_backend_the_runtime_rejects_stops_start_up_before_binding(
     path = write_config(os.path.join(str(tmp_path), "lb.toml"), port, [1, 2])
     cfg = config.load(path)
     monkeypatch.setattr(fastlb.proxy, "BackendRuntime", reject)
-    assert cli.serve(cfg, {"app": b"s"}) == cli.EXIT_CONFIG
+    assert cli.serve(cfg, {"app": SECRET.encode()}) == cli.EXIT_CONFIG
     assert f"{path}: backends.app: cannot set up: no usable server" in caplog.text
     with socket.socket() as s:   # nothing was bound
         s.bind(("127.0.0.1", port))
