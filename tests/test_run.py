@@ -231,6 +231,15 @@ def test_make_run_answers_on_8080_and_stops_everything() -> None:
             assert r.status == 200 and body.startswith(b"backend s"), body
             answered.add(r.getheader("X-Backend"))
         assert answered == {"s1", "s2"}
+        # The affinity cookie: sent back, it keeps the client on its server.
+        r, _ = get(8080)
+        backend = r.getheader("X-Backend")
+        srvid = [c.split(";")[0] for c in r.headers.get_all("Set-Cookie") or []
+                 if c.startswith("SRVID=")]
+        assert len(srvid) == 1, r.headers
+        for _ in range(4):
+            r, _ = get(8080, headers={"Cookie": srvid[0]})
+            assert r.getheader("X-Backend") == backend
         pids = tree(proc.pid)
         assert len(pids) >= 4   # make, its shell, the demo backends, master, worker
         os.killpg(proc.pid, signal.SIGINT)   # what Ctrl-C in a terminal does
