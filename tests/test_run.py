@@ -146,6 +146,16 @@ def test_run_without_the_secret_names_backend_key_and_variable(tmp_path: object)
             "TEST_FASTLB_SECRET is not set") in r.stderr
 
 
+def test_run_with_a_short_secret_names_the_variable(tmp_path: object) -> None:
+    cfg = write_config(os.path.join(str(tmp_path), "lb.toml"), free_ports(1)[0], [1, 2])
+    r = subprocess.run([sys.executable, "-m", "fastlb", "run", "-c", cfg], cwd=ROOT,
+                       env=fastlb_env(TEST_FASTLB_SECRET="short"), capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1
+    assert f"{cfg}: backends.app: cannot set up: " in r.stderr
+    assert "(the secret comes from $TEST_FASTLB_SECRET)" in r.stderr
+
+
 def test_run_on_a_port_in_use_names_frontend_and_address(tmp_path: object) -> None:
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
@@ -274,6 +284,7 @@ def test_a_backend_the_runtime_rejects_stops_start_up_before_binding(
     cfg = config.load(path)
     monkeypatch.setattr(fastlb.proxy, "BackendRuntime", reject)
     assert cli.serve(cfg, {"app": SECRET.encode()}) == cli.EXIT_CONFIG
-    assert f"{path}: backends.app: cannot set up: no usable server" in caplog.text
+    assert (f"{path}: backends.app: cannot set up: no usable server "
+            "(the secret comes from $TEST_FASTLB_SECRET)") in caplog.text
     with socket.socket() as s:   # nothing was bound
         s.bind(("127.0.0.1", port))
