@@ -101,14 +101,20 @@ async def _echo(port: int, payload: bytes) -> bytes:
     return got
 
 
+async def serving(factory: listener.ProtocolFactory, grace: float) -> tuple[
+        int, asyncio.Future[None], asyncio.Task[None]]:
+    """serve_until on a fresh port: (port, the stop future, the serving task)."""
+    socks = listener.bind("echo", Address("127.0.0.1", 0), 1)
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        listener.serve_until({"echo": socks[0]}, lambda: {"echo": factory}, stop, grace))
+    await asyncio.sleep(0.05)
+    return socks[0].getsockname()[1], stop, task
+
+
 def test_serve_until_serves_then_drains() -> None:
     async def main() -> None:
-        socks = listener.bind("echo", Address("127.0.0.1", 0), 1)
-        port = socks[0].getsockname()[1]
-        stop = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(
-            listener.serve_until({"echo": socks[0]}, lambda: {"echo": Echo}, stop, grace=5))
-        await asyncio.sleep(0.05)
+        port, stop, task = await serving(Echo, grace=5)
         assert await _echo(port, b"hello") == b"hello"
         r, w = await asyncio.open_connection("127.0.0.1", port)
         stop.set_result(None)
@@ -129,12 +135,7 @@ def test_serve_until_serves_then_drains() -> None:
 
 def test_drain_gives_up_after_the_grace() -> None:
     async def main() -> None:
-        socks = listener.bind("echo", Address("127.0.0.1", 0), 1)
-        port = socks[0].getsockname()[1]
-        stop = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(
-            listener.serve_until({"echo": socks[0]}, lambda: {"echo": Echo}, stop, grace=0.3))
-        await asyncio.sleep(0.05)
+        port, stop, task = await serving(Echo, grace=0.3)
         _, w = await asyncio.open_connection("127.0.0.1", port)
         await asyncio.sleep(0.05)
         t0 = time.monotonic()
@@ -174,13 +175,8 @@ class DrainingEcho:
 
 def test_drain_asks_the_factory_to_close_idle_connections() -> None:
     async def main() -> None:
-        socks = listener.bind("echo", Address("127.0.0.1", 0), 1)
-        port = socks[0].getsockname()[1]
         factory = DrainingEcho()
-        stop = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(
-            listener.serve_until({"echo": socks[0]}, lambda: {"echo": factory}, stop, grace=5))
-        await asyncio.sleep(0.05)
+        port, stop, task = await serving(factory, grace=5)
         r, w = await asyncio.open_connection("127.0.0.1", port)
         await asyncio.sleep(0.05)
         t0 = time.monotonic()
