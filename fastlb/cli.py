@@ -76,7 +76,9 @@ def serve(cfg: config.Config, secrets: dict[str, bytes | None]) -> int:
         try:
             BackendRuntime(be, secrets[name])
         except Exception as e:   # any reason: report it, naming the backend
-            log.error("%s: backends.%s: cannot set up: %s", cfg.path, name, e)
+            var = be.sticky.secret_env if be.sticky else None
+            log.error("%s: backends.%s: cannot set up: %s%s", cfg.path, name, e,
+                      f" (the secret comes from ${var})" if var else "")
             return EXIT_CONFIG
     try:
         sockets = bind_frontends(cfg.frontends.values(), cfg.global_.workers)

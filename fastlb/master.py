@@ -8,15 +8,19 @@ that slot's sockets are served by the successor.  A worker that dies soon
 after it started is restarted after a back-off that doubles up to
 ``BACKOFF_MAX``, so a crash loop does not spin.  On SIGTERM or SIGINT the
 master closes its copies of the sockets, forwards SIGTERM to every worker,
-waits for them to drain and SIGKILLs the stragglers by PID.
+waits for them to drain and SIGKILLs the stragglers by PID; SIGHUP does the
+same until reload exists.  Workers ask the kernel for SIGTERM when the
+master dies (PR_SET_PDEATHSIG), so even a SIGKILLed master leaves no
+orphans serving.
 
 Limits: no threads and no event loop run in the master (it forks); signals
 are received synchronously with ``sigtimedwait``.  The master decides
-nothing about traffic.  Reload (SIGHUP) is not handled yet.
+nothing about traffic.  Reload is not handled yet.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -34,7 +38,11 @@ BACKOFF_MAX = 5.0
 # Exit code of a worker whose set-up or serving raised.
 EXIT_WORKER_FAILED = 70
 
-_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
+# SIGHUP stops like SIGTERM until reload exists: a master that died of it
+# would leave its workers serving with nobody to stop them.
+_STOP = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+_SIGNALS = {signal.SIGCHLD} | _STOP
+PR_SET_PDEATHSIG = 1   # linux/prctl.h
 
 log = logging.getLogger("fastlb.master")
 
@@ -89,7 +97,7 @@ class Master:
             due = [s.restart_at for s in self.slots if s.pid == 0]
             timeout = max(0.0, min(due) - now) if due else 60.0
             info = signal.sigtimedwait(_SIGNALS, timeout)
-            if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
+            if info is not None and info.si_signo in _STOP:
                 log.info("master got %s; stopping workers",
                          signal.Signals(info.si_signo).name)
                 return
@@ -124,11 +132,12 @@ class Master:
                         _describe(status), delay)
 
     def _start(self, slot: _Slot) -> None:
+        master = os.getpid()
         pid = os.fork()
         if pid == 0:   # the worker: never returns into the master's stack
             code = 0
             try:
-                self._worker(slot.index)
+                self._worker(slot.index, master)
             except BaseException:
                 log.exception("worker %d failed", slot.index)
                 code = EXIT_WORKER_FAILED
@@ -139,10 +148,13 @@ class Master:
         slot.started = time.monotonic()
         log.info("worker %d started, pid %d", slot.index, pid)
 
-    def _worker(self, index: int) -> None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    def _worker(self, index: int, master: int) -> None:
         for signum in _SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
+        _die_with_parent()
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        if os.getppid() != master:   # the master died before prctl took effect
+            return
         mine = {}
         for name, group in self.sockets.items():
             for i, sock in enumerate(group):
@@ -174,6 +186,19 @@ class Master:
                 pass
         for slot in self.slots:
             slot.pid = 0
+
+
+def _die_with_parent() -> None:
+    """Have the kernel send this process SIGTERM when its parent dies.
+
+    A master killed with SIGKILL cannot stop its workers; without this they
+    would go on serving as orphans.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        log.warning("prctl(PR_SET_PDEATHSIG) unavailable: workers outlive a killed master")
 
 
 def _reaped(pids: set[int]) -> set[int]:

@@ -6,11 +6,13 @@ connection id), so tests can assert what reached a server and what never
 did.  What it answers depends on the path:
 
   /                 200, a JSON echo of the request, Content-Length
+                    (any path: ?setcookie=N%3DV adds "Set-Cookie: N=V; Path=/")
   /chunked          200, chunked body in several chunks
   /close            200, body delimited by closing the connection
   /status/NNN       that status (204/304 carry no body), Content-Length body
   /big?n=N          N bytes of body, Content-Length, written as the reader drains
   /slow?d=S         the echo after S seconds
+  /slowread         reads a Content-Length body slowly (records only its size)
   /bad              a malformed status line
   /hangup           closes without answering
   /interim          103 Early Hints, then the echo
@@ -172,7 +174,15 @@ class Backend:
                 await reader.readexactly(2)
             rec.body = bytes(body)
         elif rec.header("content-length"):
-            rec.body = await reader.readexactly(int(rec.header("content-length") or 0))
+            n = int(rec.header("content-length") or 0)
+            if "slowread" in target:         # a slow reader: 64 KiB per 2 ms
+                got = 0
+                while got < n:
+                    got += len(await reader.readexactly(min(65536, n - got)))
+                    await asyncio.sleep(0.002)
+                rec.body = b"%d bytes read slowly" % got
+            else:
+                rec.body = await reader.readexactly(n)
         with self.lock:
             self.received.append(rec)
         self.busy += 1
@@ -256,6 +266,8 @@ class Backend:
             status = int(path.rsplit("/", 1)[1])
         body = b"" if status in (204, 304) else self._echo(rec)
         clen = b"" if status in (204, 304) else b"Content-Length: %d\r\n" % len(body)
+        if "setcookie" in q:
+            clen += f"Set-Cookie: {q['setcookie']}; Path=/\r\n".encode()
         writer.write(b"HTTP/1.1 %d X\r\n" % status + server_line + conn_line + clen
                      + b"Content-Type: application/json\r\n\r\n"
                      + (b"" if head_only else body))

@@ -101,14 +101,20 @@ async def _echo(port: int, payload: bytes) -> bytes:
     return got
 
 
+async def serving(factory: listener.ProtocolFactory, grace: float) -> tuple[
+        int, asyncio.Future[None], asyncio.Task[None]]:
+    """serve_until on a fresh port: (port, the stop future, the serving task)."""
+    socks = listener.bind("echo", Address("127.0.0.1", 0), 1)
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        listener.serve_until({"echo": socks[0]}, lambda: {"echo": factory}, stop, grace))
+    await asyncio.sleep(0.05)
+    return socks[0].getsockname()[1], stop, task
+
+
 def test_serve_until_serves_then_drains() -> None:
     async def main() -> None:
-        socks = listener.bind("echo", Address("127.0.0.1", 0), 1)
-        port = socks[0].getsockname()[1]
-        stop = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(
-            listener.serve_until({"echo": socks[0]}, lambda: {"echo": Echo}, stop, grace=5))
-        await asyncio.sleep(0.05)
+        port, stop, task = await serving(Echo, grace=5)
         assert await _echo(port, b"hello") == b"hello"
         r, w = await asyncio.open_connection("127.0.0.1", port)
         stop.set_result(None)
@@ -129,18 +135,55 @@ def test_serve_until_serves_then_drains() -> None:
 
 def test_drain_gives_up_after_the_grace() -> None:
     async def main() -> None:
-        socks = listener.bind("echo", Address("127.0.0.1", 0), 1)
-        port = socks[0].getsockname()[1]
-        stop = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(
-            listener.serve_until({"echo": socks[0]}, lambda: {"echo": Echo}, stop, grace=0.3))
-        await asyncio.sleep(0.05)
+        port, stop, task = await serving(Echo, grace=0.3)
         _, w = await asyncio.open_connection("127.0.0.1", port)
         await asyncio.sleep(0.05)
         t0 = time.monotonic()
         stop.set_result(None)
         await asyncio.wait_for(task, 5)
         assert time.monotonic() - t0 >= 0.25
+        w.close()
+
+    uvloop.run(main())
+
+
+class DrainingEcho:
+    """An echo factory with drain(): it closes every open connection at once."""
+
+    def __init__(self) -> None:
+        self.open: set[asyncio.Transport] = set()
+        self.drained = False
+
+    def __call__(self) -> asyncio.Protocol:
+        factory = self
+
+        class Proto(Echo):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                factory.open.add(self.transport)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                factory.open.discard(self.transport)
+
+        return Proto()
+
+    def drain(self) -> None:
+        self.drained = True
+        for t in list(self.open):
+            t.close()
+
+
+def test_drain_asks_the_factory_to_close_idle_connections() -> None:
+    async def main() -> None:
+        factory = DrainingEcho()
+        port, stop, task = await serving(factory, grace=5)
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.sleep(0.05)
+        t0 = time.monotonic()
+        stop.set_result(None)
+        await asyncio.wait_for(task, 3)
+        assert factory.drained and time.monotonic() - t0 < 2
+        assert await asyncio.wait_for(r.read(), 2) == b""   # the server closed it
         w.close()
 
     uvloop.run(main())

@@ -132,6 +132,17 @@ def test_http10_request_gets_a_close(proxy_for, backends) -> None:
     assert c.closed()
 
 
+def test_http10_keepalive_request_keeps_the_connection(proxy_for, backends) -> None:
+    p = proxy_for()
+    c = p.client()
+    for target in ("/one", "/two"):
+        c.send(b"GET %s HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % target.encode())
+        r = c.read_response()
+        assert r.json()["target"] == target
+        assert r.header("connection") == "keep-alive"
+    c.close()
+
+
 # ------------------------------------------------------------------ bodies
 
 def test_content_length_request_body_streams_to_server(proxy_for, backends) -> None:
@@ -395,6 +406,17 @@ def test_connect_failure_redispatches(proxy_for, backends) -> None:
     assert len(backends[0].received) == 4
 
 
+def test_body_held_during_a_failed_connect_reaches_the_next_server(proxy_for, backends) -> None:
+    p = proxy_for([free_port(), backends[0].port])
+    body = b"z" * 300_000            # more than the hold limit: reading pauses, nothing lost
+    c = p.client()
+    c.send(b"POST /held HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body)
+           + body)
+    r = c.read_response()
+    assert r.status == 200 and r.json()["server"] == "s1"
+    assert backends[0].received[-1].body == body
+
+
 def test_no_server_reachable_is_503(proxy_for, backends) -> None:
     p = proxy_for([free_port(), free_port()], be={"retries": 3})
     c = p.client()
@@ -554,4 +576,29 @@ def test_slow_client_large_response_keeps_proxy_memory_bounded(proxy_for, backen
             time.sleep(0.01)               # a slow reader
             peak = max(peak, p.run(buffered))
     assert got == size
+    assert peak < 2 * 1024 * 1024, peak
+
+
+def test_large_upload_to_a_slow_server_keeps_proxy_memory_bounded(proxy_for, backends) -> None:
+    size = 20 * 1024 * 1024
+    p = proxy_for(one(backends))
+
+    def buffered() -> int:
+        total = 0
+        for proto in p.factory.active:
+            total += len(proto.buf) + sum(len(h) for h in proto.hold)
+            if proto.up is not None and proto.up.transport is not None:
+                total += proto.up.transport.get_write_buffer_size()
+        return total
+
+    c = p.client(timeout=30)
+    c.send(b"PUT /slowread HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+    piece = b"u" * 262144
+    peak = 0
+    for i in range(size // len(piece)):
+        c.send(piece)
+        if i % 8 == 0:
+            peak = max(peak, p.run(buffered))
+    r = c.read_response()
+    assert r.status == 200 and r.json()["body"] == f"{size} bytes read slowly"
     assert peak < 2 * 1024 * 1024, peak

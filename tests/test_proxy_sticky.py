@@ -95,3 +95,58 @@ def test_failover_repins_when_the_pinned_server_dies(sticky_proxy, backends, cap
     assert p.backend.outcomes["repinned"] == 1
     assert p.backend.outcomes["valid"] == 1
     assert any("outcome=repinned" in m for m in caplog.messages)
+
+
+def make_proxy(backends: list[Backend], sticky: StickyConfig, **be) -> ProxyRunner:
+    return ProxyRunner([b.port for b in backends], be={"sticky": sticky, **be}, secret=SECRET)
+
+
+def test_prefix_mode_prefixes_out_and_strips_in(backends) -> None:
+    p = make_proxy(backends, StickyConfig(mode="prefix", cookie="JSESSIONID"))
+    try:
+        c = p.client()
+        r = c.get("/login?setcookie=JSESSIONID%3Dabc123")
+        server = r.json()["server"]
+        sc = r.header("set-cookie") or ""
+        assert sc.startswith("JSESSIONID=") and sc.split(";")[0].endswith("~abc123")
+        prefixed = sc.split(";")[0]
+        for _ in range(4):
+            r = c.get("/cart", f"Cookie: {prefixed}\r\n")
+            assert r.json()["server"] == server
+        rec = next(b for b in backends if b.name == server).received[-1]
+        assert rec.header("cookie") == "JSESSIONID=abc123"      # the app sees its own id
+        assert p.backend.outcomes["valid"] == 4
+    finally:
+        p.stop()
+    assert p.errors == []
+
+
+def test_learn_mode_routes_a_learned_session_to_its_server(backends) -> None:
+    p = make_proxy(backends, StickyConfig(mode="learn", cookie="JSESSIONID"))
+    try:
+        c = p.client()
+        r = c.get("/login?setcookie=JSESSIONID%3Dsess42")
+        server = r.json()["server"]
+        assert r.header("set-cookie") == "JSESSIONID=sess42; Path=/"   # untouched
+        for _ in range(4):
+            c2 = p.client()
+            assert c2.get("/", "Cookie: JSESSIONID=sess42\r\n").json()["server"] == server
+            c2.close()
+        assert p.backend.outcomes["valid"] == 4
+    finally:
+        p.stop()
+    assert p.errors == []
+
+
+def test_hash_mode_keeps_a_key_on_one_server(backends) -> None:
+    p = make_proxy(backends, StickyConfig(mode="hash", cookie=""), balance="ring",
+                   hash_key=("header", "X-User"), bound=1.25)
+    try:
+        c = p.client()
+        seen = {u: {c.get("/", f"X-User: {u}\r\n").json()["server"] for _ in range(3)}
+                for u in ("alice", "bob", "carol", "dave", "erin")}
+        assert all(len(s) == 1 for s in seen.values())
+        assert p.backend.outcomes["valid"] == 15
+    finally:
+        p.stop()
+    assert p.errors == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastlb.proxy.proxyproto import (
     V2_SIGNATURE, Invalid, ProxyHeader, build_v1, build_v2, parse)
@@ -147,3 +149,24 @@ def test_round_trip(src: tuple[str, int], dst: tuple[str, int]) -> None:
         h = parse(hdr + b"GET / HTTP/1.1\r\n")
         assert isinstance(h, ProxyHeader)
         assert (h.src, h.dst, h.consumed) == (src, dst, len(hdr))
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=400, deadline=None)
+def test_any_bytes_give_an_answer_never_an_exception(data: bytes) -> None:
+    r = parse(data)
+    assert r is None or isinstance(r, (Invalid, ProxyHeader))
+    if isinstance(r, ProxyHeader):
+        assert 0 < r.consumed <= len(data)
+
+
+@given(st.sampled_from([V1_TCP4, V1_TCP6, V2_TCP4, V2_TCP6, V2_LOCAL]),
+       st.binary(max_size=64))
+def test_what_follows_the_header_does_not_change_it(header: bytes, rest: bytes) -> None:
+    assert parse(header + rest) == parse(header)
+
+
+@given(st.sampled_from([b"PROXY ", V2_SIGNATURE]), st.binary(max_size=200))
+def test_signature_followed_by_noise(prefix: bytes, noise: bytes) -> None:
+    r = parse(prefix + noise)
+    assert r is None or isinstance(r, (Invalid, ProxyHeader))

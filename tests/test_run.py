@@ -14,10 +14,10 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import ROOT
+from test_workers import alive, tree
 
 DEMO = os.path.join(ROOT, "examples", "demo_backends.py")
-# Signing secrets need 16 bytes at least (fastlb.sticky).
-TEST_SECRET = "test-secret-0123456789abcdef"
+SECRET = "test-secret-0123456789abcdef"
 
 
 def free_ports(n: int) -> list[int]:
@@ -109,33 +109,6 @@ def test_demo_backend_keep_alive_big_and_slow(backends: list[int]) -> None:
 
 # ------------------------------------------------------- fastlb run (cli.py)
 
-def children_tree(pid: int) -> set[int]:
-    """``pid`` and all its descendants (from /proc)."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(entry))
-    out, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        out.add(p)
-        todo.extend(parents.get(p, []))
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def kill_all(pids: set[int]) -> None:
     for pid in pids:
         if alive(pid):
@@ -173,6 +146,16 @@ def test_run_without_the_secret_names_backend_key_and_variable(tmp_path: object)
             "TEST_FASTLB_SECRET is not set") in r.stderr
 
 
+def test_run_with_a_short_secret_names_the_variable(tmp_path: object) -> None:
+    cfg = write_config(os.path.join(str(tmp_path), "lb.toml"), free_ports(1)[0], [1, 2])
+    r = subprocess.run([sys.executable, "-m", "fastlb", "run", "-c", cfg], cwd=ROOT,
+                       env=fastlb_env(TEST_FASTLB_SECRET="short"), capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1
+    assert f"{cfg}: backends.app: cannot set up: " in r.stderr
+    assert "(the secret comes from $TEST_FASTLB_SECRET)" in r.stderr
+
+
 def test_run_on_a_port_in_use_names_frontend_and_address(tmp_path: object) -> None:
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
@@ -181,8 +164,8 @@ def test_run_on_a_port_in_use_names_frontend_and_address(tmp_path: object) -> No
     try:
         cfg = write_config(os.path.join(str(tmp_path), "lb.toml"), port, [1, 2])
         r = subprocess.run([sys.executable, "-m", "fastlb", "run", "-c", cfg], cwd=ROOT,
-                           env=fastlb_env(TEST_FASTLB_SECRET=TEST_SECRET),
-                           capture_output=True, text=True, timeout=30)
+                           env=fastlb_env(TEST_FASTLB_SECRET=SECRET), capture_output=True,
+                           text=True, timeout=30)
     finally:
         taken.close()
     assert r.returncode == 3
@@ -190,12 +173,12 @@ def test_run_on_a_port_in_use_names_frontend_and_address(tmp_path: object) -> No
             in r.stderr)
 
 
-def test_run_serves_through_two_workers_and_stops_on_sigterm(
+def test_run_serves_through_two_workers_restarts_one_and_stops_on_sigterm(
         tmp_path: object, backends: list[int]) -> None:
     port = free_ports(1)[0]
     cfg = write_config(os.path.join(str(tmp_path), "lb.toml"), port, backends, workers=2)
     proc = subprocess.Popen([sys.executable, "-m", "fastlb", "run", "-c", cfg], cwd=ROOT,
-                            env=fastlb_env(TEST_FASTLB_SECRET=TEST_SECRET),
+                            env=fastlb_env(TEST_FASTLB_SECRET=SECRET),
                             stderr=subprocess.PIPE, text=True)
     pids: set[int] = set()
     try:
@@ -206,8 +189,19 @@ def test_run_serves_through_two_workers_and_stops_on_sigterm(
             assert r.status == 200 and body.startswith(b"backend s")
             seen.add(r.getheader("X-Backend"))
         assert seen == {"s1", "s2"}
-        pids = children_tree(proc.pid)
+        pids = tree(proc.pid)
         assert len(pids) == 3   # the master and two workers
+        victim = max(pids - {proc.pid})
+        os.kill(victim, signal.SIGKILL)   # the master starts another worker
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (victim in tree(proc.pid)
+                                               or len(tree(proc.pid)) != 3):
+            time.sleep(0.02)
+        pids |= tree(proc.pid)
+        assert victim not in tree(proc.pid) and len(tree(proc.pid)) == 3
+        for _ in range(10):
+            r, body = get(port)
+            assert r.status == 200 and body.startswith(b"backend s")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
         assert not any(alive(p) for p in pids)
@@ -247,7 +241,16 @@ def test_make_run_answers_on_8080_and_stops_everything() -> None:
             assert r.status == 200 and body.startswith(b"backend s"), body
             answered.add(r.getheader("X-Backend"))
         assert answered == {"s1", "s2"}
-        pids = children_tree(proc.pid)
+        # The affinity cookie: sent back, it keeps the client on its server.
+        r, _ = get(8080)
+        backend = r.getheader("X-Backend")
+        srvid = [c.split(";")[0] for c in r.headers.get_all("Set-Cookie") or []
+                 if c.startswith("SRVID=")]
+        assert len(srvid) == 1, r.headers
+        for _ in range(4):
+            r, _ = get(8080, headers={"Cookie": srvid[0]})
+            assert r.getheader("X-Backend") == backend
+        pids = tree(proc.pid)
         assert len(pids) >= 4   # make, its shell, the demo backends, master, worker
         os.killpg(proc.pid, signal.SIGINT)   # what Ctrl-C in a terminal does
         proc.wait(20)
@@ -264,7 +267,7 @@ def test_make_run_answers_on_8080_and_stops_everything() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-        kill_all(pids | children_tree(proc.pid))
+        kill_all(pids | tree(proc.pid))
 
 
 def test_a_backend_the_runtime_rejects_stops_start_up_before_binding(
@@ -280,7 +283,8 @@ def test_a_backend_the_runtime_rejects_stops_start_up_before_binding(
     path = write_config(os.path.join(str(tmp_path), "lb.toml"), port, [1, 2])
     cfg = config.load(path)
     monkeypatch.setattr(fastlb.proxy, "BackendRuntime", reject)
-    assert cli.serve(cfg, {"app": b"s"}) == cli.EXIT_CONFIG
-    assert f"{path}: backends.app: cannot set up: no usable server" in caplog.text
+    assert cli.serve(cfg, {"app": SECRET.encode()}) == cli.EXIT_CONFIG
+    assert (f"{path}: backends.app: cannot set up: no usable server "
+            "(the secret comes from $TEST_FASTLB_SECRET)") in caplog.text
     with socket.socket() as s:   # nothing was bound
         s.bind(("127.0.0.1", port))

@@ -55,6 +55,16 @@ def children(pid: int) -> set[int]:
     return out
 
 
+def tree(pid: int) -> set[int]:
+    """``pid`` and all its descendants."""
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        out.add(p)
+        todo.extend(children(p))
+    return out
+
+
 def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -183,3 +193,21 @@ def test_a_worker_that_keeps_failing_is_restarted_with_back_off(master: Start) -
     assert 2 <= starts <= 7, err
     assert "cannot build the protocol factories" in err
     assert "exited with code 70; restarting in 0.4s" in err
+
+
+def test_sighup_stops_every_process_until_reload_exists(master: Start) -> None:
+    run = master(2)
+    kids = run.workers(2)
+    run.proc.send_signal(signal.SIGHUP)
+    assert run.proc.wait(10) == 0
+    assert not any(alive(pid) for pid in kids)
+
+
+def test_workers_of_a_killed_master_do_not_linger(master: Start) -> None:
+    run = master(2)
+    kids = run.workers(2)
+    run.proc.kill()
+    run.proc.wait(10)
+    wait_for(lambda: not any(alive(pid) for pid in kids))
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", run.port), timeout=2)

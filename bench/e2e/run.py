@@ -63,6 +63,7 @@ class Scenario:
     workers: int = 1              # proxy workers / threads
     browser: bool = False         # send bench/heads.py BROWSER_HEAD
     big: bool = False             # one 100 MiB response, MB/s
+    idle: int = 0                 # hold this many idle keep-alive clients; RSS
 
 
 SCENARIOS = (
@@ -78,6 +79,8 @@ SCENARIOS = (
              workers=2, threads=2),
     Scenario("tcp", "TCP mode, keep-alive GET / through the relay", mode="tcp"),
     Scenario("big-100mb", "one 100 MiB response over one connection (MB/s)", big=True),
+    Scenario("idle-1000", "RSS with 1,000 idle keep-alive clients (one request each)",
+             idle=1000),
 )
 
 
@@ -121,26 +124,28 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pids``, all threads of each."""
+    user = system = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])   # utime + stime, all threads
+            user += int(fields[11])
+            system += int(fields[12])
         except (OSError, IndexError, ValueError):
             pass
-    return total / CLK_TCK
+    return user / CLK_TCK, system / CLK_TCK
 
 
-def peak_rss_mb(pids: list[int]) -> tuple[float, float]:
-    """(sum, largest) of the processes' peak RSS (VmHWM), in MiB."""
+def peak_rss_mb(pids: list[int], field: str = "VmHWM") -> tuple[float, float]:
+    """(sum, largest) of the processes' peak RSS (VmHWM) or current one (VmRSS), MiB."""
     kbs = []
     for pid in pids:
         try:
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
-                    if line.startswith("VmHWM:"):
+                    if line.startswith(field + ":"):
                         kbs.append(int(line.split()[1]))
         except OSError:
             pass
@@ -336,30 +341,63 @@ def run_wrk(port: int, sc: Scenario, duration: float, conns: int,
             "socket_errors": errors.group(1).strip() if errors else ""}
 
 
+def read_response(s: socket.socket, buf: memoryview | None = None) -> int:
+    """Read one Content-Length response from ``s``; its body length.
+
+    The body goes into ``buf`` (reused, so a 100 MiB body costs no
+    allocation) or a 64 KiB scratch buffer.
+    """
+    data = b""
+    while b"\r\n\r\n" not in data:
+        got = s.recv(65536)
+        if not got:
+            raise RuntimeError("connection closed before the response head")
+        data += got
+    head, body = data.split(b"\r\n\r\n", 1)
+    m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    if not m:
+        raise RuntimeError(f"no Content-Length: {head[:200]!r}")
+    length = int(m.group(1))
+    left = length - len(body)
+    view = buf if buf is not None else memoryview(bytearray(65536))
+    while left > 0:
+        n = s.recv_into(view)
+        if not n:
+            raise RuntimeError(f"closed with {left} body bytes left")
+        left -= n
+    return length
+
+
+def idle_clients(px: Proxy, n: int) -> dict[str, Any]:
+    """Open ``n`` keep-alive clients, one request each, then RSS while they idle."""
+    before = peak_rss_mb(px.pids(), "VmRSS")
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+            socks.append(s)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+        for s in socks:
+            read_response(s)
+        time.sleep(1.0)
+        after = peak_rss_mb(px.pids(), "VmRSS")
+    except OSError as e:
+        raise RuntimeError(f"idle clients: {e}") from None
+    finally:
+        for s in socks:
+            s.close()
+    return {"requests": n, "rss_before_mb": before[0], "rss_before_one_mb": before[1],
+            "rss_mb": after[0], "rss_one_mb": after[1]}
+
+
 def big_transfer(port: int) -> dict[str, Any]:
-    buf = bytearray(1 << 20)
-    view = memoryview(buf)
+    view = memoryview(bytearray(1 << 20))
     t0 = time.perf_counter()
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
         s.sendall(b"GET /big HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            got = s.recv(65536)
-            if not got:
-                raise RuntimeError("connection closed before the head")
-            head += got
-        h, rest = head.split(b"\r\n\r\n", 1)
-        m = re.search(rb"(?i)content-length:\s*(\d+)", h)
-        if not m:
-            raise RuntimeError(f"no Content-Length: {h[:200]!r}")
-        left = int(m.group(1)) - len(rest)
-        while left > 0:
-            n = s.recv_into(view)
-            if not n:
-                raise RuntimeError(f"closed with {left} bytes left")
-            left -= n
+        size = read_response(s, view)
     secs = time.perf_counter() - t0
-    return {"requests": 1, "mb_s": BIG / (1 << 20) / secs, "seconds": secs}
+    return {"requests": 1, "mb_s": size / (1 << 20) / secs, "seconds": secs}
 
 
 # ---------------------------------------------------------------- the bench
@@ -381,11 +419,14 @@ def measure(px: Proxy, sc: Scenario, args: argparse.Namespace, script: str) -> d
     c0 = cpu_seconds(pids)
     if sc.big:
         out = big_transfer(px.port)
+    elif sc.idle:
+        out = idle_clients(px, sc.idle)
     else:
         out = run_wrk(px.port, sc, args.duration, sc.connections or args.connections, script)
     pids = sorted(set(pids) | set(px.pids()))
-    cpu = cpu_seconds(pids) - c0
-    out["cpu_s"] = cpu
+    c1 = cpu_seconds(pids)
+    out["cpu_user_s"], out["cpu_sys_s"] = c1[0] - c0[0], c1[1] - c0[1]
+    cpu = out["cpu_s"] = out["cpu_user_s"] + out["cpu_sys_s"]
     out["cpu_us_per_req"] = cpu / max(out["requests"], 1) * 1e6
     return out
 
@@ -410,7 +451,7 @@ def run_scenario(sc: Scenario, proxies: list[Proxy], args: argparse.Namespace,
                 continue
             scripts[px.name] = lua_script(os.path.join(work, f"{px.name}.lua"), sc, cookie)
             live.append(px)
-            if not sc.big:   # warm-up, not measured
+            if not (sc.big or sc.idle):   # warm-up, not measured
                 warm = Scenario("warm", "", connections=sc.connections, threads=sc.threads)
                 try:
                     run_wrk(px.port, warm, 1, sc.connections or args.connections,
@@ -445,7 +486,10 @@ def report(sc: Scenario, results: list[Result]) -> list[dict[str, Any]]:
     base = next((r for r in results if r.proxy == "haproxy" and r.runs), None)
     rows = []
     print(f"\n## {sc.name}: {sc.what}")
-    if sc.big:
+    if sc.idle:
+        print(f"{'proxy':8} {'RSS MB idle':>12} {'(vs HA)':>8} {'largest process':>16} "
+              f"{'(vs HA)':>8} {'MB before':>10}")
+    elif sc.big:
         print(f"{'proxy':8} {'MB/s':>9} {'(vs HA)':>8} {'CPU ms/100MB':>13} {'(vs HA)':>8} "
               f"{'peak RSS MB':>12} {'(vs HA)':>8}")
     else:
@@ -462,10 +506,20 @@ def report(sc: Scenario, results: list[Result]) -> list[dict[str, Any]]:
             continue
         rss = r.peak_rss_mb
         b_rss = base.peak_rss_mb if base else None
-        if sc.big:
+        if sc.idle:
+            vals = {k: r.median(k) for k in ("rss_mb", "rss_one_mb", "rss_before_mb")}
+            b = {k: (base.median(k) if base else None) for k in vals}
+            print(f"{r.proxy:8} {vals['rss_mb']:12.1f} {ratio(vals['rss_mb'], b['rss_mb']):>8} "
+                  f"{vals['rss_one_mb']:16.1f} "
+                  f"{ratio(vals['rss_one_mb'], b['rss_one_mb']):>8} "
+                  f"{vals['rss_before_mb']:10.1f}")
+            row.update(vals)
+        elif sc.big:
             mbs, cpu = r.median("mb_s"), r.median("cpu_s") * 1e3
-            print(f"{r.proxy:8} {mbs:9.0f} {ratio(mbs, base and base.median('mb_s')):>8} "
-                  f"{cpu:13.1f} {ratio(cpu, base and base.median('cpu_s') * 1e3):>8} "
+            b_mbs = base.median("mb_s") if base else None
+            b_cpu = base.median("cpu_s") * 1e3 if base else None
+            print(f"{r.proxy:8} {mbs:9.0f} {ratio(mbs, b_mbs):>8} "
+                  f"{cpu:13.1f} {ratio(cpu, b_cpu):>8} "
                   f"{rss:12.1f} {ratio(rss, b_rss):>8}")
             row.update(mb_s=mbs, cpu_ms=cpu, peak_rss_mb=rss)
         else:

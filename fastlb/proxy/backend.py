@@ -78,9 +78,6 @@ class BackendRuntime:
         return _core.Router(self.picker, max_head=fe.max_head, max_headers=fe.max_headers,
                             **self.persistence.router_kwargs)
 
-    def count(self, outcome: str) -> None:
-        self.outcomes[outcome] += 1
-
     def has_usable(self) -> bool:
         """Some server could take traffic if it had a free slot."""
         return bool(self.picker.npool)

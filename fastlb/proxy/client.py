@@ -23,7 +23,7 @@ from typing import Any, Protocol, cast
 from .. import _core
 from ..config import FrontendConfig
 from ..errors import from_core_code
-from ..sticky import NO_EDIT, Choice, final_outcome
+from ..sticky import NO_EDIT, Choice, Outcome, final_outcome
 from ..types import BodyKind, Method, ScanStatus
 from .backend import BackendRuntime
 from .flow import HOLD, HOLD_MAX, PARKED, PEER_FULL, PIPELINE, PIPELINE_MAX, ReadGate, Timer
@@ -36,6 +36,11 @@ access_log = logging.getLogger("fastlb.access")
 # Idempotent methods (RFC 9110 9.2.2): the only ones resent after reaching a server.
 IDEMPOTENT = frozenset((Method.M_GET, Method.M_HEAD, Method.M_OPTIONS, Method.M_TRACE,
                         Method.M_PUT, Method.M_DELETE))
+
+# Response bodies up to this size are joined to their head for one write.
+SMALL_BODY = 16384
+
+LABELS = {o: o.label for o in Outcome}
 
 # Client states.
 C_HEAD = 0       # waiting for / reading a request head
@@ -106,7 +111,8 @@ class ClientProtocol(asyncio.Protocol):
         self.scanner = self.router.scanner
         self.framer = _core.ChunkedFramer()
         self.persistence = be.persistence
-        self.rewriter = _core.RequestRewriter(xff=fe.xff, **be.persistence.rewriter_kwargs)
+        self.rewriter = _core.RequestRewriter(xff=fe.xff, http10_keep_alive=True,
+                                              **be.persistence.rewriter_kwargs)
         self.resp_rewriter = _core.ResponseRewriter(**be.persistence.response_rewriter_kwargs)
         self.client_ip = b""
         self.peer = "-"
@@ -129,6 +135,7 @@ class ClientProtocol(asyncio.Protocol):
         self.method = 0
         self.idempotent = False
         self.keep_alive = True
+        self.http10 = False
         self.upgrading = False
         self.has_body = False
         self.body_kind = BodyKind.BODY_NONE
@@ -187,6 +194,8 @@ class ClientProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             st = self.state
+            if st == C_CLOSED:
+                return
             if self.gate.reasons & PARKED:     # bytes that came before the pause took
                 self._buffer(data, 0)
             elif st == C_TUNNEL:
@@ -201,7 +210,7 @@ class ClientProtocol(asyncio.Protocol):
                     self._read_head(data)
             elif not self.req_done:
                 self._read_body(data, 0)
-            elif st != C_CLOSED:
+            else:
                 self._buffer(data, 0)
         except Exception:
             log.exception("client %s: unexpected error", self.peer)
@@ -266,27 +275,34 @@ class ClientProtocol(asyncio.Protocol):
             return
         self.status = s.status_code
         self.resp_started = True
+        kind = s.body_kind
         self.close_after = (not self.keep_alive or self.eof or not self.req_done
-                            or s.body_kind == BodyKind.BODY_UNTIL_CLOSE)
+                            or kind == BodyKind.BODY_UNTIL_CLOSE
+                            or (self.http10 and kind == BodyKind.BODY_CHUNKED))
+        conn = b"close" if self.close_after else (b"keep-alive" if self.http10 else None)
         edit = NO_EDIT
         choice = self.choice
         if choice is not None:
             edit = self.persistence.response(
                 choice, s, time.time(), None if self.server == choice.server else self.server)
         self.pending_head = self.resp_rewriter.rewrite(
-            s, edit.set_cookie_line, edit.nocache, edit.app_prefix,
-            connection=b"close" if self.close_after else None)
+            s, edit.set_cookie_line, edit.nocache, edit.app_prefix, connection=conn)
 
     def response_body(self, data: bytes) -> None:
         assert self.transport is not None
-        if self.pending_head is not None:
-            self.transport.writelines((self.pending_head, data))
-            self.pending_head = None
-        else:
+        head = self.pending_head
+        if head is None:
             self.transport.write(data)
+        elif len(data) <= SMALL_BODY:
+            self.pending_head = None
+            self.transport.write(head + data)   # one buffer: uvloop writes it at once
+        else:
+            self.pending_head = None
+            self.transport.writelines((head, data))
 
     def response_end(self, reusable: bool) -> None:
         up, self.up = self.up, None
+        self.gate.resume(PEER_FULL)     # that server's write buffer is no concern now
         assert self.transport is not None
         if self.pending_head is not None:
             self.transport.write(self.pending_head)
@@ -367,8 +383,9 @@ class ClientProtocol(asyncio.Protocol):
             self._reply(413, f"Content-Length {s.content_length} over max_body")
             return
         self.idempotent = self.method in IDEMPOTENT
-        # An HTTP/1.0 client gets its response then a close (no 1.0 keep-alive).
-        self.keep_alive = s.keep_alive and s.version == 11 and not self.eof
+        # HTTP/1.0 keeps the connection only when it asked (RFC 9112 9.3, C.2.2).
+        self.keep_alive = s.keep_alive and not self.eof
+        self.http10 = s.version == 10
         self.upgrading = s.upgrade
         self.body_kind = kind
         if kind == BodyKind.BODY_LENGTH:
@@ -499,11 +516,14 @@ class ClientProtocol(asyncio.Protocol):
         self.state = C_EXCHANGE
         if self.writing_paused:
             up.peer_paused(True)
-        data = [self.head_out, *self.hold]
-        self.hold.clear()
-        self.hold_size = 0
-        self.gate.resume(HOLD)
-        up.start(self, self.method, data)
+        if self.hold:
+            data = [self.head_out, *self.hold]
+            self.hold.clear()
+            self.hold_size = 0
+            self.gate.resume(HOLD)
+            up.start(self, self.method, data)
+        else:
+            up.start(self, self.method, self.head_out)
 
     def _read_body(self, data: bytes, pos: int) -> None:
         self.timer.touch()
@@ -660,8 +680,8 @@ class ClientProtocol(asyncio.Protocol):
         self.accounted = True
         outcome = "-"
         if self.choice is not None:
-            outcome = final_outcome(self.choice, self.server).label
-            self.be.count(outcome)
+            outcome = LABELS[final_outcome(self.choice, self.server)]
+            self.be.outcomes[outcome] += 1
         if access_log.isEnabledFor(logging.DEBUG):
             s = self.scanner
             server = self.be.names[self.server] if self.server >= 0 else "-"

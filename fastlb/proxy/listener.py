@@ -122,8 +122,11 @@ async def serve_until(sockets: Mapping[str, socket.socket], build: BuildFactorie
                       stopped: Awaitable[object], grace: float = GRACE) -> None:
     """Serve each frontend's socket until ``stopped`` completes, then drain.
 
-    Draining: stop accepting, wait up to ``grace`` seconds for open
-    connections to close, then return (the caller's loop closes the rest).
+    Draining: stop accepting, call ``drain()`` on every factory that has
+    one (an HTTP factory closes its idle keep-alive connections there and
+    ends busy ones after their current response), wait up to ``grace``
+    seconds for open connections to close, then return (the caller's loop
+    and process exit close the rest).
     """
     loop = asyncio.get_running_loop()
     factories = build()
@@ -139,6 +142,10 @@ async def serve_until(sockets: Mapping[str, socket.socket], build: BuildFactorie
     await asyncio.sleep(0)
     for srv in servers:
         srv.close()
+    for factory in factories.values():
+        drain = getattr(factory, "drain", None)
+        if callable(drain):
+            drain()
     try:
         await asyncio.wait_for(asyncio.gather(*drained), grace)
     except asyncio.TimeoutError:

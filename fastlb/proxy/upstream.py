@@ -144,7 +144,7 @@ class UpstreamProtocol(asyncio.Protocol):
 
     # ---------------------------------------------------------- Core decisions
 
-    def start(self, owner: Owner, method: int, data: list[bytes]) -> None:
+    def start(self, owner: Owner, method: int, data: bytes | list[bytes]) -> None:
         """Serve ``owner``'s request: write its first bytes, wait for the response."""
         self.owner = owner
         self.method = method
@@ -155,7 +155,10 @@ class UpstreamProtocol(asyncio.Protocol):
         self.scanner.set_request_method(method)
         self.timer.start(self.server_timeout)
         assert self.transport is not None
-        self.transport.writelines(data)
+        if isinstance(data, bytes):
+            self.transport.write(data)
+        else:
+            self.transport.writelines(data)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None:
