@@ -22,6 +22,7 @@ from typing import Mapping
 from . import config
 from ._version import __version__
 from .errors import ConfigError
+from .sticky import load_secret
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
@@ -46,22 +47,9 @@ def resolve_secrets(cfg: config.Config, environ: Mapping[str, str]) -> dict[str,
     """Each backend's sticky signing key, read from the variable its config names.
 
     Raises ConfigError naming the backend's ``sticky.secret_env`` key and the
-    variable when it is unset or empty.
+    variable when it is unset or too short (``sticky.load_secret`` decides).
     """
-    out: dict[str, bytes | None] = {}
-    for name, be in cfg.backends.items():
-        var = be.sticky.secret_env if be.sticky else None
-        if var is None:
-            out[name] = None
-            continue
-        value = environ.get(var, "")
-        if not value:
-            raise ConfigError(cfg.path, f"backends.{name}.sticky.secret_env",
-                              f"environment variable {var} is "
-                              f"{'empty' if var in environ else 'not set'}; it must hold "
-                              "the cookie signing secret")
-        out[name] = value.encode("utf-8")
-    return out
+    return {name: load_secret(cfg, be, environ) for name, be in cfg.backends.items()}
 
 
 def serve(cfg: config.Config, secrets: dict[str, bytes | None]) -> int:
