@@ -21,7 +21,7 @@ from typing import Mapping
 
 from . import config
 from ._version import __version__
-from .errors import ConfigError
+from .errors import ConfigError, ListenError
 from .sticky import load_secret
 
 EXIT_OK = 0
@@ -56,7 +56,7 @@ def serve(cfg: config.Config, secrets: dict[str, bytes | None]) -> int:
     """Bind every frontend, then run the master and its workers until stopped."""
     from .master import Master
     from .proxy import BackendRuntime, make_protocol_factory
-    from .proxy.listener import ListenError, ProtocolFactory, bind_frontends
+    from .proxy.listener import ProtocolFactory, bind_frontends
 
     # Build every backend once here, before binding or forking, so a backend
     # the runtime rejects stops start-up instead of crash-looping the workers.

@@ -25,6 +25,16 @@ class ConfigError(FastLBError):
         super().__init__(f"{where}: {reason}")
 
 
+class ListenError(FastLBError):
+    """A frontend's address cannot be listened on: names frontend, address, reason."""
+
+    def __init__(self, frontend: str, address: object, reason: str) -> None:
+        self.frontend = frontend
+        self.address = address
+        self.reason = reason
+        super().__init__(f"frontends.{frontend}: cannot listen on {address}: {reason}")
+
+
 class ProtocolError(FastLBError):
     """A peer sent bytes that break HTTP/1.1 framing or syntax.
 

@@ -12,7 +12,7 @@ import uvloop
 
 from fastlb.config import Address, FrontendConfig
 from fastlb.proxy import listener
-from fastlb.proxy.listener import ListenError
+from fastlb.errors import ListenError
 
 
 class Echo(asyncio.Protocol):

@@ -24,7 +24,7 @@ import socket
 from typing import Awaitable, Callable, Iterable, Mapping
 
 from ..config import Address, FrontendConfig
-from ..errors import FastLBError
+from ..errors import ListenError
 
 # Accept queue per socket.  The kernel caps it at net.core.somaxconn (4096
 # on current Linux); a large queue absorbs bursts while a worker restarts.
@@ -37,16 +37,6 @@ ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 BuildFactories = Callable[[], Mapping[str, ProtocolFactory]]
 
 log = logging.getLogger("fastlb.listener")
-
-
-class ListenError(FastLBError):
-    """A frontend's address cannot be listened on: names frontend, address, reason."""
-
-    def __init__(self, frontend: str, address: Address, reason: str) -> None:
-        self.frontend = frontend
-        self.address = address
-        self.reason = reason
-        super().__init__(f"frontends.{frontend}: cannot listen on {address}: {reason}")
 
 
 def _family(host: str) -> socket.AddressFamily:
