@@ -154,13 +154,12 @@ class DemoServer:
             await writer.drain()
 
 
-async def main(ports: list[int], host: str = "127.0.0.1") -> None:
-    servers = []
-    for i, port in enumerate(ports, 1):
-        demo = DemoServer(f"s{i}", host, port)
-        servers.append(await asyncio.start_server(demo.handle, host, port, reuse_address=True))
-        print(f"demo backend {demo.label} listening (pid {os.getpid()})",
-              file=sys.stderr, flush=True)
+async def serve_one(name: str, port: int, host: str = "127.0.0.1") -> None:
+    """Serve one demo backend until SIGTERM or SIGINT."""
+    demo = DemoServer(name, host, port)
+    server = await asyncio.start_server(demo.handle, host, port, reuse_address=True)
+    print(f"demo backend {demo.label} listening (pid {os.getpid()}; kill it to watch "
+          "fastlb fail over)", file=sys.stderr, flush=True)
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
 
@@ -171,23 +170,56 @@ async def main(ports: list[int], host: str = "127.0.0.1") -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
     await stop
-    for srv in servers:
-        srv.close()
+    server.close()
+
+
+def run_one(name: str, port: int) -> int:
+    try:
+        import uvloop
+        uvloop.run(serve_one(name, port))
+    except OSError as e:
+        print(f"demo backend {name}: cannot listen on port {port}: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cli(argv: list[str]) -> int:
+    """One process per backend (s1, s2, ... in port order), so killing one
+    backend's PID takes down that server only; this parent forwards SIGTERM
+    and SIGINT to them and exits when all have exited."""
     try:
         ports = [int(a) for a in argv] or [9001, 9002]
     except ValueError:
         print("usage: demo_backends.py [PORT ...]", file=sys.stderr)
         return 2
-    try:
-        import uvloop
-        uvloop.run(main(ports))
-    except OSError as e:
-        print(f"demo backends: cannot listen: {e}", file=sys.stderr)
-        return 1
-    return 0
+    children: dict[int, str] = {}
+    for i, port in enumerate(ports, 1):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(run_one(f"s{i}", port))
+        children[pid] = f"s{i}"
+
+    def forward(signum: int, _frame: object) -> None:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    worst = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        name = children.pop(pid, "?")
+        code = os.waitstatus_to_exitcode(status)
+        if code not in (0, -signal.SIGTERM, -signal.SIGKILL):
+            worst = 1
+        print(f"demo backend {name} (pid {pid}) exited ({code})", file=sys.stderr, flush=True)
+    return worst
 
 
 if __name__ == "__main__":
