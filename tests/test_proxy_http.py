@@ -599,3 +599,16 @@ def test_large_upload_to_a_slow_server_keeps_proxy_memory_bounded(proxy_for, bac
     r = c.read_response()
     assert r.status == 200 and r.json()["body"] == f"{size} bytes read slowly"
     assert peak < 2 * 1024 * 1024, peak
+
+
+def test_client_that_stops_reading_is_closed_after_client_idle(proxy_for, backends) -> None:
+    p = proxy_for(one(backends), fe_timeouts={"client_idle": 0.3})
+    c = p.client()
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    c.send(b"GET /big?n=50000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+    deadline = time.monotonic() + 10
+    while p.run(lambda: len(p.factory.active)) and time.monotonic() < deadline:
+        time.sleep(0.05)                 # we never read: the proxy must give up on us
+    assert p.run(lambda: len(p.factory.active)) == 0
+    assert p.run(lambda: p.backend.table.conns(0)) == 0
+    c.close()

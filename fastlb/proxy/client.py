@@ -107,6 +107,7 @@ class ClientProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.gate = ReadGate()
         self.timer = Timer(self.loop, self._client_timeout, self.gate)
+        self.write_timer = Timer(self.loop, self._write_stalled)   # client stopped reading
         self.router = be.make_router(fe)
         self.scanner = self.router.scanner
         self.framer = _core.ChunkedFramer()
@@ -241,6 +242,7 @@ class ClientProtocol(asyncio.Protocol):
                 self._log_access()
             self.state = C_CLOSED
             self.timer.cancel()
+            self.write_timer.cancel()
             self._drop_server()
             self.factory.leave(self)
         except Exception:
@@ -248,11 +250,13 @@ class ClientProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.writing_paused = True
+        self.write_timer.start(self.fe.timeouts.client_idle)
         if self.up is not None:
             self.up.peer_paused(True)
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        self.write_timer.stop()
         if self.up is not None:
             self.up.peer_paused(False)
 
@@ -613,6 +617,20 @@ class ClientProtocol(asyncio.Protocol):
         else:
             self._reply(502, "server closed before responding")
 
+    def _write_stalled(self) -> None:
+        """The client read nothing for client_idle while we had bytes for it."""
+        try:
+            if self.state != C_CLOSED:
+                log.warning("client %s: not reading for %.1fs; closing", self.peer,
+                            self.fe.timeouts.client_idle)
+                self._log_access()
+                self._drop_server()
+                self._close()
+                if self.transport is not None:
+                    self.transport.abort()     # the unsent bytes are not worth waiting for
+        except Exception:
+            log.exception("client %s: unexpected error on timeout", self.peer)
+
     def _client_timeout(self) -> None:
         try:
             if self.state == C_HEAD:
@@ -670,6 +688,7 @@ class ClientProtocol(asyncio.Protocol):
     def _close(self) -> None:
         self.state = C_CLOSED
         self.timer.cancel()
+        self.write_timer.cancel()
         if self.transport is not None:
             self.transport.close()
 
