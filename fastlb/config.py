@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, TypeVar
 
 from .errors import ConfigError
@@ -33,6 +34,20 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Cookie Path: CHARs but CTLs and ";" (RFC 6265 4.1.1); Domain: a host name.
+_COOKIE_PATH = re.compile(r"^/[\x20-\x3a\x3c-\x7e]*$")
+_COOKIE_DOMAIN = re.compile(r"^\.?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+                            r"(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+# Sticky keys and the modes they apply to; any other mode refuses them.
+STICKY_KEY_MODES = {
+    "cookie": ("insert", "prefix", "learn"),
+    "indirect": ("insert",), "httponly": ("insert",), "secure": ("insert",),
+    "samesite": ("insert",), "domain": ("insert",), "path": ("insert",),
+    "max_idle": ("insert",), "max_life": ("insert",),
+    "nocache": ("insert", "prefix"), "secret_env": ("insert", "prefix"),
+    "learn_ttl": ("learn",), "learn_max_entries": ("learn",),
+}
 
 
 # ------------------------------------------------------------------ the data
@@ -94,13 +109,14 @@ class StickyConfig:
     nocache: bool = True         # insert: mark responses that set it private
     httponly: bool = True
     secure: bool = False
-    samesite: str | None = "Lax"
+    samesite: str = "Lax"
     domain: str | None = None
     path: str = "/"
     max_idle: float | None = None   # insert: a cookie unused this long is expired
     max_life: float | None = None   # insert: a cookie older than this is expired
     secret_env: str | None = None   # insert: env var holding the signing key
     learn_ttl: float = 1800.0       # learn: an entry unused this long is forgotten
+    learn_max_entries: int = 1_000_000   # learn: entries kept per process (LRU beyond)
 
 
 @dataclass(frozen=True)
@@ -156,8 +172,8 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration, not a boolean")
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("must not be negative")
+        if value < 0 or not math.isfinite(value):
+            raise ValueError(f"{value} is not a duration (a finite number of seconds >= 0)")
         return float(value)
     if isinstance(value, str):
         m = _DURATION.match(value)
@@ -238,11 +254,24 @@ class _Reader:
             raise self.fail(f"{key}.{name}", f"{v} is outside {lo}..{hi}")
         return v
 
+    def duration(self, t: dict[str, Any], key: str, name: str, default: float) -> float:
+        v = self.opt_duration(t, key, name)
+        return default if v is None else v
+
+    def opt_duration(self, t: dict[str, Any], key: str, name: str) -> float | None:
+        """A duration key, None when absent; every duration here must be more than 0."""
+        if name not in t:
+            return None
+        v = self.conv(t, key, name, parse_duration, 0.0)
+        if v == 0:
+            raise self.fail(f"{key}.{name}", "must be more than 0")
+        return v
+
     # -- sections
 
     def config(self, data: dict[str, Any]) -> Config:
         top = self.table(data, "", ("global", "frontends", "backends"))
-        g = self.table(top.get("global", {}), "global", ("workers",))
+        g = self.table(top.get("global", {}), "global", _keys(GlobalConfig))
         glob = GlobalConfig(workers=self.positive(g, "global", "workers",
                                                   GlobalConfig().workers, 1, 256))
         backends = {name: self.backend(name, be)
@@ -268,27 +297,29 @@ class _Reader:
                  ) -> FrontendConfig:
         key = f"frontends.{name}"
         self.check_name(key, name)
-        t = self.table(value, key, ("bind", "mode", "backend", "timeouts", "maxconn", "max_head",
-                                    "max_headers", "max_body", "accept_proxy", "xff"))
-        if "bind" not in t:
-            raise self.fail(f"{key}.bind", "missing")
-        if "backend" not in t:
-            raise self.fail(f"{key}.backend", "missing")
+        t = self.table(value, key, _keys(FrontendConfig))
+        for req in ("bind", "backend"):
+            if req not in t:
+                raise self.fail(f"{key}.{req}", "missing")
         backend = self.get(t, key, "backend", str, "")
         if backend not in backends:
             hint = difflib.get_close_matches(backend, list(backends), n=1)
             raise self.fail(f"{key}.backend", f"no backend named {backend!r}"
                             + (f"; did you mean {hint[0]!r}?" if hint else ""))
         mode = self.choice(t, key, "mode", ("http", "tcp"), "http")
-        if mode == "tcp" and backends[backend].sticky is not None:
+        be = backends[backend]
+        if mode == "tcp" and be.sticky is not None:
             raise self.fail(f"{key}.mode", f"tcp frontends cannot use backend {backend!r}, "
                             "which has HTTP sticky sessions")
+        if mode == "tcp" and be.hash_key is not None and be.hash_key[0] != "source":
+            raise self.fail(f"{key}.mode", f"tcp frontends cannot use backend {backend!r}: "
+                            f"its hash_key {be.hash_key[0]!r} needs HTTP (use source)")
         tk = f"{key}.timeouts"
-        tt = self.table(t.get("timeouts", {}), tk, ("client_head", "client_idle"))
+        tt = self.table(t.get("timeouts", {}), tk, _keys(FrontendTimeouts))
         d = FrontendTimeouts()
         timeouts = FrontendTimeouts(
-            client_head=self.conv(tt, tk, "client_head", parse_duration, d.client_head),
-            client_idle=self.conv(tt, tk, "client_idle", parse_duration, d.client_idle))
+            client_head=self.duration(tt, tk, "client_head", d.client_head),
+            client_idle=self.duration(tt, tk, "client_idle", d.client_idle))
         proxies = self.get(t, key, "accept_proxy", list, [])
         nets = []
         for i, net in enumerate(proxies):
@@ -310,8 +341,7 @@ class _Reader:
     def backend(self, name: str, value: Any) -> BackendConfig:
         key = f"backends.{name}"
         self.check_name(key, name)
-        t = self.table(value, key, ("balance", "hash_key", "bound", "timeouts", "retries",
-                                    "maxqueue", "pool", "sticky", "servers", "seed"))
+        t = self.table(value, key, _keys(BackendConfig))
         balance = self.choice(t, key, "balance", BALANCE, "roundrobin")
         hash_key = self.conv(t, key, "hash_key", parse_hash_key, None)
         if balance in HASHED and hash_key is None:
@@ -329,23 +359,22 @@ class _Reader:
                 raise self.fail(f"{key}.bound", f"{bound} is outside (1, 101]: c = 1 + eps, "
                                 "e.g. 1.25")
         tk = f"{key}.timeouts"
-        tt = self.table(t.get("timeouts", {}), tk, ("connect", "server", "tunnel", "queue"))
+        tt = self.table(t.get("timeouts", {}), tk, _keys(BackendTimeouts))
         d = BackendTimeouts()
         timeouts = BackendTimeouts(
-            connect=self.conv(tt, tk, "connect", parse_duration, d.connect),
-            server=self.conv(tt, tk, "server", parse_duration, d.server),
-            tunnel=self.conv(tt, tk, "tunnel", parse_duration, d.tunnel),
-            queue=self.conv(tt, tk, "queue", parse_duration, d.queue))
+            connect=self.duration(tt, tk, "connect", d.connect),
+            server=self.duration(tt, tk, "server", d.server),
+            tunnel=self.duration(tt, tk, "tunnel", d.tunnel),
+            queue=self.duration(tt, tk, "queue", d.queue))
         pk = f"{key}.pool"
-        pt = self.table(t.get("pool", {}), pk, ("max_idle", "idle_timeout"))
+        pt = self.table(t.get("pool", {}), pk, _keys(PoolConfig))
         pd = PoolConfig()
         pool = PoolConfig(max_idle=self.positive(pt, pk, "max_idle", pd.max_idle, 0, 100000),
-                          idle_timeout=self.conv(pt, pk, "idle_timeout", parse_duration,
-                                                 pd.idle_timeout))
+                          idle_timeout=self.duration(pt, pk, "idle_timeout", pd.idle_timeout))
         servers = self.servers(key, t)
         sticky = None
         if "sticky" in t:
-            sticky = self.sticky(f"{key}.sticky", t["sticky"], balance)
+            sticky = self.sticky(f"{key}.sticky", t["sticky"], balance, hash_key)
         return BackendConfig(
             name=name, servers=servers, balance=balance, hash_key=hash_key, bound=bound,
             timeouts=timeouts, retries=self.positive(t, key, "retries", 2, 0, 16),
@@ -360,8 +389,7 @@ class _Reader:
         seen: dict[str, int] = {}
         for i, value in enumerate(raw):
             sk = f"{key}.servers[{i}]"
-            s = self.table(value, sk, ("name", "address", "weight", "maxconn", "backup",
-                                       "send_proxy"))
+            s = self.table(value, sk, _keys(ServerConfig))
             for req in ("name", "address"):
                 if req not in s:
                     raise self.fail(f"{sk}.{req}", "missing")
@@ -381,43 +409,68 @@ class _Reader:
                 backup=self.get(s, sk, "backup", bool, False), send_proxy=proxy))
         return tuple(out)
 
-    def sticky(self, key: str, value: Any, balance: str) -> StickyConfig:
-        t = self.table(value, key, ("mode", "cookie", "indirect", "nocache", "httponly",
-                                    "secure", "samesite", "domain", "path", "max_idle",
-                                    "max_life", "secret_env", "learn_ttl"))
+    def sticky(self, key: str, value: Any, balance: str,
+               hash_key: tuple[str, str] | None) -> StickyConfig:
+        t = self.table(value, key, _keys(StickyConfig))
         if "mode" not in t:
             raise self.fail(f"{key}.mode", f"missing; one of {', '.join(STICKY_MODES)}")
         mode = self.choice(t, key, "mode", STICKY_MODES, "insert")
+        for k in t:
+            modes = STICKY_KEY_MODES.get(k)
+            if modes is not None and mode not in modes:
+                raise self.fail(f"{key}.{k}", f"does not apply to mode {mode!r} "
+                                f"(only to {' and '.join(modes)})")
         if mode == "hash" and balance not in HASHED:
             raise self.fail(f"{key}.mode", "hash stickiness needs balance ring or maglev "
                             "with a hash_key")
         d = StickyConfig(mode)
         cookie = self.get(t, key, "cookie", str, d.cookie if mode == "insert" else "")
-        if mode in ("insert", "prefix", "learn") and not _TOKEN.match(cookie):
+        if mode != "hash" and not _TOKEN.match(cookie):
             raise self.fail(f"{key}.cookie", f"{cookie!r} is not a cookie name (an RFC 9110 "
-                            "token)" if cookie else f"mode {mode!r} needs a cookie name")
-        samesite = t.get("samesite", d.samesite)
-        if samesite is not None and samesite not in SAMESITE:
+                            "token)" if cookie else f"mode {mode!r} needs the name of the "
+                            "application's session cookie")
+        if mode == "insert" and hash_key == ("cookie", cookie):
+            raise self.fail(f"{key}.cookie", f"{cookie!r} is also the backend's hash_key; the "
+                            "balancer's own cookie cannot be the key it balances on")
+        samesite = self.get(t, key, "samesite", str, d.samesite)
+        canon = {v.lower(): v for v in SAMESITE}.get(samesite.lower())
+        if canon is None:
             raise self.fail(f"{key}.samesite", f"{samesite!r} is not one of "
                             f"{', '.join(SAMESITE)}")
         secure = self.get(t, key, "secure", bool, d.secure)
-        if samesite == "None" and not secure:
+        if canon == "None" and not secure:
             raise self.fail(f"{key}.samesite", "SameSite=None needs secure = true "
                             "(browsers drop the cookie otherwise)")
         secret_env = self.get(t, key, "secret_env", str, "") or None
         if mode == "insert" and secret_env is None:
             raise self.fail(f"{key}.secret_env", "insert mode signs its cookie: name the "
                             "environment variable that holds the secret")
-        max_idle = self.conv(t, key, "max_idle", parse_duration, None)
-        max_life = self.conv(t, key, "max_life", parse_duration, None)
+        if secret_env is not None and not _ENV_NAME.match(secret_env):
+            raise self.fail(f"{key}.secret_env", f"{secret_env!r} is not an environment "
+                            "variable name")
+        path = self.get(t, key, "path", str, d.path)
+        if not _COOKIE_PATH.match(path):
+            raise self.fail(f"{key}.path", f"{path!r} is not a cookie path (starts with /, "
+                            "printable ASCII, no ;)")
+        domain = self.get(t, key, "domain", str, "") or None
+        if domain is not None and (len(domain) > 253 or not _COOKIE_DOMAIN.match(domain)):
+            raise self.fail(f"{key}.domain", f"{domain!r} is not a host name")
         return StickyConfig(
             mode=mode, cookie=cookie, indirect=self.get(t, key, "indirect", bool, d.indirect),
             nocache=self.get(t, key, "nocache", bool, d.nocache),
             httponly=self.get(t, key, "httponly", bool, d.httponly), secure=secure,
-            samesite=samesite, domain=self.get(t, key, "domain", str, "") or None,
-            path=self.get(t, key, "path", str, d.path), max_idle=max_idle, max_life=max_life,
-            secret_env=secret_env,
-            learn_ttl=self.conv(t, key, "learn_ttl", parse_duration, d.learn_ttl))
+            samesite=canon, domain=domain, path=path,
+            max_idle=self.opt_duration(t, key, "max_idle"),
+            max_life=self.opt_duration(t, key, "max_life"), secret_env=secret_env,
+            learn_ttl=self.duration(t, key, "learn_ttl", d.learn_ttl),
+            learn_max_entries=self.positive(t, key, "learn_max_entries", d.learn_max_entries,
+                                            1, 1 << 30))
+
+
+def _keys(cls: type) -> tuple[str, ...]:
+    """The TOML keys of a section: its dataclass fields, but the table's own name."""
+    named = cls in (FrontendConfig, BackendConfig)    # [frontends.NAME], [backends.NAME]
+    return tuple(f.name for f in fields(cls) if not (named and f.name == "name"))
 
 
 def parse_hash_key(value: Any) -> tuple[str, str]:

@@ -53,19 +53,23 @@ cannot be forged or re-dated without the secret.  Verified values are cached
 (a bounded dict) so a returning client costs one dict lookup, not an HMAC.
 docs/sessions.md has the full story.
 
-Limits: learn mode's table is per process with the embedded store (workers
-do not share it until the shared store lands); prefix ids are not signed,
-so an unknown id counts as INVALID even when its server was removed.
+Learn mode's table: ``make_store`` (in the master, before forking) gives a
+SharedStore all workers of one balancer see; without it each process keeps
+its own EmbeddedStore.  Limits: several balancer machines need the later
+Redis store; prefix ids are not signed, so an unknown id counts as INVALID
+even when its server was removed.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import calendar
 import enum
 import hashlib
 import hmac
 import math
+import re
 import struct
 from dataclasses import dataclass
 from types import ModuleType
@@ -73,13 +77,13 @@ from typing import Any, Mapping, NamedTuple
 
 from .config import BackendConfig, Config, StickyConfig
 from .errors import ConfigError
-from .sessions import EmbeddedStore, SessionStore
+from .sessions import EmbeddedStore, SessionStore, SharedStore
 from .types import BackendState, KeyKind
 
 __all__ = [
     "Outcome", "Choice", "ResponseEdit", "NO_EDIT", "Persistence", "InsertPersistence",
     "PrefixPersistence", "HashPersistence", "LearnPersistence", "make_persistence",
-    "final_outcome", "load_secret", "server_id", "SECRET_MIN",
+    "final_outcome", "load_secret", "make_store", "server_id", "SECRET_MIN",
 ]
 
 SECRET_MIN = 16            # bytes: a shorter signing key is refused
@@ -224,7 +228,10 @@ class Persistence:
     router_kwargs: every Router argument persistence and balancing decide;
     rewriter_kwargs: RequestRewriter arguments (strip_cookie / app_cookie);
     response_cookie_name: the cookie ResponseScanner reports (b"" when none);
-    response_rewriter_kwargs: ResponseRewriter arguments (app_cookie).
+    response_rewriter_kwargs: ResponseRewriter arguments (app_cookie);
+    store: learn mode's table, else None.  A reload builds a new Persistence
+        for the new table; pass it ``store=old.store`` so learned sessions
+        survive (entries name servers, not positions).
     """
 
     mode = "none"
@@ -239,6 +246,7 @@ class Persistence:
         self.response_cookie_name = b""
         self.response_rewriter_kwargs: dict[str, Any] = {}
         self.counts = [0] * len(Outcome)     # requests per Outcome, by value
+        self.store: SessionStore | None = None   # learn mode's table
         # Choice(server, outcome) made once: _plain[outcome][server], and
         # server -1 (nothing can serve) is the last item.
         n = len(table)
@@ -336,11 +344,13 @@ class InsertPersistence(Persistence):
         self.nocache = st.nocache
         self.max_idle = st.max_idle
         self.max_life = st.max_life
+        self.life = math.inf if st.max_life is None else st.max_life    # for deadlines
+        self.idle = math.inf if st.max_idle is None else st.max_idle
         self.refresh = max(1.0, min(st.max_idle / 4, REFRESH_CAP)) if st.max_idle else 0.0
         self.builder = core.SetCookieBuilder(
             name, path=st.path.encode(), domain=st.domain.encode() if st.domain else None,
             httponly=st.httponly, secure=st.secure,
-            samesite=st.samesite.encode() if st.samesite else None)
+            samesite=st.samesite.encode())
         self.key = _derive(secret, backend.name)
         self.mac = _Mac(self.key)
         ids = _server_ids(backend, table, self.mac)
@@ -349,9 +359,9 @@ class InsertPersistence(Persistence):
         # Verified values: value -> (server or -1 when its server is gone,
         # deadline (max_idle / max_life), earliest acceptable now (future
         # dates), the VALID Choice to return).  Only genuine values enter.
-        self.cache: dict[bytes, tuple[int, float, float, Choice]] = {}
+        self.cache: dict[bytes, tuple[int, float, int, Choice]] = {}
 
-    def verify(self, value: bytes) -> tuple[int, float, float, Choice] | None:
+    def verify(self, value: bytes) -> tuple[int, float, int, Choice] | None:
         """The cache entry of a genuine value, or None (forged, malformed)."""
         e = self.cache.get(value)
         if e is not None:
@@ -377,14 +387,11 @@ class InsertPersistence(Persistence):
         return value
 
     def _remember(self, value: bytes, server: int, first: int,
-                  last: int) -> tuple[int, float, float, Choice]:
-        deadline = math.inf
-        if self.max_life is not None:
-            deadline = first + self.max_life
-        if self.max_idle is not None:
-            deadline = min(deadline, last + self.max_idle)
-        valid = _new(Choice, (server, VALID, server, first, last, None))
-        e = (server, deadline, float(last - FUTURE_SKEW), valid)
+                  last: int) -> tuple[int, float, int, Choice]:
+        life, idle = self.life, self.idle
+        deadline = first + life if first + life < last + idle else last + idle
+        e = (server, deadline, last - FUTURE_SKEW,
+             _new(Choice, (server, VALID, server, first, last, None)))
         if len(self.cache) >= CACHE_MAX:
             self.cache.clear()    # O(1) amortised; returning clients re-verify once
         self.cache[value] = e
@@ -476,8 +483,15 @@ class LearnPersistence(Persistence):
         st = self._sticky()
         self.response_cookie_name = self.affinity_cookie
         self.store = store
+        self.sessions = store        # the same, typed as never None
         self.ttl = st.learn_ttl
         self.ns = backend.name.encode() + b"\x00"    # one store may serve many backends
+        # An entry's TTL is renewed at most once per ``refresh`` (like the
+        # insert cookie's last-seen date), so a busy session costs the store
+        # one write per refresh, not one per request; ``touched`` remembers
+        # when (bounded like the insert cache).
+        self.refresh = max(1.0, min(self.ttl / 4, REFRESH_CAP))
+        self.touched: dict[bytes, float] = {}
 
     def store_key(self, session_id: bytes) -> bytes:
         """The store key of a session id (long ids by digest, so memory stays bounded)."""
@@ -490,15 +504,18 @@ class LearnPersistence(Persistence):
         if not value:
             return self._pick(router, now, NONE)
         key = self.store_key(value)
-        name = self.store.get(key, now)
+        name = self.sessions.get(key, now)
         if name is None:
             return self._pick(router, now, EXPIRED, key=key)
         i = self.table.find(name)
         if i < 0:
             return self._pick(router, now, REPINNED, key=key)
         c = self._pinned(router, i, now, key=key)
-        if c.outcome == Outcome.VALID:
-            self.store.touch(key, self.ttl, now)
+        if c.outcome == VALID and now - self.touched.get(key, -math.inf) >= self.refresh:
+            self.sessions.touch(key, self.ttl, now)
+            if len(self.touched) >= CACHE_MAX:
+                self.touched.clear()
+            self.touched[key] = now
         return c
 
     def response(self, choice: Choice, resp: Any, now: float,
@@ -507,16 +524,100 @@ class LearnPersistence(Persistence):
         if s < 0:
             return NO_EDIT
         learned = resp.set_cookie()
-        if learned:
-            self.store.set(self.store_key(learned), self.table.name(s), self.ttl, now)
-        elif learned is not None and choice.key is not None:
-            self.store.delete(choice.key)       # the app cleared its session cookie
-        elif choice.key is not None and (choice.outcome in (Outcome.REPINNED, Outcome.SPILLED)
-                                         or (choice.outcome == Outcome.VALID
-                                             and s != choice.pinned)):
+        if learned is not None and _removes_cookie(resp, self.affinity_cookie, now):
+            # the app ends the session: an empty value, Max-Age <= 0 or a past Expires
+            if learned:
+                self.sessions.delete(self.store_key(learned))
+            if choice.key is not None:
+                self.sessions.delete(choice.key)
+        elif learned:
+            self.sessions.set(self.store_key(learned), self.table.name(s), self.ttl, now)
+        elif choice.key is not None and (choice.outcome == REPINNED or choice.outcome == SPILLED
+                                         or (choice.outcome == VALID and s != choice.pinned)):
             # a known session moved: re-issue its entry so it stays on the new server
-            self.store.set(choice.key, self.table.name(s), self.ttl, now)
+            self.sessions.set(choice.key, self.table.name(s), self.ttl, now)
         return NO_EDIT
+
+
+_MONTHS = {m: i for i, m in enumerate(
+    (b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov",
+     b"dec"), 1)}
+_DATE_DELIM = re.compile(rb"[\x09\x20-\x2f\x3b-\x40\x5b-\x60\x7b-\x7e]+")
+_LEAD_DIGITS = re.compile(rb"^(\d+)(?:\D|$)")
+_TIME = re.compile(rb"^(\d{1,2}):(\d{1,2}):(\d{1,2})(?:\D|$)")
+
+
+def _lead_int(tok: bytes, lo: int, hi: int) -> int | None:
+    """The number opening ``tok`` if it has lo..hi digits and a non-digit (or nothing) after."""
+    m = _LEAD_DIGITS.match(tok)
+    return int(m.group(1)) if m and lo <= len(m.group(1)) <= hi else None
+
+
+def cookie_date(value: bytes) -> float | None:
+    """Unix seconds of a Set-Cookie Expires date, or None when it is not one.
+
+    RFC 6265 5.1.1: tokens between delimiters are tried as time, day of
+    month, month, year, in that order, each found once; so the RFC 1123
+    form, the dashed "01-Jan-1970" form and two-digit years all parse."""
+    hms: tuple[int, int, int] | None = None
+    day = month = year = None
+    for tok in _DATE_DELIM.split(value):
+        if not tok:
+            continue
+        m = _TIME.match(tok)
+        if hms is None and m:
+            hms = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        elif day is None and (d := _lead_int(tok, 1, 2)) is not None:
+            day = d
+        elif month is None and tok[:3].lower() in _MONTHS:
+            month = _MONTHS[tok[:3].lower()]
+        elif year is None and (y := _lead_int(tok, 2, 4)) is not None:
+            year = y + (1900 if 70 <= y <= 99 else 2000 if y <= 69 else 0)
+    if hms is None or day is None or month is None or year is None:
+        return None
+    if not (1 <= day <= 31 and year >= 1601 and hms[0] <= 23 and hms[1] <= 59
+            and hms[2] <= 59):
+        return None
+    return float(calendar.timegm((year, month, day) + hms))
+
+
+def _removes_cookie(resp: Any, name: bytes, now: float) -> bool:
+    """Does the response's Set-Cookie for ``name`` delete it (RFC 6265 5.3 steps 3-4)?"""
+    for hname, value, _kind, _flags in resp.headers():
+        if hname.lower() != b"set-cookie":
+            continue
+        pair, _, attrs = value.partition(b";")
+        cname, eq, cvalue = pair.partition(b"=")
+        if not eq or cname.strip() != name:
+            continue
+        if not cvalue.strip().strip(b'"'):
+            return True
+        expires = None
+        for attr in attrs.split(b";"):
+            k, _, v = attr.partition(b"=")
+            k = k.strip().lower()
+            if k == b"max-age":            # wins over Expires (RFC 6265 5.3 step 3)
+                v = v.strip()
+                if v[:1] == b"-" or v.isdigit():
+                    return v[:1] == b"-" or int(v) == 0
+            elif k == b"expires":
+                expires = cookie_date(v.strip())
+        return expires is not None and expires <= now
+    return False
+
+
+def make_store(backend: BackendConfig) -> SessionStore | None:
+    """The learn-mode table of ``backend`` for a balancer with worker processes.
+
+    Call it in the master *before* forking the workers and pass the result
+    to every worker's ``make_persistence(..., store=...)``: a SharedStore in
+    memory inherited by the workers, so a session learned by one worker
+    routes on all of them.  None when the backend does not learn.
+    """
+    st = backend.sticky
+    if st is None or st.mode != "learn":
+        return None
+    return SharedStore(st.learn_max_entries)
 
 
 def make_persistence(backend: BackendConfig, table: Any, picker: Any, secret: bytes | None,
@@ -526,7 +627,7 @@ def make_persistence(backend: BackendConfig, table: Any, picker: Any, secret: by
 
     secret: the signing key (``load_secret``), needed by insert mode and
     used by prefix mode to make its ids opaque; store: learn mode's table
-    (a new EmbeddedStore when None); core: the core module whose
+    (a new EmbeddedStore of ``learn_max_entries`` when None); core: the core module whose
     SetCookieBuilder builds insert-mode lines (fastlb._core by default).
     Raises ValueError for a secret shorter than SECRET_MIN or two server
     names with the same id.
@@ -546,6 +647,6 @@ def make_persistence(backend: BackendConfig, table: Any, picker: Any, secret: by
     if st.mode == "hash":
         return HashPersistence(backend, table, picker)
     if st.mode == "learn":
-        return LearnPersistence(backend, table, picker,
-                                store if store is not None else EmbeddedStore())
+        return LearnPersistence(backend, table, picker, store if store is not None
+                                else EmbeddedStore(st.learn_max_entries))
     raise ValueError(f"backend {backend.name}: unknown sticky mode {st.mode!r}")

@@ -13,12 +13,16 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import CORES
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastlb import sticky
 from fastlb.config import Address, BackendConfig, Config, GlobalConfig, ServerConfig, StickyConfig
 from fastlb.errors import ConfigError
-from fastlb.sessions import EmbeddedStore
+from fastlb.sessions import EmbeddedStore, SessionStore, SharedStore
 from fastlb.sticky import NO_EDIT, Outcome
+from fastlb.types import BackendState
 
 SECRET = b"test-secret-0123456789"
 T0 = 1_800_000_000.0        # wall-clock seconds
@@ -37,7 +41,7 @@ class Lb:
                  names: tuple[str, ...] = ("s1", "s2", "s3"), balance: str = "roundrobin",
                  hash_key: tuple[str, str] | None = None, bound: float | None = None,
                  maxconn: int = 0, backups: tuple[str, ...] = (), secret: bytes | None = SECRET,
-                 store: EmbeddedStore | None = None, backend: str = "app") -> None:
+                 store: SessionStore | None = None, backend: str = "app") -> None:
         self.core = core
         servers = tuple(ServerConfig(n, Address("127.0.0.1", 9000 + i), maxconn=maxconn,
                                      backup=n in backups) for i, n in enumerate(names))
@@ -598,3 +602,187 @@ def test_servers_with_one_id_are_refused(core: ModuleType, mode: str,
     st = insert_cfg() if mode == "insert" else prefix_cfg()
     with pytest.raises(ValueError, match="'s2' and b?'s1' have the same cookie id"):
         Lb(core, st)
+
+
+@pytest.mark.parametrize("attrs", [
+    b"; Max-Age=0", b"; max-age=-1; Path=/", b"; Expires=Thu, 01 Jan 1970 00:00:01 GMT",
+    b"; expires=Thu, 01-Jan-1970 00:00:01 GMT; Max-Age=x",
+    b"; Expires=Wed, 09 Jun 21 10:18:14 GMT",
+])
+def test_learn_expired_set_cookie_forgets_the_session(core: ModuleType, attrs: bytes) -> None:
+    store = EmbeddedStore()
+    lb = Lb(core, learn_cfg(), store=store)
+    c = lb.request(T0)
+    lb.response(c, T0, set_cookie=b"PHPSESSID=abc")
+    c2 = lb.request(T0, b"PHPSESSID=abc")
+    lb.response(c2, T0, set_cookie=b"PHPSESSID=deleted" + attrs)   # PHP's session_destroy
+    assert len(store) == 0
+    assert lb.request(T0, b"PHPSESSID=abc").outcome == Outcome.EXPIRED
+
+
+@pytest.mark.parametrize("attrs", [
+    b"", b"; Max-Age=60", b"; Expires=Fri, 01 Jan 2100 00:00:00 GMT",
+    b"; Expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=60",     # Max-Age wins
+    b"; Expires=not a date",
+])
+def test_learn_live_set_cookie_is_learned(core: ModuleType, attrs: bytes) -> None:
+    lb = Lb(core, learn_cfg())
+    c = lb.request(T0)
+    lb.response(c, T0, set_cookie=b"PHPSESSID=abc" + attrs)
+    assert lb.request(T0, b"PHPSESSID=abc").outcome == Outcome.VALID
+
+
+@pytest.mark.parametrize("text,seconds", [
+    (b"Thu, 01 Jan 1970 00:00:01 GMT", 1.0),
+    (b"Thu, 01-Jan-1970 00:00:01 GMT", 1.0),
+    (b"Sun, 06 Nov 1994 08:49:37 GMT", 784111777.0),
+    (b"Sunday, 06-Nov-94 08:49:37 GMT", 784111777.0),
+    (b"Sun Nov  6 08:49:37 1994", 784111777.0),
+    (b"Wed, 09 Jun 21 10:18:14 GMT", 1623233894.0),
+    (b"Thu, 32 Jan 1970 00:00:01 GMT", None),
+    (b"Thu, 01 Jan 1970 24:00:01 GMT", None),
+    (b"01 Jan 1600 00:00:00", None),
+    (b"tomorrow", None),
+    (b"", None),
+])
+def test_cookie_date(text: bytes, seconds: float | None) -> None:
+    assert sticky.cookie_date(text) == seconds
+
+
+def test_learned_sessions_survive_a_reload_through_the_store(core: ModuleType) -> None:
+    old = Lb(core, learn_cfg(), names=("s1", "s2"))
+    c = old.request(T0)
+    old.response(c, T0, set_cookie=b"PHPSESSID=abc")
+    name = old.table.name(c.server)
+    assert old.p.store is not None
+    new = Lb(core, learn_cfg(), names=("s0", "s1", "s2"), store=old.p.store)
+    c2 = new.request(T0, b"PHPSESSID=abc")
+    assert (new.table.name(c2.server), c2.outcome) == (name, Outcome.VALID)
+    assert Lb(core, insert_cfg()).p.store is None
+
+
+# ------------------------------------------------- properties (both cores)
+
+SERVER_NAMES = ("s1", "s2", "s3", "s4")
+_returning = st.tuples(st.just("return"), st.integers(0, 7))
+session_op = st.one_of(          # returning clients weigh most: they exercise the outcomes
+    st.tuples(st.just("state"), st.integers(0, 3), st.sampled_from([0, 0, 1, 2, 3])),
+    st.tuples(st.just("take"), st.integers(0, 3)),
+    st.tuples(st.just("drop"), st.integers(0, 3)),
+    st.tuples(st.just("tick"), st.integers(0, 120)),
+    st.tuples(st.just("new")),
+    _returning, _returning, _returning,
+    st.tuples(st.just("forge"), st.integers(0, 7), st.integers(0, sticky.VALUE_LEN - 1)),
+)
+
+
+def replay_insert(core: ModuleType, ops: list[tuple[Any, ...]]) -> list[tuple[int, Outcome]]:
+    """Run ``ops`` against insert mode, checking each decision against a model."""
+    lb = Lb(core, insert_cfg(max_idle=100.0, max_life=300.0), names=SERVER_NAMES, maxconn=1,
+            backups=("s4",))
+    up, down, drain, maint = (int(s) for s in BackendState)
+    now = T0
+    clients: list[tuple[bytes, int, float, float]] = []   # cookie, server, first, last
+    out: list[tuple[int, Outcome]] = []
+    for op in ops:
+        if op[0] == "state":
+            lb.picker.set_state(op[1], op[2])
+        elif op[0] == "take":
+            lb.picker.take_conn(op[1])
+        elif op[0] == "drop":
+            lb.picker.drop_conn(op[1])
+        elif op[0] == "tick":
+            now += op[1]
+        elif op[0] == "new" or not clients:
+            c = lb.request(now)
+            assert c.outcome == Outcome.NONE
+            out.append((c.server, c.outcome))
+            if c.server >= 0:
+                assert lb.picker.can_take(c.server, False)
+                clients.append((cookie_value(lb.response(c, now)), c.server, now, now))
+        else:
+            k = op[1] % len(clients)
+            value, pinned, first, last = clients[k]
+            if op[0] == "forge":
+                forged = tamper(value, op[2])
+                c = lb.request(now, b"SRVID=" + forged)
+                assert c.outcome == Outcome.INVALID
+                out.append((c.server, c.outcome))
+                continue
+            c = lb.request(now, b"SRVID=" + value)
+            out.append((c.server, c.outcome))
+            state = lb.table.state(pinned)
+            if now - first > 300 or now - last > 100:
+                assert c.outcome == Outcome.EXPIRED
+            elif state in (down, maint):
+                assert c.outcome == Outcome.REPINNED and c.server != pinned
+            elif lb.picker.can_take(pinned, True):
+                assert (c.server, c.outcome) == (pinned, Outcome.VALID)
+            else:
+                assert state in (up, drain) and c.outcome == Outcome.SPILLED
+            if c.server >= 0 and c.outcome != Outcome.VALID:
+                assert lb.table.state(c.server) == up
+            edit = lb.response(c, now)
+            if edit.set_cookie_line is not None:
+                new_first = first if c.outcome == Outcome.VALID else now
+                clients[k] = (cookie_value(edit), c.server, new_first, now)
+            else:
+                assert c.outcome == Outcome.VALID or c.server < 0
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(session_op, max_size=60))
+def test_insert_decisions_follow_the_model_on_both_cores(ops: list[tuple[Any, ...]]) -> None:
+    results = [replay_insert(core, ops) for core in CORES]
+    assert results[0] == results[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=0, max_size=60))
+def test_insert_random_values_are_never_trusted(value: bytes) -> None:
+    import fastlb._core
+    lb = Lb(fastlb._core, insert_cfg())
+    p = lb.p
+    assert isinstance(p, sticky.InsertPersistence)
+    assert p.verify(base64.urlsafe_b64encode(value)) is None
+    assert p.verify(value) is None
+
+
+def test_learn_workers_sharing_a_store_agree(core: ModuleType) -> None:
+    be = BackendConfig("app", (ServerConfig("s1", Address("127.0.0.1", 1)),),
+                       sticky=learn_cfg())
+    store = sticky.make_store(be)
+    assert isinstance(store, SharedStore)
+    assert sticky.make_store(BackendConfig("app", be.servers, sticky=insert_cfg())) is None
+    one = Lb(core, learn_cfg(), store=store)      # two workers: two tables, pickers,
+    two = Lb(core, learn_cfg(), store=store)      # persistences; one shared store
+    for k in range(6):
+        c = one.request(T0)
+        one.response(c, T0, set_cookie=b"PHPSESSID=w%d" % k)
+        c2 = two.request(T0 + 1, b"PHPSESSID=w%d" % k)
+        assert (c2.server, c2.outcome) == (c.server, Outcome.VALID)
+
+
+class CountingStore(EmbeddedStore):
+    """The embedded store, counting the writes a busy session causes."""
+
+    touches = 0
+
+    def touch(self, key: bytes, ttl: float, now: float) -> None:
+        self.touches += 1
+        super().touch(key, ttl, now)
+
+
+def test_learn_renews_a_busy_session_once_per_refresh(core: ModuleType) -> None:
+    store = CountingStore()
+    lb = Lb(core, learn_cfg(), store=store)          # ttl 600 s: refresh 60 s
+    p = lb.p
+    assert isinstance(p, sticky.LearnPersistence) and p.refresh == 60.0
+    c = lb.request(T0)
+    lb.response(c, T0, set_cookie=b"PHPSESSID=busy")
+    for k in range(1, 1201):                         # a request a second for 20 minutes
+        c2 = lb.request(T0 + k, b"PHPSESSID=busy")
+        assert (c2.server, c2.outcome) == (c.server, Outcome.VALID)
+    assert store.touches == 20
+    assert lb.request(T0 + 1200 + 539, b"PHPSESSID=busy").outcome == Outcome.VALID
