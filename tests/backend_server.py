@@ -402,7 +402,8 @@ class ProxyRunner:
     def __init__(self, ports: list[int], fe: dict | None = None,   # type: ignore[type-arg]
                  be: dict | None = None, fe_timeouts: dict | None = None,   # type: ignore
                  be_timeouts: dict | None = None, servers: dict | None = None,   # type: ignore
-                 pool: dict | None = None, secret: bytes | None = None) -> None:   # type: ignore
+                 pool: dict | None = None, secret: bytes | None = None,   # type: ignore
+                 store: object = None) -> None:
         import uvloop
 
         from fastlb import config as c
@@ -418,7 +419,7 @@ class ProxyRunner:
                                        backend="app",
                                        timeouts=c.FrontendTimeouts(**(fe_timeouts or {})),
                                        **(fe or {}))
-        self.backend = BackendRuntime(self.be_cfg, secret)
+        self.backend = BackendRuntime(self.be_cfg, secret, store)   # type: ignore[arg-type]
         self.factory = make_protocol_factory(self.fe_cfg, {"app": self.backend})
         self.loop = uvloop.new_event_loop()
         # Anything that escapes a protocol callback into the loop, or that the
