@@ -612,3 +612,19 @@ def test_client_that_stops_reading_is_closed_after_client_idle(proxy_for, backen
     assert p.run(lambda: len(p.factory.active)) == 0
     assert p.run(lambda: p.backend.table.conns(0)) == 0
     c.close()
+
+
+def test_drain_closes_idle_connections_and_finishes_in_flight_ones(proxy_for, backends) -> None:
+    p = proxy_for(one(backends))
+    idle = p.client()
+    assert idle.get("/warm").status == 200
+    busy = p.client()
+    busy.send(b"GET /slow?d=0.3 HTTP/1.1\r\nHost: a\r\n\r\n")
+    time.sleep(0.1)
+    p.run(p.factory.drain)
+    assert idle.closed(2.0)                       # idle keep-alive: closed at once
+    r = busy.read_response()                      # in flight: answered, then closed
+    assert r.status == 200 and r.json()["target"] == "/slow?d=0.3"
+    assert r.header("connection") == "close"
+    assert busy.closed(2.0)
+    assert p.run(lambda: p.factory.connections) == 0

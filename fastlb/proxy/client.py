@@ -52,16 +52,20 @@ C_CLOSED = 5
 
 
 class Parkable(Protocol):
-    """A connection the factory can hold over maxconn and let in later."""
+    """A connection the factory can hold over maxconn, let in later, drain and abort."""
 
     def unpark(self) -> None: ...
+    def drain(self) -> None: ...
+    def abort(self) -> None: ...
 
 
 class HttpFactory:
     """Makes a ClientProtocol per accepted connection; enforces the frontend's maxconn.
 
     Connections over maxconn are accepted but parked (not read) until a slot
-    frees, as connections wait in a listener's backlog.
+    frees, as connections wait in a listener's backlog.  For a graceful stop
+    or reload, close the listener, call ``drain()`` and wait until
+    ``connections`` is 0 (``abort_all()`` after a grace period).
     """
 
     def __init__(self, fe: FrontendConfig, be: BackendRuntime) -> None:
@@ -69,6 +73,24 @@ class HttpFactory:
         self.be = be
         self.active: set[Parkable] = set()
         self.parked: deque[Parkable] = deque()
+        self.draining = False
+
+    @property
+    def connections(self) -> int:
+        """Client connections open (served or parked)."""
+        return len(self.active) + len(self.parked)
+
+    def drain(self) -> None:
+        """Finish what is in flight, then close: idle keep-alive connections close
+        now, the others after their current response (which says Connection: close)."""
+        self.draining = True
+        for c in list(self.active) + list(self.parked):
+            c.drain()
+
+    def abort_all(self) -> None:
+        """Close every client connection now (the end of a drain's grace period)."""
+        for c in list(self.active) + list(self.parked):
+            c.abort()
 
     def __call__(self) -> asyncio.Protocol:
         return ClientProtocol(self)
@@ -121,6 +143,8 @@ class ClientProtocol(asyncio.Protocol):
         self.buf = bytearray()          # bytes of the next (pipelined) request
         self.head_started = False       # a byte of the current head has arrived
         self.eof = False                # the client half-closed
+        self.partial = False            # some bytes of a head arrived
+        self.draining = factory.draining  # close after the current response
         self.writing_paused = False     # our write buffer toward the client is full
         self.requests = 0
         # Per-request state
@@ -191,6 +215,28 @@ class ClientProtocol(asyncio.Protocol):
         except Exception:
             log.exception("client %s: unexpected error", self.peer)
             self._fail(500, "internal error")
+
+    def drain(self) -> None:
+        """The balancer is stopping: close when nothing is in flight."""
+        try:
+            # Only a keep-alive connection idle between requests closes now (its
+            # client may retry, RFC 9112 9.3.1); a fresh or parked one is served
+            # once, since its request may already be on the way.
+            self.draining = True
+            if (self.state == C_HEAD and self.requests and not self.partial
+                    and not self.buf and not self.gate.reasons & PARKED):
+                self._close()
+        except Exception:
+            log.exception("client %s: unexpected error while draining", self.peer)
+
+    def abort(self) -> None:
+        try:
+            self._drop_server()
+            self._close()
+            if self.transport is not None:
+                self.transport.abort()
+        except Exception:
+            log.exception("client %s: unexpected error on abort", self.peer)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -280,7 +326,8 @@ class ClientProtocol(asyncio.Protocol):
         self.status = s.status_code
         self.resp_started = True
         kind = s.body_kind
-        self.close_after = (not self.keep_alive or self.eof or not self.req_done
+        self.close_after = (not self.keep_alive or self.eof or self.draining
+                            or not self.req_done
                             or kind == BodyKind.BODY_UNTIL_CLOSE
                             or (self.http10 and kind == BodyKind.BODY_CHUNKED))
         conn = b"close" if self.close_after else (b"keep-alive" if self.http10 else None)
@@ -362,7 +409,9 @@ class ClientProtocol(asyncio.Protocol):
             self.timer.start(self.fe.timeouts.client_head)
         st = self.router.route(data, 0, self.loop.time())
         if st == ScanStatus.SCAN_MORE:
+            self.partial = True
             return
+        self.partial = False
         if st == ScanStatus.SCAN_ERROR:
             err = from_core_code(self.scanner.error)
             self._reply(err.status, err.reason)
@@ -388,7 +437,7 @@ class ClientProtocol(asyncio.Protocol):
             return
         self.idempotent = self.method in IDEMPOTENT
         # HTTP/1.0 keeps the connection only when it asked (RFC 9112 9.3, C.2.2).
-        self.keep_alive = s.keep_alive and not self.eof
+        self.keep_alive = s.keep_alive and not self.eof and not self.draining
         self.http10 = s.version == 10
         self.upgrading = s.upgrade
         self.body_kind = kind
