@@ -75,6 +75,16 @@ def test_client_keepalive_and_pool_reuse(proxy_for, backends) -> None:
     c2.close()
 
 
+def test_server_close_keeps_the_client_connection(proxy_for, backends) -> None:
+    p = proxy_for(one(backends))
+    c = p.client()
+    r = c.get("/bye?close=1")
+    assert r.status == 200 and r.header("connection") is None   # hop-by-hop, not ours
+    assert c.get("/next").json()["conn"] == 2                   # new server connection
+    assert backends[0].accepted == 2
+    c.close()
+
+
 def test_pipelined_requests_answered_in_order(proxy_for, backends) -> None:
     p = proxy_for()
     c = p.client()
