@@ -134,6 +134,7 @@ class ClientProtocol(asyncio.Protocol):
         self.scanner = self.router.scanner
         self.framer = _core.ChunkedFramer()
         self.persistence = be.persistence
+        self.sticky = be.cfg.sticky is not None   # else choose/response need no clock
         self.rewriter = _core.RequestRewriter(xff=fe.xff, http10_keep_alive=True,
                                               **be.persistence.rewriter_kwargs)
         self.resp_rewriter = _core.ResponseRewriter(**be.persistence.response_rewriter_kwargs)
@@ -333,7 +334,7 @@ class ClientProtocol(asyncio.Protocol):
         conn = b"close" if self.close_after else (b"keep-alive" if self.http10 else None)
         edit = NO_EDIT
         choice = self.choice
-        if choice is not None:
+        if choice is not None and self.sticky:
             edit = self.persistence.response(
                 choice, s, time.time(), None if self.server == choice.server else self.server)
         self.pending_head = self.resp_rewriter.rewrite(
@@ -353,7 +354,8 @@ class ClientProtocol(asyncio.Protocol):
 
     def response_end(self, reusable: bool) -> None:
         up, self.up = self.up, None
-        self.gate.resume(PEER_FULL)     # that server's write buffer is no concern now
+        if self.gate.reasons:
+            self.gate.resume(PEER_FULL)     # that server's write buffer is no concern now
         assert self.transport is not None
         if self.pending_head is not None:
             self.transport.write(self.pending_head)
@@ -452,7 +454,7 @@ class ClientProtocol(asyncio.Protocol):
         self.has_body = not self.req_done
         self.head_out = self.rewriter.rewrite(s, self.client_ip, self.upgrading)
         self.state = C_CONNECT
-        self.choice = self.persistence.choose(self.router, time.time())
+        self.choice = self.persistence.choose(self.router, time.time() if self.sticky else 0.0)
         if not self.req_done:
             self.timer.start(self.fe.timeouts.client_idle)
         if pos < len(data):
