@@ -319,6 +319,24 @@ def test_bad_request_is_answered_and_never_reaches_a_server(
     assert backends[0].accepted == 0 and backends[1].accepted == 0
 
 
+def test_nothing_after_a_bad_or_closing_request_reaches_a_server(proxy_for, backends) -> None:
+    p = proxy_for(one(backends))
+    c = p.client()
+    c.send(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n"
+           b"GET /bad HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"
+           b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert c.read_response().json()["target"] == "/first"
+    assert c.read_response().status == 400
+    assert c.closed()
+    c2 = p.client()
+    c2.send(b"GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+            b"GET /after-close HTTP/1.1\r\nHost: a\r\n\r\n")
+    r = c2.read_response()
+    assert r.json()["target"] == "/last" and r.header("connection") == "close"
+    assert c2.closed()
+    assert backends[0].targets() == ["/first", "/last"]
+
+
 def test_too_many_header_lines_is_431(proxy_for, backends) -> None:
     p = proxy_for(fe={"max_headers": 8})
     c = p.client()
