@@ -357,6 +357,20 @@ def test_body_over_max_body_is_413(proxy_for, backends) -> None:
     assert c2.read_response().json()["body"] == "helloworld"
 
 
+def test_chunked_body_over_max_body_is_413_and_never_completes(proxy_for, backends) -> None:
+    p = proxy_for(one(backends), fe={"max_body": 100})
+    c = p.client()
+    c.send(b"POST /big-chunked HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+           + b"40\r\n" + b"x" * 64 + b"\r\n" + b"40\r\n" + b"y" * 64 + b"\r\n0\r\n\r\n")
+    assert c.read_response().status == 413
+    time.sleep(0.1)
+    assert backends[0].received == []    # the server never got a complete request
+    c2 = p.client()
+    c2.send(b"POST /ok HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nsmall\r\n0\r\n\r\n")
+    assert c2.read_response().json()["body"] == "small"
+
+
 def test_slow_head_gets_408_and_never_reaches_a_server(proxy_for, backends) -> None:
     p = proxy_for(fe_timeouts={"client_head": 0.3})
     c = p.client()

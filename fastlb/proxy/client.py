@@ -448,6 +448,7 @@ class ClientProtocol(asyncio.Protocol):
             self.req_done = self.body_left == 0
         elif kind == BodyKind.BODY_CHUNKED:
             self.framer.reset()
+            self.body_left = 0
             self.req_done = False
         else:
             self.req_done = True
@@ -596,6 +597,12 @@ class ClientProtocol(asyncio.Protocol):
                 return
             n = self.framer.consumed
             done = st == ScanStatus.SCAN_DONE
+            self.body_left += n            # chunked: bytes seen, framing included
+            if self.fe.max_body and self.body_left > self.fe.max_body:
+                # The head may be upstream already: the server connection is
+                # closed mid-body, so the truncated request is never complete.
+                self._fail(413, f"chunked body over max_body ({self.fe.max_body})")
+                return
         if n:
             chunk = data if pos == 0 and n == len(data) else data[pos:pos + n]
             if self.up is not None and self.state == C_EXCHANGE:
