@@ -7,6 +7,7 @@ Every test starts its own backends (tests/backend_server.py) and the proxy
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from typing import Iterator
 
@@ -669,4 +670,42 @@ def test_drain_closes_idle_connections_and_finishes_in_flight_ones(proxy_for, ba
     assert r.status == 200 and r.json()["target"] == "/slow?d=0.3"
     assert r.header("connection") == "close"
     assert busy.closed(2.0)
+    assert p.run(lambda: p.factory.connections) == 0
+
+
+def test_concurrent_mixed_load_leaves_no_slot_or_connection_behind(proxy_for, backends) -> None:
+    p = proxy_for(servers={"maxconn": 4}, be={"maxqueue": 200}, pool={"max_idle": 3})
+    failures: list[str] = []
+
+    def worker(w: int) -> None:
+        try:
+            c = p.client(timeout=10)
+            for i in range(25):
+                kind = (w + i) % 5
+                if kind == 0:
+                    assert c.get(f"/w{w}/{i}").json()["target"] == f"/w{w}/{i}"
+                elif kind == 1:
+                    assert c.get("/chunked").body == b"hello chunked world"
+                elif kind == 2:
+                    c.send(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+                    assert c.read_response().json()["body"] == "abc"
+                elif kind == 3:
+                    c.send(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
+                    assert c.read_response(head_request=True).status == 200
+                else:
+                    assert c.get("/status/204").status == 204
+            c.close()
+        except Exception as e:   # reported below, with the worker's number
+            failures.append(f"worker {w}: {e!r}")
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert failures == []
+    assert backends[0].max_busy <= 4 and backends[1].max_busy <= 4
+    time.sleep(0.1)
+    assert p.run(lambda: [p.backend.table.conns(i) for i in range(2)]) == [0, 0]
+    assert all(n <= 3 for n in p.run(lambda: [len(pool.idle) for pool in p.backend.pools]))
     assert p.run(lambda: p.factory.connections) == 0
