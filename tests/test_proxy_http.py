@@ -548,7 +548,7 @@ def test_per_server_maxconn_queues(proxy_for, backends) -> None:
 def test_queue_full_is_503_and_never_reaches_a_server(proxy_for, backends) -> None:
     p = proxy_for(one(backends), servers={"maxconn": 1}, be={"maxqueue": 1})
     a, b, c = p.client(), p.client(), p.client()
-    a.send(b"GET /slow?d=0.5 HTTP/1.1\r\nHost: a\r\n\r\n")
+    a.send(b"GET /slow?d=1 HTTP/1.1\r\nHost: a\r\n\r\n")
     time.sleep(0.1)
     b.send(b"GET /queued HTTP/1.1\r\nHost: a\r\n\r\n")
     time.sleep(0.1)
@@ -662,12 +662,12 @@ def test_drain_closes_idle_connections_and_finishes_in_flight_ones(proxy_for, ba
     idle = p.client()
     assert idle.get("/warm").status == 200
     busy = p.client()
-    busy.send(b"GET /slow?d=0.3 HTTP/1.1\r\nHost: a\r\n\r\n")
+    busy.send(b"GET /slow?d=1 HTTP/1.1\r\nHost: a\r\n\r\n")
     time.sleep(0.1)
     p.run(p.factory.drain)
     assert idle.closed(2.0)                       # idle keep-alive: closed at once
     r = busy.read_response()                      # in flight: answered, then closed
-    assert r.status == 200 and r.json()["target"] == "/slow?d=0.3"
+    assert r.status == 200 and r.json()["target"] == "/slow?d=1"
     assert r.header("connection") == "close"
     assert busy.closed(2.0)
     assert p.run(lambda: p.factory.connections) == 0
