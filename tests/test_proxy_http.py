@@ -57,6 +57,27 @@ def test_roundrobin_spreads_requests(proxy_for, backends) -> None:
     c.close()
 
 
+def test_source_balance_keeps_a_client_address_on_one_server(proxy_for, backends) -> None:
+    p = proxy_for(be={"balance": "source"})
+    seen = set()
+    for _ in range(4):
+        c = p.client()
+        seen.add(c.get("/").json()["server"])
+        c.close()
+    assert len(seen) == 1
+
+
+def test_leastconn_sends_new_requests_to_the_idle_server(proxy_for, backends) -> None:
+    p = proxy_for(be={"balance": "leastconn"})
+    busy = p.client()
+    busy.send(b"GET /slow?d=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+    time.sleep(0.2)
+    first = next(b.name for b in backends if b.received)
+    other = [p.client().get("/").json()["server"] for _ in range(3)]
+    assert first not in other
+    assert busy.read_response().status == 200
+
+
 def one(backends: list[Backend]) -> list[int]:
     return [backends[0].port]
 
