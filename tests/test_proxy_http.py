@@ -393,6 +393,29 @@ def test_chunked_body_over_max_body_is_413_and_never_completes(proxy_for, backen
     assert c2.read_response().json()["body"] == "small"
 
 
+def test_rejected_upload_still_gets_its_answer(proxy_for, backends) -> None:
+    # The client is still sending when the balancer answers 413: closing at once
+    # would reset the connection and could destroy the answer (RFC 9112 9.6).
+    p = proxy_for(fe={"max_body": 1000})
+    c = p.client()
+    c.send(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 8000000\r\n\r\n")
+    try:
+        for _ in range(60):
+            c.send(b"b" * 65536)
+            time.sleep(0.001)
+    except OSError:
+        pass
+    r = c.read_response()
+    assert r.status == 413 and r.header("connection") == "close"
+    for _ in range(5):                   # the balancer half-closed and lingers: no reset
+        c.send(b"b" * 65536)
+        time.sleep(0.02)
+    assert c.sock.recv(1) == b""         # EOF after the answer
+    c.sock.shutdown(socket.SHUT_WR)
+    assert c.closed(3.0)
+    assert backends[0].received == [] and backends[1].received == []
+
+
 def test_slow_head_gets_408_and_never_reaches_a_server(proxy_for, backends) -> None:
     p = proxy_for(fe_timeouts={"client_head": 0.3})
     c = p.client()

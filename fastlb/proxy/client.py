@@ -37,6 +37,10 @@ access_log = logging.getLogger("fastlb.access")
 IDEMPOTENT = frozenset((Method.M_GET, Method.M_HEAD, Method.M_OPTIONS, Method.M_TRACE,
                         Method.M_PUT, Method.M_DELETE))
 
+# After an error answer, how long a client still sending is read (and its
+# bytes dropped) before the close, as servers "linger" (RFC 9112 9.6).
+LINGER = 2.0
+
 # Response bodies up to this size are joined to their head for one write.
 SMALL_BODY = 16384
 
@@ -267,6 +271,8 @@ class ClientProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         try:
             self.eof = True
+            if self.state == C_CLOSED:
+                return None            # lingering after an answer: now close
             if self.state == C_TUNNEL:
                 if self.up is None or self.up.eof:
                     return None        # both directions ended
@@ -369,7 +375,8 @@ class ClientProtocol(asyncio.Protocol):
         self._free_slot()
         self.requests += 1
         if self.close_after or self.eof:
-            self._close()
+            # a client still sending a body or more requests gets a lingering close
+            self._close(linger=not self.req_done or bool(self.buf))
             return
         self._clear_request()
         self.state = C_HEAD
@@ -711,7 +718,7 @@ class ClientProtocol(asyncio.Protocol):
         self._drop_server()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(error_response(status))
-        self._close()
+        self._close(linger=True)
 
     def _fail(self, status: int, why: str) -> None:
         """An error: a response if none started, else an abrupt close."""
@@ -743,12 +750,23 @@ class ClientProtocol(asyncio.Protocol):
             i, self.slot = self.slot, -1
             self.be.release(i)
 
-    def _close(self) -> None:
+    def _close(self, linger: bool = False) -> None:
+        """Close; with ``linger``, half-close first and read (discarding) for up to
+        LINGER seconds, so a client still sending does not get a reset that could
+        destroy the answer it has not read yet (RFC 9112 9.6)."""
         self.state = C_CLOSED
         self.timer.cancel()
         self.write_timer.cancel()
-        if self.transport is not None:
-            self.transport.close()
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        if linger and not self.eof and t.can_write_eof():
+            t.write_eof()
+            self.gate.reasons = 0
+            t.resume_reading()
+            self.loop.call_later(LINGER, t.close)
+        else:
+            t.close()
 
     def _log_access(self) -> None:
         """Count the request's final persistence outcome and log it (once)."""
