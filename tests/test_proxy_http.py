@@ -107,6 +107,21 @@ def test_server_close_keeps_the_client_connection(proxy_for, backends) -> None:
     c.close()
 
 
+def test_backend_stats_snapshot(proxy_for, backends) -> None:
+    p = proxy_for()
+    c = p.client()
+    for _ in range(4):
+        assert c.get("/").status == 200
+    st = p.run(p.backend.stats)
+    assert st["backend"] == "app" and st["queued"] == 0
+    assert st["outcomes"]["none"] == 4
+    assert [s["name"] for s in st["servers"]] == ["s1", "s2"]
+    assert [s["in_flight"] for s in st["servers"]] == [0, 0]
+    assert [s["pooled"] for s in st["servers"]] == [1, 1]
+    assert sum(s["reused"] for s in st["servers"]) == 2
+    c.close()
+
+
 def test_pipelined_requests_answered_in_order(proxy_for, backends) -> None:
     p = proxy_for()
     c = p.client()

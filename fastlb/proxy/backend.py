@@ -127,6 +127,18 @@ class BackendRuntime:
         except ValueError:
             pass
 
+    def stats(self) -> dict[str, Any]:
+        """A snapshot for the admin API and logs (plain data; call on the loop)."""
+        return {
+            "backend": self.name,
+            "queued": len(self.queue),
+            "outcomes": dict(self.outcomes),
+            "servers": [{"name": self.names[i], "state": int(self.table.state(i)),
+                         "in_flight": self.table.conns(i), "pooled": len(self.pools[i].idle),
+                         "reused": self.pools[i].reused}
+                        for i in range(len(self.names))],
+        }
+
     def close_idle(self) -> None:
         """Close every pooled connection (reload, shutdown)."""
         for p in self.pools:
