@@ -6,7 +6,8 @@ connection id), so tests can assert what reached a server and what never
 did.  What it answers depends on the path:
 
   /                 200, a JSON echo of the request, Content-Length
-                    (any path: ?setcookie=N%3DV adds "Set-Cookie: N=V; Path=/")
+                    (any path: ?setcookie=N%3DV adds "Set-Cookie: N=V; Path=/",
+                    ?close=1 answers with Connection: close and closes)
   /chunked          200, chunked body in several chunks
   /close            200, body delimited by closing the connection
   /status/NNN       that status (204/304 carry no body), Content-Length body
@@ -203,7 +204,8 @@ class Backend:
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         path = url.path
         head_only = rec.method == "HEAD"
-        close = (rec.header("connection") or "").lower() == "close" or rec.version == "HTTP/1.0"
+        close = ((rec.header("connection") or "").lower() == "close"
+                 or rec.version == "HTTP/1.0" or "close" in q)
         conn_line = b"Connection: close\r\n" if close else b""
         server_line = f"X-Server: {self.name}\r\n".encode()
         if path == "/bad":
@@ -402,7 +404,8 @@ class ProxyRunner:
     def __init__(self, ports: list[int], fe: dict | None = None,   # type: ignore[type-arg]
                  be: dict | None = None, fe_timeouts: dict | None = None,   # type: ignore
                  be_timeouts: dict | None = None, servers: dict | None = None,   # type: ignore
-                 pool: dict | None = None, secret: bytes | None = None) -> None:   # type: ignore
+                 pool: dict | None = None, secret: bytes | None = None,   # type: ignore
+                 store: object = None) -> None:
         import uvloop
 
         from fastlb import config as c
@@ -418,7 +421,7 @@ class ProxyRunner:
                                        backend="app",
                                        timeouts=c.FrontendTimeouts(**(fe_timeouts or {})),
                                        **(fe or {}))
-        self.backend = BackendRuntime(self.be_cfg, secret)
+        self.backend = BackendRuntime(self.be_cfg, secret, store)   # type: ignore[arg-type]
         self.factory = make_protocol_factory(self.fe_cfg, {"app": self.backend})
         self.loop = uvloop.new_event_loop()
         # Anything that escapes a protocol callback into the loop, or that the

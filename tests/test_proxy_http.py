@@ -7,6 +7,7 @@ Every test starts its own backends (tests/backend_server.py) and the proxy
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from typing import Iterator
 
@@ -56,6 +57,27 @@ def test_roundrobin_spreads_requests(proxy_for, backends) -> None:
     c.close()
 
 
+def test_source_balance_keeps_a_client_address_on_one_server(proxy_for, backends) -> None:
+    p = proxy_for(be={"balance": "source"})
+    seen = set()
+    for _ in range(4):
+        c = p.client()
+        seen.add(c.get("/").json()["server"])
+        c.close()
+    assert len(seen) == 1
+
+
+def test_leastconn_sends_new_requests_to_the_idle_server(proxy_for, backends) -> None:
+    p = proxy_for(be={"balance": "leastconn"})
+    busy = p.client()
+    busy.send(b"GET /slow?d=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+    time.sleep(0.2)
+    first = next(b.name for b in backends if b.received)
+    other = [p.client().get("/").json()["server"] for _ in range(3)]
+    assert first not in other
+    assert busy.read_response().status == 200
+
+
 def one(backends: list[Backend]) -> list[int]:
     return [backends[0].port]
 
@@ -73,6 +95,31 @@ def test_client_keepalive_and_pool_reuse(proxy_for, backends) -> None:
     c2 = p.client()                      # another client reuses the same pooled connection
     assert c2.get("/again").json()["conn"] == 1
     c2.close()
+
+
+def test_server_close_keeps_the_client_connection(proxy_for, backends) -> None:
+    p = proxy_for(one(backends))
+    c = p.client()
+    r = c.get("/bye?close=1")
+    assert r.status == 200 and r.header("connection") is None   # hop-by-hop, not ours
+    assert c.get("/next").json()["conn"] == 2                   # new server connection
+    assert backends[0].accepted == 2
+    c.close()
+
+
+def test_backend_stats_snapshot(proxy_for, backends) -> None:
+    p = proxy_for()
+    c = p.client()
+    for _ in range(4):
+        assert c.get("/").status == 200
+    st = p.run(p.backend.stats)
+    assert st["backend"] == "app" and st["queued"] == 0
+    assert st["outcomes"]["none"] == 4
+    assert [s["name"] for s in st["servers"]] == ["s1", "s2"]
+    assert [s["in_flight"] for s in st["servers"]] == [0, 0]
+    assert [s["pooled"] for s in st["servers"]] == [1, 1]
+    assert sum(s["reused"] for s in st["servers"]) == 2
+    c.close()
 
 
 def test_pipelined_requests_answered_in_order(proxy_for, backends) -> None:
@@ -312,6 +359,24 @@ def test_bad_request_is_answered_and_never_reaches_a_server(
     assert backends[0].accepted == 0 and backends[1].accepted == 0
 
 
+def test_nothing_after_a_bad_or_closing_request_reaches_a_server(proxy_for, backends) -> None:
+    p = proxy_for(one(backends))
+    c = p.client()
+    c.send(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n"
+           b"GET /bad HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"
+           b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert c.read_response().json()["target"] == "/first"
+    assert c.read_response().status == 400
+    assert c.closed()
+    c2 = p.client()
+    c2.send(b"GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+            b"GET /after-close HTTP/1.1\r\nHost: a\r\n\r\n")
+    r = c2.read_response()
+    assert r.json()["target"] == "/last" and r.header("connection") == "close"
+    assert c2.closed()
+    assert backends[0].targets() == ["/first", "/last"]
+
+
 def test_too_many_header_lines_is_431(proxy_for, backends) -> None:
     p = proxy_for(fe={"max_headers": 8})
     c = p.client()
@@ -330,6 +395,43 @@ def test_body_over_max_body_is_413(proxy_for, backends) -> None:
     c2 = p.client()
     c2.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhelloworld")
     assert c2.read_response().json()["body"] == "helloworld"
+
+
+def test_chunked_body_over_max_body_is_413_and_never_completes(proxy_for, backends) -> None:
+    p = proxy_for(one(backends), fe={"max_body": 100})
+    c = p.client()
+    c.send(b"POST /big-chunked HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+           + b"40\r\n" + b"x" * 64 + b"\r\n" + b"40\r\n" + b"y" * 64 + b"\r\n0\r\n\r\n")
+    assert c.read_response().status == 413
+    time.sleep(0.1)
+    assert backends[0].received == []    # the server never got a complete request
+    c2 = p.client()
+    c2.send(b"POST /ok HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nsmall\r\n0\r\n\r\n")
+    assert c2.read_response().json()["body"] == "small"
+
+
+def test_rejected_upload_still_gets_its_answer(proxy_for, backends) -> None:
+    # The client is still sending when the balancer answers 413: closing at once
+    # would reset the connection and could destroy the answer (RFC 9112 9.6).
+    p = proxy_for(fe={"max_body": 1000})
+    c = p.client()
+    c.send(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 8000000\r\n\r\n")
+    try:
+        for _ in range(60):
+            c.send(b"b" * 65536)
+            time.sleep(0.001)
+    except OSError:
+        pass
+    r = c.read_response()
+    assert r.status == 413 and r.header("connection") == "close"
+    for _ in range(5):                   # the balancer half-closed and lingers: no reset
+        c.send(b"b" * 65536)
+        time.sleep(0.02)
+    assert c.sock.recv(1) == b""         # EOF after the answer
+    c.sock.shutdown(socket.SHUT_WR)
+    assert c.closed(3.0)
+    assert backends[0].received == [] and backends[1].received == []
 
 
 def test_slow_head_gets_408_and_never_reaches_a_server(proxy_for, backends) -> None:
@@ -508,7 +610,7 @@ def test_per_server_maxconn_queues(proxy_for, backends) -> None:
 def test_queue_full_is_503_and_never_reaches_a_server(proxy_for, backends) -> None:
     p = proxy_for(one(backends), servers={"maxconn": 1}, be={"maxqueue": 1})
     a, b, c = p.client(), p.client(), p.client()
-    a.send(b"GET /slow?d=0.5 HTTP/1.1\r\nHost: a\r\n\r\n")
+    a.send(b"GET /slow?d=1 HTTP/1.1\r\nHost: a\r\n\r\n")
     time.sleep(0.1)
     b.send(b"GET /queued HTTP/1.1\r\nHost: a\r\n\r\n")
     time.sleep(0.1)
@@ -602,3 +704,70 @@ def test_large_upload_to_a_slow_server_keeps_proxy_memory_bounded(proxy_for, bac
     r = c.read_response()
     assert r.status == 200 and r.json()["body"] == f"{size} bytes read slowly"
     assert peak < 2 * 1024 * 1024, peak
+
+
+def test_client_that_stops_reading_is_closed_after_client_idle(proxy_for, backends) -> None:
+    p = proxy_for(one(backends), fe_timeouts={"client_idle": 0.3})
+    c = p.client()
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    c.send(b"GET /big?n=50000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+    deadline = time.monotonic() + 10
+    while p.run(lambda: len(p.factory.active)) and time.monotonic() < deadline:
+        time.sleep(0.05)                 # we never read: the proxy must give up on us
+    assert p.run(lambda: len(p.factory.active)) == 0
+    assert p.run(lambda: p.backend.table.conns(0)) == 0
+    c.close()
+
+
+def test_drain_closes_idle_connections_and_finishes_in_flight_ones(proxy_for, backends) -> None:
+    p = proxy_for(one(backends))
+    idle = p.client()
+    assert idle.get("/warm").status == 200
+    busy = p.client()
+    busy.send(b"GET /slow?d=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+    time.sleep(0.1)
+    p.run(p.factory.drain)
+    assert idle.closed(2.0)                       # idle keep-alive: closed at once
+    r = busy.read_response()                      # in flight: answered, then closed
+    assert r.status == 200 and r.json()["target"] == "/slow?d=1"
+    assert r.header("connection") == "close"
+    assert busy.closed(2.0)
+    assert p.run(lambda: p.factory.connections) == 0
+
+
+def test_concurrent_mixed_load_leaves_no_slot_or_connection_behind(proxy_for, backends) -> None:
+    p = proxy_for(servers={"maxconn": 4}, be={"maxqueue": 200}, pool={"max_idle": 3})
+    failures: list[str] = []
+
+    def worker(w: int) -> None:
+        try:
+            c = p.client(timeout=10)
+            for i in range(25):
+                kind = (w + i) % 5
+                if kind == 0:
+                    assert c.get(f"/w{w}/{i}").json()["target"] == f"/w{w}/{i}"
+                elif kind == 1:
+                    assert c.get("/chunked").body == b"hello chunked world"
+                elif kind == 2:
+                    c.send(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+                    assert c.read_response().json()["body"] == "abc"
+                elif kind == 3:
+                    c.send(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
+                    assert c.read_response(head_request=True).status == 200
+                else:
+                    assert c.get("/status/204").status == 204
+            c.close()
+        except Exception as e:   # reported below, with the worker's number
+            failures.append(f"worker {w}: {e!r}")
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert failures == []
+    assert backends[0].max_busy <= 4 and backends[1].max_busy <= 4
+    time.sleep(0.1)
+    assert p.run(lambda: [p.backend.table.conns(i) for i in range(2)]) == [0, 0]
+    assert all(n <= 3 for n in p.run(lambda: [len(pool.idle) for pool in p.backend.pools]))
+    assert p.run(lambda: p.factory.connections) == 0

@@ -8,7 +8,8 @@ from typing import Iterator
 import pytest
 from backend_server import Backend, ProxyRunner
 
-from fastlb.config import StickyConfig
+from fastlb.config import Address, BackendConfig, ServerConfig, StickyConfig
+from fastlb.sticky import make_store
 
 SECRET = b"proxy-test-secret-0123456789abcdef"
 
@@ -150,3 +151,29 @@ def test_hash_mode_keeps_a_key_on_one_server(backends) -> None:
     finally:
         p.stop()
     assert p.errors == []
+
+
+def test_learn_mode_with_a_shared_store_routes_across_workers(backends) -> None:
+    sticky = StickyConfig(mode="learn", cookie="JSESSIONID")
+    be_cfg = {"sticky": sticky}
+    store = make_store(_backend_cfg(backends, sticky))
+    a = ProxyRunner([b.port for b in backends], be=be_cfg, store=store)
+    b = ProxyRunner([b.port for b in backends], be=be_cfg, store=store)
+    try:
+        r = a.client().get("/login?setcookie=JSESSIONID%3Dshared7")
+        server = r.json()["server"]
+        for _ in range(4):     # the other "worker" never saw the Set-Cookie
+            c = b.client()
+            assert c.get("/", "Cookie: JSESSIONID=shared7\r\n").json()["server"] == server
+            c.close()
+        assert b.backend.outcomes["valid"] == 4
+    finally:
+        a.stop()
+        b.stop()
+    assert a.errors == [] and b.errors == []
+
+
+def _backend_cfg(backends: list[Backend], sticky: StickyConfig) -> BackendConfig:
+    return BackendConfig(name="app", sticky=sticky, servers=tuple(
+        ServerConfig(name=f"s{i + 1}", address=Address("127.0.0.1", b.port))
+        for i, b in enumerate(backends)))

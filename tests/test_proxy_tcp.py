@@ -141,3 +141,33 @@ def test_no_server_reachable_closes_the_client(tcp_proxy) -> None:
         assert exchange(p.port, b"x") == b""
     except OSError:
         pass                     # closed before or after our byte: reset / not connected
+
+
+def test_relay_memory_stays_bounded_when_the_client_does_not_read(tcp_proxy) -> None:
+    p = tcp_proxy()
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    size = 16 * 1024 * 1024
+    sent = threading.Thread(target=s.sendall, args=(b"m" * size,), daemon=True)
+    sent.start()                       # the echo comes back; we do not read it yet
+
+    def buffered() -> int:
+        total = 0
+        for c in p.factory.active:
+            total += c.transport.get_write_buffer_size() + sum(len(h) for h in c.hold)
+            if c.up is not None and c.up.transport is not None:
+                total += c.up.transport.get_write_buffer_size()
+        return total
+
+    peak = 0
+    for _ in range(10):
+        time.sleep(0.05)
+        peak = max(peak, p.run(buffered))
+    got = 0
+    deadline = time.monotonic() + 30
+    while got < size + 3 and time.monotonic() < deadline:
+        got += len(s.recv(262144))
+    sent.join(5)
+    s.close()
+    assert got == size + 3             # "eN:" and every byte echoed
+    assert peak < 2 * 1024 * 1024, peak

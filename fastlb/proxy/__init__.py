@@ -1,6 +1,6 @@
 """proxy: the I/O shell, uvloop/asyncio protocols around the native core.
 
-Public names: ``BackendRuntime(cfg, secret=None)`` (one backend's servers,
+Public names: ``BackendRuntime(cfg, secret=None, store=None)`` (one backend's servers,
 picker, pools, queue and persistence) and ``make_protocol_factory(fe,
 backends)``, the protocol factory a listener passes to
 ``loop.create_server`` for one frontend (HTTP or TCP by ``fe.mode``).

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from .. import _core
 from ..config import BackendConfig, FrontendConfig
+from ..sessions import SessionStore
 from ..sticky import Outcome, make_persistence
 from ..types import KeyKind
 from .upstream import Pool
@@ -46,7 +47,11 @@ def make_picker(cfg: BackendConfig) -> Any:
 class BackendRuntime:
     """Servers, picker, pools, queue and counters of one backend."""
 
-    def __init__(self, cfg: BackendConfig, secret: bytes | None = None) -> None:
+    def __init__(self, cfg: BackendConfig, secret: bytes | None = None,
+                 store: SessionStore | None = None) -> None:
+        """``secret``: the sticky signing key (``sticky.load_secret``); ``store``:
+        learn mode's table shared by workers (``sticky.make_store``, built
+        before forking), else each runtime gets its own."""
         self.cfg = cfg
         self.name = cfg.name
         self.secret = secret
@@ -66,7 +71,7 @@ class BackendRuntime:
         elif cfg.hash_key is not None:
             self.key_kind = _KEY_KINDS[cfg.hash_key[0]]
             self.key_name = cfg.hash_key[1].encode()
-        self.persistence = make_persistence(cfg, self.table, self.picker, secret)
+        self.persistence = make_persistence(cfg, self.table, self.picker, secret, store)
         # Requests per final persistence outcome (after any redispatch: a VALID
         # choice served elsewhere counts as REPINNED), by Outcome label.
         self.outcomes: dict[str, int] = {o.label: 0 for o in Outcome}
@@ -121,6 +126,18 @@ class BackendRuntime:
             self.queue.remove(w)
         except ValueError:
             pass
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot for the admin API and logs (plain data; call on the loop)."""
+        return {
+            "backend": self.name,
+            "queued": len(self.queue),
+            "outcomes": dict(self.outcomes),
+            "servers": [{"name": self.names[i], "state": int(self.table.state(i)),
+                         "in_flight": self.table.conns(i), "pooled": len(self.pools[i].idle),
+                         "reused": self.pools[i].reused}
+                        for i in range(len(self.names))],
+        }
 
     def close_idle(self) -> None:
         """Close every pooled connection (reload, shutdown)."""

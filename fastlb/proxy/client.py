@@ -37,6 +37,10 @@ access_log = logging.getLogger("fastlb.access")
 IDEMPOTENT = frozenset((Method.M_GET, Method.M_HEAD, Method.M_OPTIONS, Method.M_TRACE,
                         Method.M_PUT, Method.M_DELETE))
 
+# After an error answer, how long a client still sending is read (and its
+# bytes dropped) before the close, as servers "linger" (RFC 9112 9.6).
+LINGER = 2.0
+
 # Response bodies up to this size are joined to their head for one write.
 SMALL_BODY = 16384
 
@@ -52,16 +56,20 @@ C_CLOSED = 5
 
 
 class Parkable(Protocol):
-    """A connection the factory can hold over maxconn and let in later."""
+    """A connection the factory can hold over maxconn, let in later, drain and abort."""
 
     def unpark(self) -> None: ...
+    def drain(self) -> None: ...
+    def abort(self) -> None: ...
 
 
 class HttpFactory:
     """Makes a ClientProtocol per accepted connection; enforces the frontend's maxconn.
 
     Connections over maxconn are accepted but parked (not read) until a slot
-    frees, as connections wait in a listener's backlog.
+    frees, as connections wait in a listener's backlog.  For a graceful stop
+    or reload, close the listener, call ``drain()`` and wait until
+    ``connections`` is 0 (``abort_all()`` after a grace period).
     """
 
     def __init__(self, fe: FrontendConfig, be: BackendRuntime) -> None:
@@ -69,6 +77,24 @@ class HttpFactory:
         self.be = be
         self.active: set[Parkable] = set()
         self.parked: deque[Parkable] = deque()
+        self.draining = False
+
+    @property
+    def connections(self) -> int:
+        """Client connections open (served or parked)."""
+        return len(self.active) + len(self.parked)
+
+    def drain(self) -> None:
+        """Finish what is in flight, then close: idle keep-alive connections close
+        now, the others after their current response (which says Connection: close)."""
+        self.draining = True
+        for c in list(self.active) + list(self.parked):
+            c.drain()
+
+    def abort_all(self) -> None:
+        """Close every client connection now (the end of a drain's grace period)."""
+        for c in list(self.active) + list(self.parked):
+            c.abort()
 
     def __call__(self) -> asyncio.Protocol:
         return ClientProtocol(self)
@@ -107,10 +133,12 @@ class ClientProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.gate = ReadGate()
         self.timer = Timer(self.loop, self._client_timeout, self.gate)
+        self.write_timer = Timer(self.loop, self._write_stalled)   # client stopped reading
         self.router = be.make_router(fe)
         self.scanner = self.router.scanner
         self.framer = _core.ChunkedFramer()
         self.persistence = be.persistence
+        self.sticky = be.cfg.sticky is not None   # else choose/response need no clock
         self.rewriter = _core.RequestRewriter(xff=fe.xff, http10_keep_alive=True,
                                               **be.persistence.rewriter_kwargs)
         self.resp_rewriter = _core.ResponseRewriter(**be.persistence.response_rewriter_kwargs)
@@ -120,6 +148,8 @@ class ClientProtocol(asyncio.Protocol):
         self.buf = bytearray()          # bytes of the next (pipelined) request
         self.head_started = False       # a byte of the current head has arrived
         self.eof = False                # the client half-closed
+        self.partial = False            # some bytes of a head arrived
+        self.draining = factory.draining  # close after the current response
         self.writing_paused = False     # our write buffer toward the client is full
         self.requests = 0
         # Per-request state
@@ -191,6 +221,28 @@ class ClientProtocol(asyncio.Protocol):
             log.exception("client %s: unexpected error", self.peer)
             self._fail(500, "internal error")
 
+    def drain(self) -> None:
+        """The balancer is stopping: close when nothing is in flight."""
+        try:
+            # Only a keep-alive connection idle between requests closes now (its
+            # client may retry, RFC 9112 9.3.1); a fresh or parked one is served
+            # once, since its request may already be on the way.
+            self.draining = True
+            if (self.state == C_HEAD and self.requests and not self.partial
+                    and not self.buf and not self.gate.reasons & PARKED):
+                self._close()
+        except Exception:
+            log.exception("client %s: unexpected error while draining", self.peer)
+
+    def abort(self) -> None:
+        try:
+            self._drop_server()
+            self._close()
+            if self.transport is not None:
+                self.transport.abort()
+        except Exception:
+            log.exception("client %s: unexpected error on abort", self.peer)
+
     def data_received(self, data: bytes) -> None:
         try:
             st = self.state
@@ -219,6 +271,8 @@ class ClientProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         try:
             self.eof = True
+            if self.state == C_CLOSED:
+                return None            # lingering after an answer: now close
             if self.state == C_TUNNEL:
                 if self.up is None or self.up.eof:
                     return None        # both directions ended
@@ -241,6 +295,7 @@ class ClientProtocol(asyncio.Protocol):
                 self._log_access()
             self.state = C_CLOSED
             self.timer.cancel()
+            self.write_timer.cancel()
             self._drop_server()
             self.factory.leave(self)
         except Exception:
@@ -248,11 +303,13 @@ class ClientProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.writing_paused = True
+        self.write_timer.start(self.fe.timeouts.client_idle)
         if self.up is not None:
             self.up.peer_paused(True)
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        self.write_timer.stop()
         if self.up is not None:
             self.up.peer_paused(False)
 
@@ -276,13 +333,14 @@ class ClientProtocol(asyncio.Protocol):
         self.status = s.status_code
         self.resp_started = True
         kind = s.body_kind
-        self.close_after = (not self.keep_alive or self.eof or not self.req_done
+        self.close_after = (not self.keep_alive or self.eof or self.draining
+                            or not self.req_done
                             or kind == BodyKind.BODY_UNTIL_CLOSE
                             or (self.http10 and kind == BodyKind.BODY_CHUNKED))
         conn = b"close" if self.close_after else (b"keep-alive" if self.http10 else None)
         edit = NO_EDIT
         choice = self.choice
-        if choice is not None:
+        if choice is not None and self.sticky:
             edit = self.persistence.response(
                 choice, s, time.time(), None if self.server == choice.server else self.server)
         self.pending_head = self.resp_rewriter.rewrite(
@@ -302,7 +360,8 @@ class ClientProtocol(asyncio.Protocol):
 
     def response_end(self, reusable: bool) -> None:
         up, self.up = self.up, None
-        self.gate.resume(PEER_FULL)     # that server's write buffer is no concern now
+        if self.gate.reasons:
+            self.gate.resume(PEER_FULL)     # that server's write buffer is no concern now
         assert self.transport is not None
         if self.pending_head is not None:
             self.transport.write(self.pending_head)
@@ -316,7 +375,8 @@ class ClientProtocol(asyncio.Protocol):
         self._free_slot()
         self.requests += 1
         if self.close_after or self.eof:
-            self._close()
+            # a client still sending a body or more requests gets a lingering close
+            self._close(linger=not self.req_done or bool(self.buf))
             return
         self._clear_request()
         self.state = C_HEAD
@@ -358,7 +418,9 @@ class ClientProtocol(asyncio.Protocol):
             self.timer.start(self.fe.timeouts.client_head)
         st = self.router.route(data, 0, self.loop.time())
         if st == ScanStatus.SCAN_MORE:
+            self.partial = True
             return
+        self.partial = False
         if st == ScanStatus.SCAN_ERROR:
             err = from_core_code(self.scanner.error)
             self._reply(err.status, err.reason)
@@ -384,7 +446,7 @@ class ClientProtocol(asyncio.Protocol):
             return
         self.idempotent = self.method in IDEMPOTENT
         # HTTP/1.0 keeps the connection only when it asked (RFC 9112 9.3, C.2.2).
-        self.keep_alive = s.keep_alive and not self.eof
+        self.keep_alive = s.keep_alive and not self.eof and not self.draining
         self.http10 = s.version == 10
         self.upgrading = s.upgrade
         self.body_kind = kind
@@ -393,13 +455,14 @@ class ClientProtocol(asyncio.Protocol):
             self.req_done = self.body_left == 0
         elif kind == BodyKind.BODY_CHUNKED:
             self.framer.reset()
+            self.body_left = 0
             self.req_done = False
         else:
             self.req_done = True
         self.has_body = not self.req_done
         self.head_out = self.rewriter.rewrite(s, self.client_ip, self.upgrading)
         self.state = C_CONNECT
-        self.choice = self.persistence.choose(self.router, time.time())
+        self.choice = self.persistence.choose(self.router, time.time() if self.sticky else 0.0)
         if not self.req_done:
             self.timer.start(self.fe.timeouts.client_idle)
         if pos < len(data):
@@ -541,6 +604,12 @@ class ClientProtocol(asyncio.Protocol):
                 return
             n = self.framer.consumed
             done = st == ScanStatus.SCAN_DONE
+            self.body_left += n            # chunked: bytes seen, framing included
+            if self.fe.max_body and self.body_left > self.fe.max_body:
+                # The head may be upstream already: the server connection is
+                # closed mid-body, so the truncated request is never complete.
+                self._fail(413, f"chunked body over max_body ({self.fe.max_body})")
+                return
         if n:
             chunk = data if pos == 0 and n == len(data) else data[pos:pos + n]
             if self.up is not None and self.state == C_EXCHANGE:
@@ -613,6 +682,20 @@ class ClientProtocol(asyncio.Protocol):
         else:
             self._reply(502, "server closed before responding")
 
+    def _write_stalled(self) -> None:
+        """The client read nothing for client_idle while we had bytes for it."""
+        try:
+            if self.state != C_CLOSED:
+                log.warning("client %s: not reading for %.1fs; closing", self.peer,
+                            self.fe.timeouts.client_idle)
+                self._log_access()
+                self._drop_server()
+                self._close()
+                if self.transport is not None:
+                    self.transport.abort()     # the unsent bytes are not worth waiting for
+        except Exception:
+            log.exception("client %s: unexpected error on timeout", self.peer)
+
     def _client_timeout(self) -> None:
         try:
             if self.state == C_HEAD:
@@ -635,7 +718,7 @@ class ClientProtocol(asyncio.Protocol):
         self._drop_server()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(error_response(status))
-        self._close()
+        self._close(linger=True)
 
     def _fail(self, status: int, why: str) -> None:
         """An error: a response if none started, else an abrupt close."""
@@ -667,11 +750,23 @@ class ClientProtocol(asyncio.Protocol):
             i, self.slot = self.slot, -1
             self.be.release(i)
 
-    def _close(self) -> None:
+    def _close(self, linger: bool = False) -> None:
+        """Close; with ``linger``, half-close first and read (discarding) for up to
+        LINGER seconds, so a client still sending does not get a reset that could
+        destroy the answer it has not read yet (RFC 9112 9.6)."""
         self.state = C_CLOSED
         self.timer.cancel()
-        if self.transport is not None:
-            self.transport.close()
+        self.write_timer.cancel()
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        if linger and not self.eof and t.can_write_eof():
+            t.write_eof()
+            self.gate.reasons = 0
+            t.resume_reading()
+            self.loop.call_later(LINGER, t.close)
+        else:
+            t.close()
 
     def _log_access(self) -> None:
         """Count the request's final persistence outcome and log it (once)."""

@@ -114,6 +114,14 @@ class TcpClientProtocol(asyncio.Protocol):
             log.exception("tcp %s: unexpected error on accept", self.peer)
             self._close()
 
+    def drain(self) -> None:
+        """A relay has no request boundary: it ends by itself (or by abort)."""
+
+    def abort(self) -> None:
+        self._close()
+        if self.transport is not None:
+            self.transport.abort()
+
     def unpark(self) -> None:
         if not self.closed:
             self.gate.resume(PARKED)

@@ -268,7 +268,8 @@ class UpstreamProtocol(asyncio.Protocol):
         self.timer.stop()
         reusable = clean and self.scanner.keep_alive and self.state == U_BODY
         self.state = U_IDLE
-        self.gate.resume(PEER_FULL)
+        if self.gate.reasons:
+            self.gate.resume(PEER_FULL)
         if owner is not None:
             owner.response_end(reusable)
 
