@@ -771,3 +771,28 @@ def test_concurrent_mixed_load_leaves_no_slot_or_connection_behind(proxy_for, ba
     assert p.run(lambda: [p.backend.table.conns(i) for i in range(2)]) == [0, 0]
     assert all(n <= 3 for n in p.run(lambda: [len(pool.idle) for pool in p.backend.pools]))
     assert p.run(lambda: p.factory.connections) == 0
+
+
+def test_closed_connections_are_freed_without_the_cycle_collector(proxy_for, backends) -> None:
+    # A protocol and its timers must not keep each other alive after close:
+    # with reference cycles, a busy worker grows until a full GC pass.
+    import gc
+
+    from fastlb.proxy.client import ClientProtocol
+
+    p = proxy_for()
+    gc.collect()
+    gc.disable()
+    try:
+        before = p.run(lambda: sum(isinstance(o, ClientProtocol) for o in gc.get_objects()))
+        for _ in range(200):
+            c = p.client()
+            assert c.get("/").status == 200
+            c.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and p.run(lambda: len(p.factory.active)):
+            time.sleep(0.01)
+        alive = p.run(lambda: sum(isinstance(o, ClientProtocol) for o in gc.get_objects()))
+    finally:
+        gc.enable()
+    assert alive - before < 10, f"{alive - before} closed ClientProtocols still alive"

@@ -59,6 +59,10 @@ class ReadGate:
             self.transport.resume_reading()  # type: ignore[attr-defined]
 
 
+def _never() -> None:
+    """The callback of a cancelled Timer."""
+
+
 class Timer:
     """One deadline that activity pushes back; fires ``cb`` once when it passes.
 
@@ -101,8 +105,12 @@ class Timer:
         self.armed = False
 
     def cancel(self) -> None:
-        """Disarm and drop the handle: the owner is closing for good."""
+        """Disarm and drop the handle and the callback: the owner is closing for
+        good, and the callback (a bound method of the owner) would otherwise
+        keep owner and timer in a reference cycle until a full GC pass."""
         self.armed = False
+        self.cb = _never
+        self.gate = None
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
