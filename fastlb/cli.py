@@ -22,7 +22,7 @@ from typing import Mapping
 from . import config
 from ._version import __version__
 from .errors import ConfigError, ListenError
-from .sticky import load_secret
+from .sticky import load_secret, make_store
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
@@ -74,9 +74,14 @@ def serve(cfg: config.Config, secrets: dict[str, bytes | None]) -> int:
         log.error("%s: %s", cfg.path, e)
         return EXIT_LISTEN
 
+    # Learn-mode tables live in shared memory made here, before the fork, so
+    # a session learned by one worker routes on every worker.
+    stores = {name: make_store(be) for name, be in cfg.backends.items()}
+
     def build() -> dict[str, ProtocolFactory]:
         # Runs in each worker: its own servers, pools and counters.
-        runtimes = {name: BackendRuntime(be, secrets[name]) for name, be in cfg.backends.items()}
+        runtimes = {name: BackendRuntime(be, secrets[name], stores[name])
+                    for name, be in cfg.backends.items()}
         return {fe.name: make_protocol_factory(fe, runtimes) for fe in cfg.frontends.values()}
 
     for fe in cfg.frontends.values():

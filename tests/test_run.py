@@ -115,7 +115,8 @@ def kill_all(pids: set[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def write_config(path: str, port: int, backends: list[int], workers: int = 1) -> str:
+def write_config(path: str, port: int, backends: list[int], workers: int = 1,
+                 sticky: str = '{ mode = "insert", secret_env = "TEST_FASTLB_SECRET" }') -> str:
     with open(path, "w") as f:
         f.write(f"""
 [global]
@@ -126,7 +127,7 @@ backend = "app"
 [backends.app]
 servers = [{{ name = "s1", address = "127.0.0.1:{backends[0]}" }},
            {{ name = "s2", address = "127.0.0.1:{backends[1]}" }}]
-sticky = {{ mode = "insert", secret_env = "TEST_FASTLB_SECRET" }}
+sticky = {sticky}
 """)
     return path
 
@@ -210,6 +211,30 @@ def test_run_serves_through_two_workers_restarts_one_and_stops_on_sigterm(
             proc.kill()
             proc.wait(5)
         kill_all(pids)
+
+
+def test_learned_sessions_route_alike_on_every_worker(
+        tmp_path: object, backends: list[int]) -> None:
+    # Learn mode across two worker processes: the table is made by the master
+    # before the fork, so a session learned by one worker routes on both.
+    # New connections spread over the workers (SO_REUSEPORT); with one table
+    # per worker about half of them would miss and be rebalanced.
+    port = free_ports(1)[0]
+    cfg = write_config(os.path.join(str(tmp_path), "lb.toml"), port, backends, workers=2,
+                       sticky='{ mode = "learn", cookie = "JSESSIONID" }')
+    proc = subprocess.Popen([sys.executable, "-m", "fastlb", "run", "-c", cfg], cwd=ROOT,
+                            env=fastlb_env(), stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port, proc)
+        r, _ = get(port)
+        server = r.getheader("X-Backend")
+        session = (r.getheader("Set-Cookie") or "").split(";")[0]
+        assert session.startswith("JSESSIONID="), session
+        for _ in range(30):
+            r, _ = get(port, headers={"Cookie": session})
+            assert r.status == 200 and r.getheader("X-Backend") == server
+    finally:
+        stop(proc)
 
 
 MAKE_PORTS = (8080, 9001, 9002)
