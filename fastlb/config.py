@@ -97,7 +97,11 @@ class BackendTimeouts:
 
 @dataclass(frozen=True)
 class PoolConfig:
-    max_idle: int = 32          # idle keep-alive connections kept per server
+    # Idle keep-alive connections kept per server.  HAProxy keeps them without
+    # a cap by default (pool-max-conn -1); a cap below the concurrency one
+    # server sees makes every burst close and reopen connections (~70 us of
+    # CPU each), so the default is high and idle_timeout closes the excess.
+    max_idle: int = 1024
     idle_timeout: float = 60.0  # an idle pooled connection is closed after this
 
 

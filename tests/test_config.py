@@ -121,7 +121,7 @@ def test_defaults_are_the_documented_ones(tmp_path: Path) -> None:
     assert (be.balance, be.hash_key, be.bound, be.retries, be.maxqueue, be.sticky, be.seed) == \
         ("roundrobin", None, None, 2, 100, None, 0)
     assert be.timeouts == config.BackendTimeouts(3.0, 30.0, 3600.0, 5.0)
-    assert be.pool == config.PoolConfig(32, 60.0)
+    assert be.pool == config.PoolConfig(1024, 60.0)
     s = be.servers[0]
     assert (s.weight, s.maxconn, s.backup, s.send_proxy) == (1, 0, False, None)
     assert cfg.global_.workers == (os.cpu_count() or 1)

@@ -120,6 +120,17 @@ def test_insert_new_client_gets_a_signed_opaque_cookie(core: ModuleType) -> None
     assert b"Cache-Control: private\r\n" in lb.rewrite_response(edit)
 
 
+def test_insert_new_sessions_of_one_second_share_one_signed_edit(core: ModuleType) -> None:
+    # Signing costs ~2 us of Python; a server starting many sessions in one
+    # second signs once.  The memo holds only the current second's edits.
+    lb = Lb(core, insert_cfg(), names=("s1",))
+    edits = [lb.response(lb.request(T0 + 0.1 * k), T0 + 0.1 * k) for k in range(9)]
+    assert all(e is edits[0] for e in edits)
+    later = lb.response(lb.request(T0 + 1.0), T0 + 1.0)
+    assert later is not edits[0] and cookie_value(later) != cookie_value(edits[0])
+    assert len(lb.p.edits) == 1
+
+
 def test_insert_returning_client_stays_without_new_cookie(core: ModuleType) -> None:
     lb = Lb(core, insert_cfg(max_idle=1800.0))
     srv, v = new_session(lb)
