@@ -16,8 +16,8 @@ server.
 Limits: TLVs in v2 are skipped, not interpreted; AF_UNIX addresses and the
 UNSPEC family are accepted and reported as unknown (``src`` and ``dst`` are
 None: use the connection's own addresses), as the spec asks of a receiver.
-Whether a peer may send a header at all (``accept_proxy`` networks) is the
-caller's decision.
+Whether a peer must send a header (``accept_proxy`` networks) is the
+caller's decision; ``trusted(host, nets)`` answers it for a peer address.
 """
 
 from __future__ import annotations
@@ -45,6 +45,22 @@ T_UNSPEC, T_STREAM, T_DGRAM = 0x0, 0x1, 0x2
 _V2_ADDR_LEN = {AF_UNSPEC: 0, AF_INET: 12, AF_INET6: 36, AF_UNIX: 216}
 
 Endpoint = tuple[str, int]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted(host: str, nets: tuple[Network, ...]) -> bool:
+    """True when the peer address ``host`` lies in one of ``nets``.
+
+    An IPv4-mapped IPv6 peer (a dual-stack listener) is matched as IPv4; a
+    scope id is ignored; a host that is not an IP address is never trusted.
+    """
+    try:
+        ip = ipaddress.ip_address(str(host).split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in n for n in nets)
 
 
 @dataclass(frozen=True)
