@@ -6,6 +6,8 @@ Every test starts its own backends (tests/backend_server.py) and the proxy
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import ipaddress
 import socket
 import struct
@@ -777,18 +779,29 @@ def test_concurrent_mixed_load_leaves_no_slot_or_connection_behind(proxy_for, ba
     assert p.run(lambda: p.factory.connections) == 0
 
 
-def test_closed_connections_are_freed_without_the_cycle_collector(proxy_for, backends) -> None:
-    # A protocol and its timers must not keep each other alive after close:
-    # with reference cycles, a busy worker grows until a full GC pass.
-    import gc
-
-    from fastlb.proxy.client import ClientProtocol
-
-    p = proxy_for()
+@contextlib.contextmanager
+def no_cycle_collector() -> Iterator[None]:
     gc.collect()
     gc.disable()
     try:
-        before = p.run(lambda: sum(isinstance(o, ClientProtocol) for o in gc.get_objects()))
+        yield
+    finally:
+        gc.enable()
+
+
+def live(p: ProxyRunner, cls: type) -> int:
+    """How many ``cls`` objects exist (run with the cycle collector off)."""
+    return int(p.run(lambda: sum(isinstance(o, cls) for o in gc.get_objects())))
+
+
+def test_closed_connections_are_freed_without_the_cycle_collector(proxy_for, backends) -> None:
+    # A protocol and its timers must not keep each other alive after close:
+    # with reference cycles, a busy worker grows until a full GC pass.
+    from fastlb.proxy.client import ClientProtocol
+
+    p = proxy_for()
+    with no_cycle_collector():
+        before = live(p, ClientProtocol)
         for _ in range(200):
             c = p.client()
             assert c.get("/").status == 200
@@ -796,9 +809,7 @@ def test_closed_connections_are_freed_without_the_cycle_collector(proxy_for, bac
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and p.run(lambda: len(p.factory.active)):
             time.sleep(0.01)
-        alive = p.run(lambda: sum(isinstance(o, ClientProtocol) for o in gc.get_objects()))
-    finally:
-        gc.enable()
+        alive = live(p, ClientProtocol)
     assert alive - before < 10, f"{alive - before} closed ClientProtocols still alive"
 
 
@@ -1026,3 +1037,23 @@ def test_private_connection_closes_after_pool_idle_timeout(proxy_for, pp_backend
     assert [r.conn for r in pp_backend.received] == [1, 2]
     assert len(pp_backend.leading) == 2
     c.close()
+
+
+def test_private_connections_are_freed_with_their_clients(proxy_for, pp_backend) -> None:
+    from fastlb.proxy.upstream import UpstreamProtocol
+
+    p = proxy_for([pp_backend.port], servers={"send_proxy": "v1"})
+    with no_cycle_collector():
+        before = live(p, UpstreamProtocol)
+        for _ in range(100):
+            c = p.client()
+            c.send(GET)
+            assert c.read_response().status == 200      # its connection is kept: own
+            c.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (p.run(lambda: len(p.factory.active))
+                                               or pp_backend.writers):
+            time.sleep(0.01)
+        alive = live(p, UpstreamProtocol)
+    assert not pp_backend.writers                         # every one closed with its client
+    assert alive - before < 10, f"{alive - before} closed UpstreamProtocols still alive"

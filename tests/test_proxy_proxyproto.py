@@ -25,23 +25,42 @@ def test_trusted_matches_networks_and_mapped_ipv4() -> None:
     assert not trusted("127.0.0.1", ())
 
 
+class FakeTransport:
+    closed = False
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def upstream() -> tuple[UpstreamProtocol, FakeTransport]:
+    up = UpstreamProtocol(asyncio.get_running_loop(), 0, 8192, 100, 1.0)
+    t = FakeTransport()
+    up.connection_made(t)   # type: ignore[arg-type]
+    return up, t
+
+
 def test_pool_refuses_a_private_connection() -> None:
-    class Transport:
-        closed = False
-
-        def is_closing(self) -> bool:
-            return self.closed
-
-        def close(self) -> None:
-            self.closed = True
-
     async def check() -> None:
-        up = UpstreamProtocol(asyncio.get_running_loop(), 0, 8192, 100, 1.0)
-        t = Transport()
-        up.connection_made(t)   # type: ignore[arg-type]
+        up, t = upstream()
         up.private = True
         pool = Pool(4, 1.0)
         pool.put(up)
         assert pool.idle == [] and t.closed
+
+    asyncio.run(check())
+
+
+def test_unpark_of_a_closed_connection_keeps_no_callback() -> None:
+    # A closed connection's timer must not point back at it (a reference cycle
+    # that only a full GC pass frees).
+    async def check() -> None:
+        up, _ = upstream()
+        up.park(1.0)
+        up.close()
+        assert up.unpark() is False
+        assert up.timer.cb != up.on_timeout and up.timer.cb != up.close
 
     asyncio.run(check())

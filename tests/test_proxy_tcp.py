@@ -256,3 +256,31 @@ def test_send_proxy_relays_the_received_header_addresses(tcp_proxy, echoes) -> N
                 + bytes([198, 51, 100, 1]) + struct.pack("!HH", 4242, 443))
     sent = b"PROXY TCP4 192.0.2.7 198.51.100.1 4242 443\r\n"
     assert exchange(p.port, received + b"hi") == b"e1:" + sent + b"hi<eof>"
+
+
+def read_until(s: socket.socket, end: bytes) -> bytes:
+    out = b""
+    while not out.endswith(end):
+        data = s.recv(100)
+        assert data, out
+        out += data
+    return out
+
+
+@pytest.mark.parametrize("partial", [False, True], ids=["header", "partial"])
+def test_parked_trusted_connection_reads_its_header_when_let_in(tcp_proxy, partial) -> None:
+    p = tcp_proxy(fe={"accept_proxy": LOOPBACK, "maxconn": 1},
+                  fe_timeouts={"client_head": 0.3})
+    first = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    first.sendall(b"PROXY TCP4 192.0.2.7 127.0.0.1 9 80\r\na")
+    read_until(first, b":a")
+    parked = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    header = b"PROXY TCP4 192.0.2.7 127.0.0.1 9 80\r\n"
+    parked.sendall(header[:6] if partial else header + b"b")
+    time.sleep(0.5)                          # longer than client_head: parked, no timer
+    assert finish(first) == b"<eof>"
+    if partial:                              # the head timer runs once it is let in
+        assert parked.recv(100) == b""
+        parked.close()
+    else:
+        assert finish(parked)[2:] == b":b<eof>"

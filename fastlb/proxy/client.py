@@ -7,9 +7,14 @@ server connection (redispatching a failed connect), stream the request
 body (length or chunked, framed by the core), write the response the
 UpstreamProtocol hands over, and go on with the next pipelined request.
 One request is in flight per client connection; the next request's bytes
-wait in a bounded buffer (reading pauses past it).  Limits: no parsing and
-no per-header objects here; persistence decisions belong to the backend's
-Persistence; health is not judged here (a failed connect marks nothing).
+wait in a bounded buffer (reading pauses past it).  PROXY protocol: a
+peer inside ``accept_proxy`` must open with a header whose source then
+stands for the client (``ProxyReceiver``, shared with the TCP relay); a
+connection to a ``send_proxy`` server starts with a header, is private to
+this client connection and kept (``own``) only for its next request.
+Limits: no parsing and no per-header objects here; persistence decisions
+belong to the backend's Persistence; health is not judged here (a failed
+connect marks nothing).
 """
 
 from __future__ import annotations

@@ -144,12 +144,12 @@ class TcpClientProtocol(ProxyReceiver, asyncio.Protocol):
             self.gate.resume(PARKED)
             if self.pp is None:
                 self._pick()
-            elif self.hold:             # header bytes that came before the pause took
+                return
+            self.timer.start(self.factory.fe.timeouts.client_head)
+            if self.hold:               # header bytes that came before the pause took
                 data = b"".join(self.hold)
                 self.hold.clear()
                 self._read_proxy(data)
-            else:
-                self.timer.start(self.factory.fe.timeouts.client_head)
         except Exception:
             log.exception("tcp %s: unexpected error", self.peer)
             self._close()

@@ -201,10 +201,13 @@ class UpstreamProtocol(asyncio.Protocol):
         self.timer.start(idle_timeout)
 
     def unpark(self) -> bool:
-        """Leave the idle wait; True when the connection can serve a request."""
+        """Leave the idle wait; True when the connection can serve a request
+        (else the caller closes it; a closed one's timer keeps no callback)."""
+        if not self.alive:
+            return False
         self.timer.stop()
         self.timer.cb = self.on_timeout
-        return self.alive
+        return True
 
     @property
     def alive(self) -> bool:
