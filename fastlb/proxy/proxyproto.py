@@ -88,15 +88,17 @@ class Invalid:
 
 def parse(buf: bytes | bytearray | memoryview) -> ProxyHeader | Invalid | None:
     """Read a v1 or v2 header from the start of ``buf``; None means need more."""
-    data = bytes(buf[:V1_MAX]) if buf[:1] == b"P" else bytes(buf)
-    if data[:1] == b"P":
+    if buf[:1] == b"P":
+        data = bytes(buf[:V1_MAX])
         if not V1_PREFIX.startswith(data[:6]):
             return Invalid("not a PROXY protocol header")
         return _parse_v1(data)
-    n = min(len(data), len(V2_SIGNATURE))
-    if data[:n] != V2_SIGNATURE[:n]:
+    # v2 is read in place: a header gathered over many reads (up to 64 KiB)
+    # is not copied once per read.
+    n = min(len(buf), len(V2_SIGNATURE))
+    if bytes(buf[:n]) != V2_SIGNATURE[:n]:
         return Invalid("not a PROXY protocol header")
-    return _parse_v2(data)
+    return _parse_v2(buf)
 
 
 def _parse_v1(data: bytes) -> ProxyHeader | Invalid | None:
@@ -139,7 +141,7 @@ def _v1_port(raw: bytes) -> int | None:
     return port if port <= 65535 else None
 
 
-def _parse_v2(data: bytes) -> ProxyHeader | Invalid | None:
+def _parse_v2(data: bytes | bytearray | memoryview) -> ProxyHeader | Invalid | None:
     if len(data) < V2_FIXED:
         return None
     ver_cmd, fam_proto, length = struct.unpack_from("!BBH", data, 12)
