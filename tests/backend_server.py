@@ -21,6 +21,10 @@ did.  What it answers depends on the path:
   CONNECT           200 and then echoes every byte back
   /die?after=N      a Content-Length promise of 2N bytes, N sent, then a reset
 
+With ``proxy_header=True`` every connection must start with a PROXY v1 or v2
+header (as fastlb's ``send_proxy`` sends); its exact bytes are recorded in
+``leading``, one entry per connection, before HTTP is read.
+
 ``Expect: 100-continue`` is answered with ``100 Continue`` before the body is
 read.  HEAD gets the head of the GET answer without a body.
 """
@@ -65,6 +69,8 @@ class Backend:
     port: int = 0
     keepalive: float | None = None     # close an idle keep-alive connection after this
     drop_reused_once: bool = False     # close a reused connection at its 2nd request, once
+    proxy_header: bool = False         # each connection starts with a PROXY header
+    leading: list[bytes] = field(default_factory=list)   # those headers, as received
     received: list[Received] = field(default_factory=list)
     accepted: int = 0
     busy: int = 0                      # requests being answered now
@@ -131,6 +137,14 @@ class Backend:
         self.writers.add(writer)
         served = 0
         try:
+            if self.proxy_header:
+                try:
+                    hdr = await _read_proxy_header(reader)
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                        ConnectionError):
+                    return
+                with self.lock:
+                    self.leading.append(hdr)
             while True:
                 try:
                     if served and self.keepalive is not None:
@@ -275,6 +289,19 @@ class Backend:
                      + (b"" if head_only else body))
         await writer.drain()
         return not close
+
+
+async def _read_proxy_header(reader: asyncio.StreamReader) -> bytes:
+    """The PROXY header a connection starts with, byte for byte (v1 line or v2 block);
+    anything else is returned as its first 5 bytes (the test then fails on it)."""
+    first = await reader.readexactly(5)
+    if first == b"PROXY":
+        return first + await reader.readuntil(b"\r\n")
+    if first == b"\r\n\r\n\x00":
+        fixed = first + await reader.readexactly(11)
+        length = int.from_bytes(fixed[14:16], "big")
+        return fixed + await reader.readexactly(length)
+    return first
 
 
 # ------------------------------------------------------------------ the client

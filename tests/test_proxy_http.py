@@ -6,13 +6,19 @@ Every test starts its own backends (tests/backend_server.py) and the proxy
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import ipaddress
 import socket
+import struct
 import threading
 import time
 from typing import Iterator
 
 import pytest
-from backend_server import Backend, ProxyRunner, free_port
+from backend_server import Backend, Client, ProxyRunner, free_port
+
+from fastlb.proxy.proxyproto import V2_SIGNATURE
 
 
 @pytest.fixture
@@ -773,18 +779,29 @@ def test_concurrent_mixed_load_leaves_no_slot_or_connection_behind(proxy_for, ba
     assert p.run(lambda: p.factory.connections) == 0
 
 
-def test_closed_connections_are_freed_without_the_cycle_collector(proxy_for, backends) -> None:
-    # A protocol and its timers must not keep each other alive after close:
-    # with reference cycles, a busy worker grows until a full GC pass.
-    import gc
-
-    from fastlb.proxy.client import ClientProtocol
-
-    p = proxy_for()
+@contextlib.contextmanager
+def no_cycle_collector() -> Iterator[None]:
     gc.collect()
     gc.disable()
     try:
-        before = p.run(lambda: sum(isinstance(o, ClientProtocol) for o in gc.get_objects()))
+        yield
+    finally:
+        gc.enable()
+
+
+def live(p: ProxyRunner, cls: type) -> int:
+    """How many ``cls`` objects exist (run with the cycle collector off)."""
+    return int(p.run(lambda: sum(isinstance(o, cls) for o in gc.get_objects())))
+
+
+def test_closed_connections_are_freed_without_the_cycle_collector(proxy_for, backends) -> None:
+    # A protocol and its timers must not keep each other alive after close:
+    # with reference cycles, a busy worker grows until a full GC pass.
+    from fastlb.proxy.client import ClientProtocol
+
+    p = proxy_for()
+    with no_cycle_collector():
+        before = live(p, ClientProtocol)
         for _ in range(200):
             c = p.client()
             assert c.get("/").status == 200
@@ -792,7 +809,251 @@ def test_closed_connections_are_freed_without_the_cycle_collector(proxy_for, bac
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and p.run(lambda: len(p.factory.active)):
             time.sleep(0.01)
-        alive = p.run(lambda: sum(isinstance(o, ClientProtocol) for o in gc.get_objects()))
-    finally:
-        gc.enable()
+        alive = live(p, ClientProtocol)
     assert alive - before < 10, f"{alive - before} closed ClientProtocols still alive"
+
+
+# ============================================================ PROXY protocol
+# accept_proxy: a trusted peer must open with a v1/v2 header (HAProxy's
+# accept-proxy); send_proxy: a header on every new server connection, which
+# stays private to its client connection.
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
+ELSEWHERE = (ipaddress.ip_network("10.0.0.0/8"),)
+
+V1 = b"PROXY TCP4 192.0.2.7 198.51.100.1 4242 443\r\n"
+# v2 PROXY, INET/STREAM: 203.0.113.9:5555 -> 198.51.100.1:443
+V2 = (V2_SIGNATURE + b"\x21\x11\x00\x0c" + bytes([203, 0, 113, 9])
+      + bytes([198, 51, 100, 1]) + struct.pack("!HH", 5555, 443))
+V2_LOCAL = V2_SIGNATURE + b"\x20\x00\x00\x00"
+GET = b"GET /pp HTTP/1.1\r\nHost: test\r\n\r\n"
+
+
+def read_to_eof(c: Client, timeout: float = 3.0) -> bytes:
+    """Every byte until the proxy closes (fails the test if it does not)."""
+    c.sock.settimeout(timeout)
+    out = c.buf
+    while True:
+        try:
+            data = c.sock.recv(4096)
+        except ConnectionResetError:
+            return out
+        if not data:
+            return out
+        out += data
+
+
+def xff(c: Client) -> str:
+    r = c.read_response()
+    assert r.status == 200
+    values = [v for n, v in r.json()["headers"] if n.lower() == "x-forwarded-for"]
+    assert len(values) == 1
+    return str(values[0])
+
+
+# ------------------------------------------------------------------ receiving
+
+@pytest.mark.parametrize("header,source", [(V1, "192.0.2.7"), (V2, "203.0.113.9")],
+                         ids=["v1", "v2"])
+def test_trusted_header_source_becomes_the_client_address(proxy_for, backends, header,
+                                                          source) -> None:
+    p = proxy_for(fe={"accept_proxy": LOOPBACK})
+    c = p.client()
+    c.send(header + GET)
+    assert xff(c) == source
+    c.send(GET)                                     # the whole connection is that client
+    assert xff(c) == source
+    c.close()
+
+
+def test_header_split_across_reads(proxy_for, backends) -> None:
+    p = proxy_for(fe={"accept_proxy": LOOPBACK})
+    for header, source in ((V1, "192.0.2.7"), (V2, "203.0.113.9")):
+        c = p.client()
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        data = header + GET
+        cut = len(header) - 3                       # the last piece ends the header + HTTP
+        for piece in (data[:1], data[1:9], data[9:cut], data[cut:]):
+            c.send(piece)
+            time.sleep(0.02)
+        assert xff(c) == source
+        c.close()
+
+
+def test_local_and_unknown_keep_the_real_peer(proxy_for, backends) -> None:
+    p = proxy_for(fe={"accept_proxy": LOOPBACK})
+    for header in (V2_LOCAL, b"PROXY UNKNOWN\r\n"):
+        c = p.client()
+        c.send(header + GET)
+        assert xff(c) == "127.0.0.1"
+        c.close()
+
+
+def test_source_balance_hashes_the_header_address(proxy_for, backends) -> None:
+    p = proxy_for(fe={"accept_proxy": LOOPBACK}, be={"balance": "source"})
+
+    def server_for(ip: str) -> str:
+        c = p.client()
+        c.send(f"PROXY TCP4 {ip} 127.0.0.1 1000 80\r\n".encode() + GET)
+        name = str(c.read_response().json()["server"])
+        c.close()
+        return name
+
+    picks = {ip: server_for(ip) for ip in (f"198.18.0.{n}" for n in range(1, 13))}
+    assert set(picks.values()) == {"s1", "s2"}      # the real peer is always 127.0.0.1
+    assert all(server_for(ip) == name for ip, name in picks.items())
+
+
+def test_untrusted_peer_is_plain_http(proxy_for, backends) -> None:
+    p = proxy_for(fe={"accept_proxy": ELSEWHERE})
+    c = p.client()
+    c.send(V1 + GET)                                # a PROXY line is a bad request line
+    r = c.read_response()
+    assert r.status == 400
+    c.close()
+    c = p.client()
+    c.send(GET)
+    assert xff(c) == "127.0.0.1"
+    c.close()
+    assert [r.target for r in backends[0].received + backends[1].received] == ["/pp"]
+
+
+@pytest.mark.parametrize("data", [
+    GET,                                                  # no header at all
+    b"PROXY TCP4 999.0.2.7 127.0.0.1 1 2\r\n" + GET,      # bad address
+    b"PROXY TCP4 192.0.2.7 127.0.0.1 1 2\n" + GET,        # LF without CR
+    V2_SIGNATURE + b"\x31\x11\x00\x0c" + bytes(12) + GET,  # v2 with version 3
+], ids=["missing", "bad-address", "bare-lf", "bad-v2-version"])
+def test_trusted_peer_without_a_valid_header_is_closed_unanswered(proxy_for, backends,
+                                                                  data) -> None:
+    p = proxy_for(fe={"accept_proxy": LOOPBACK})
+    c = p.client()
+    c.send(data)
+    assert read_to_eof(c) == b""                    # no HTTP answer, as HAProxy
+    c.close()
+    assert backends[0].accepted == backends[1].accepted == 0
+
+
+def test_trusted_peer_silent_past_client_head_is_closed_unanswered(proxy_for,
+                                                                   backends) -> None:
+    p = proxy_for(fe={"accept_proxy": LOOPBACK}, fe_timeouts={"client_head": 0.3})
+    c = p.client()
+    c.send(V1[:10])                                 # a header that never ends
+    assert read_to_eof(c, 5.0) == b""               # not a 408
+    c.close()
+    assert backends[0].accepted == backends[1].accepted == 0
+
+
+def test_parked_trusted_connection_reads_its_header_when_let_in(proxy_for, backends
+                                                                ) -> None:
+    p = proxy_for(fe={"accept_proxy": LOOPBACK, "maxconn": 1})
+    first = p.client()
+    first.send(V1 + b"GET /slow?d=0.3 HTTP/1.1\r\nHost: a\r\n\r\n")
+    time.sleep(0.1)
+    second = p.client()                             # over maxconn: parked
+    second.send(V2 + GET)
+    assert xff(first) == "192.0.2.7"
+    first.close()
+    assert xff(second) == "203.0.113.9"
+    second.close()
+
+
+# -------------------------------------------------------------------- sending
+
+@pytest.fixture
+def pp_backend() -> Iterator[Backend]:
+    b = Backend("s1", proxy_header=True).start()
+    yield b
+    b.stop()
+
+
+def test_send_proxy_v1_header_first_and_private_to_its_client(proxy_for,
+                                                              pp_backend) -> None:
+    p = proxy_for([pp_backend.port], servers={"send_proxy": "v1"})
+    c1, c2 = p.client(), p.client()
+    for c in (c1, c2, c1):
+        c.send(GET)
+        assert c.read_response().status == 200
+    ports = [c.sock.getsockname()[1] for c in (c1, c2)]
+    assert pp_backend.leading == [
+        b"PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n" % (port, p.port) for port in ports]
+    # c2 never gets c1's idle connection; c1's next request does.
+    assert [r.conn for r in pp_backend.received] == [1, 2, 1]
+    assert p.backend.pools[0].reused == 0
+    assert p.run(lambda: len(p.backend.pools[0].idle)) == 0
+    c1.close()                                    # its private connection goes with it
+    deadline = time.monotonic() + 3
+    while len(pp_backend.writers) > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(pp_backend.writers) == 1
+    c2.close()
+
+
+def test_send_proxy_v2_relays_the_received_addresses(proxy_for, pp_backend) -> None:
+    p = proxy_for([pp_backend.port], servers={"send_proxy": "v2"},
+                  fe={"accept_proxy": LOOPBACK})
+    c = p.client()
+    c.send(V1 + GET)
+    assert c.read_response().status == 200
+    assert pp_backend.leading == [
+        V2_SIGNATURE + b"\x21\x11\x00\x0c" + bytes([192, 0, 2, 7]) + bytes([198, 51, 100, 1])
+        + struct.pack("!HH", 4242, 443)]
+    c.close()
+
+
+def test_servers_without_send_proxy_still_pool(proxy_for, backends) -> None:
+    p = proxy_for([backends[0].port], fe={"accept_proxy": LOOPBACK})
+    c1 = p.client()
+    c1.send(V1 + GET)
+    assert c1.read_response().status == 200
+    c1.close()
+    c2 = p.client()
+    c2.send(V2 + GET)
+    assert c2.read_response().json()["conn"] == 1
+    c2.close()
+
+
+def test_trusted_peer_closing_inside_its_header_is_closed_at_once(proxy_for,
+                                                                  backends) -> None:
+    p = proxy_for(fe={"accept_proxy": LOOPBACK})        # client_head: the 10 s default
+    c = p.client()
+    c.send(V1[:10])
+    c.sock.shutdown(socket.SHUT_WR)
+    assert read_to_eof(c, 3.0) == b""
+    c.close()
+
+
+def test_private_connection_closes_after_pool_idle_timeout(proxy_for, pp_backend) -> None:
+    p = proxy_for([pp_backend.port], servers={"send_proxy": "v2"}, pool={"idle_timeout": 0.2})
+    c = p.client()
+    c.send(GET)
+    assert c.read_response().status == 200
+    deadline = time.monotonic() + 3
+    while pp_backend.writers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not pp_backend.writers                 # closed while the client stays
+    c.send(GET)                                   # the next request gets a new one
+    assert c.read_response().status == 200
+    assert [r.conn for r in pp_backend.received] == [1, 2]
+    assert len(pp_backend.leading) == 2
+    c.close()
+
+
+def test_private_connections_are_freed_with_their_clients(proxy_for, pp_backend) -> None:
+    from fastlb.proxy.upstream import UpstreamProtocol
+
+    p = proxy_for([pp_backend.port], servers={"send_proxy": "v1"})
+    with no_cycle_collector():
+        before = live(p, UpstreamProtocol)
+        for _ in range(100):
+            c = p.client()
+            c.send(GET)
+            assert c.read_response().status == 200      # its connection is kept: own
+            c.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (p.run(lambda: len(p.factory.active))
+                                               or pp_backend.writers):
+            time.sleep(0.01)
+        alive = live(p, UpstreamProtocol)
+    assert not pp_backend.writers                         # every one closed with its client
+    assert alive - before < 10, f"{alive - before} closed UpstreamProtocols still alive"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
+import struct
 import threading
 import time
 from typing import Iterator
@@ -85,6 +87,11 @@ def exchange(port: int, payload: bytes) -> bytes:
     """Send payload, half-close, read until the relay closes."""
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.sendall(payload)
+    return finish(s)
+
+
+def finish(s: socket.socket) -> bytes:
+    """Half-close, read until the relay closes, close."""
     s.shutdown(socket.SHUT_WR)
     out = b""
     while True:
@@ -171,3 +178,109 @@ def test_relay_memory_stays_bounded_when_the_client_does_not_read(tcp_proxy) -> 
     s.close()
     assert got == size + 3             # "eN:" and every byte echoed
     assert peak < 2 * 1024 * 1024, peak
+
+
+# ------------------------------------------------------------ PROXY protocol
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
+
+
+def test_accept_proxy_strips_the_header_and_hashes_its_source(tcp_proxy) -> None:
+    p = tcp_proxy(fe={"accept_proxy": LOOPBACK}, be={"balance": "source"})
+
+    def server_for(ip: str) -> bytes:
+        out = exchange(p.port, f"PROXY TCP4 {ip} 127.0.0.1 1000 80\r\nhi".encode())
+        assert out[2:] == b":hi<eof>"           # the header never reaches the server
+        return out[:2]
+
+    picks = {ip: server_for(ip) for ip in (f"198.18.0.{n}" for n in range(1, 13))}
+    assert set(picks.values()) == {b"e1", b"e2"}    # the real peer is always 127.0.0.1
+    assert all(server_for(ip) == name for ip, name in picks.items())
+
+
+def test_accept_proxy_header_split_across_reads(tcp_proxy) -> None:
+    p = tcp_proxy(fe={"accept_proxy": LOOPBACK})
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for piece in (b"PRO", b"XY TCP4 192.0.2.7 ", b"127.0.0.1 9 80\r", b"\npayload"):
+        s.sendall(piece)
+        time.sleep(0.02)
+    assert finish(s)[2:] == b":payload<eof>"
+
+
+@pytest.mark.parametrize("payload", [b"hello", b"PROXY TCP9 x\r\nhello", b"PROXY TCP4 1"],
+                         ids=["missing", "malformed", "eof-inside"])
+def test_accept_proxy_without_a_valid_header_is_closed(tcp_proxy, echoes, payload) -> None:
+    p = tcp_proxy(fe={"accept_proxy": LOOPBACK})     # closed at once, not by a timer
+    try:
+        assert exchange(p.port, payload) == b""
+    except ConnectionResetError:
+        pass
+    assert echoes[0].conns == echoes[1].conns == []     # no server was contacted
+
+
+def test_accept_proxy_header_not_ended_by_client_head_is_closed(tcp_proxy, echoes) -> None:
+    p = tcp_proxy(fe={"accept_proxy": LOOPBACK}, fe_timeouts={"client_head": 0.3})
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    s.sendall(b"PROXY TCP4 ")
+    assert s.recv(100) == b""
+    s.close()
+    assert echoes[0].conns == echoes[1].conns == []
+
+
+def test_untrusted_peer_is_relayed_as_is(tcp_proxy) -> None:
+    p = tcp_proxy(fe={"accept_proxy": (ipaddress.ip_network("10.0.0.0/8"),)})
+    payload = b"PROXY TCP4 192.0.2.7 127.0.0.1 9 80\r\nhi"
+    assert exchange(p.port, payload)[2:] == b":" + payload + b"<eof>"
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_send_proxy_writes_the_header_before_any_byte(tcp_proxy, echoes, version) -> None:
+    p = tcp_proxy([echoes[0].port], servers={"send_proxy": version})
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    port = s.getsockname()[1]
+    s.sendall(b"hi")
+    out = finish(s)
+    if version == "v1":
+        header = b"PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n" % (port, p.port)
+    else:
+        header = (b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c" + bytes([127, 0, 0, 1]) * 2
+                  + struct.pack("!HH", port, p.port))
+    assert out == b"e1:" + header + b"hi<eof>"
+
+
+def test_send_proxy_relays_the_received_header_addresses(tcp_proxy, echoes) -> None:
+    p = tcp_proxy([echoes[0].port], servers={"send_proxy": "v1"},
+                  fe={"accept_proxy": LOOPBACK})
+    received = (b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c" + bytes([192, 0, 2, 7])
+                + bytes([198, 51, 100, 1]) + struct.pack("!HH", 4242, 443))
+    sent = b"PROXY TCP4 192.0.2.7 198.51.100.1 4242 443\r\n"
+    assert exchange(p.port, received + b"hi") == b"e1:" + sent + b"hi<eof>"
+
+
+def read_until(s: socket.socket, end: bytes) -> bytes:
+    out = b""
+    while not out.endswith(end):
+        data = s.recv(100)
+        assert data, out
+        out += data
+    return out
+
+
+@pytest.mark.parametrize("partial", [False, True], ids=["header", "partial"])
+def test_parked_trusted_connection_reads_its_header_when_let_in(tcp_proxy, partial) -> None:
+    p = tcp_proxy(fe={"accept_proxy": LOOPBACK, "maxconn": 1},
+                  fe_timeouts={"client_head": 0.3})
+    first = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    first.sendall(b"PROXY TCP4 192.0.2.7 127.0.0.1 9 80\r\na")
+    read_until(first, b":a")
+    parked = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    header = b"PROXY TCP4 192.0.2.7 127.0.0.1 9 80\r\n"
+    parked.sendall(header[:6] if partial else header + b"b")
+    time.sleep(0.5)                          # longer than client_head: parked, no timer
+    assert finish(first) == b"<eof>"
+    if partial:                              # the head timer runs once it is let in
+        assert parked.recv(100) == b""
+        parked.close()
+    else:
+        assert finish(parked)[2:] == b":b<eof>"

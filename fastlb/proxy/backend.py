@@ -22,9 +22,13 @@ from ..config import BackendConfig, FrontendConfig
 from ..sessions import SessionStore
 from ..sticky import Outcome, make_persistence
 from ..types import KeyKind
+from . import proxyproto
 from .upstream import Pool
 
 log = logging.getLogger("fastlb.proxy")
+
+# send_proxy value -> header builder (HAProxy's send-proxy / send-proxy-v2).
+_PROXY_BUILDERS = {"v1": proxyproto.build_v1, "v2": proxyproto.build_v2}
 
 _KEY_KINDS = {"cookie": KeyKind.KEY_COOKIE, "header": KeyKind.KEY_HEADER,
               "uri": KeyKind.KEY_URI, "source": KeyKind.KEY_SOURCE}
@@ -63,6 +67,7 @@ class BackendRuntime:
         self.names = [s.name for s in cfg.servers]
         self.addresses = [(s.address.host, s.address.port) for s in cfg.servers]
         self.pools = [Pool(cfg.pool.max_idle, cfg.pool.idle_timeout) for _ in cfg.servers]
+        self.proxy_builders = [_PROXY_BUILDERS.get(s.send_proxy or "") for s in cfg.servers]
         self.queue: deque[Waiter] = deque()
         self.key_kind = KeyKind.KEY_NONE
         self.key_name = b""
@@ -99,6 +104,23 @@ class BackendRuntime:
             if first < 0:
                 first = i
         return first
+
+    def proxy_header(self, i: int, src: proxyproto.Endpoint | None,
+                     dst: proxyproto.Endpoint | None, transport: Any) -> bytes:
+        """The PROXY header a new connection to server i starts with (b"": none).
+
+        ``src`` is the client (from its own PROXY header, else its peer
+        address); ``dst`` the destination its header named, else the
+        frontend's local address (``transport``'s sockname).
+        """
+        build = self.proxy_builders[i]
+        if build is None:
+            return b""
+        if dst is None and transport is not None:
+            name = transport.get_extra_info("sockname")
+            if name:
+                dst = (str(name[0]), int(name[1]))
+        return build(src, dst)
 
     # -- slots and the queue
 

@@ -7,9 +7,14 @@ server connection (redispatching a failed connect), stream the request
 body (length or chunked, framed by the core), write the response the
 UpstreamProtocol hands over, and go on with the next pipelined request.
 One request is in flight per client connection; the next request's bytes
-wait in a bounded buffer (reading pauses past it).  Limits: no parsing and
-no per-header objects here; persistence decisions belong to the backend's
-Persistence; health is not judged here (a failed connect marks nothing).
+wait in a bounded buffer (reading pauses past it).  PROXY protocol: a
+peer inside ``accept_proxy`` must open with a header whose source then
+stands for the client (``ProxyReceiver``, shared with the TCP relay); a
+connection to a ``send_proxy`` server starts with a header, is private to
+this client connection and kept (``own``) only for its next request.
+Limits: no parsing and no per-header objects here; persistence decisions
+belong to the backend's Persistence; health is not judged here (a failed
+connect marks nothing).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from ..config import FrontendConfig
 from ..errors import from_core_code
 from ..sticky import NO_EDIT, Choice, Outcome, final_outcome
 from ..types import BodyKind, Method, ScanStatus
+from . import proxyproto
 from .backend import BackendRuntime
 from .flow import HOLD, HOLD_MAX, PARKED, PEER_FULL, PIPELINE, PIPELINE_MAX, ReadGate, Timer
 from .responses import error_response
@@ -53,6 +59,7 @@ C_CONNECT = 2    # head read; connecting to the chosen server
 C_EXCHANGE = 3   # request sent (body may still stream), response awaited or streaming
 C_TUNNEL = 4     # after 101 Switching Protocols: bytes both ways
 C_CLOSED = 5
+C_PROXY = 6      # a trusted peer (accept_proxy): waiting for its PROXY header
 
 
 class Parkable(Protocol):
@@ -120,7 +127,43 @@ class HttpFactory:
             nxt.unpark()
 
 
-class ClientProtocol(asyncio.Protocol):
+class ProxyReceiver:
+    """The ``accept_proxy`` side shared by the HTTP and TCP client protocols.
+
+    A connection from a trusted peer gathers its first bytes in ``pp`` until
+    ``proxyproto.parse`` decides (the caller's head timer bounds the wait).
+    """
+
+    pp: bytearray | None
+    peer: str
+    src: proxyproto.Endpoint | None
+    dst: proxyproto.Endpoint | None
+
+    def _close(self) -> None: ...
+
+    def _proxy_header(self, data: bytes, kind: str
+                      ) -> tuple[proxyproto.ProxyHeader, bytes] | None:
+        """Feed bytes; the header and the bytes after it once complete (its
+        source now stands for the client), None while incomplete or after
+        closing on a bad header (one log line, no answer: HAProxy's way)."""
+        assert self.pp is not None
+        self.pp += data
+        h = proxyproto.parse(self.pp)
+        if h is None:
+            return None
+        if isinstance(h, proxyproto.Invalid):
+            log.warning("%s %s: bad PROXY header: %s; closing", kind, self.peer, h.reason)
+            self._close()
+            return None
+        rest = bytes(self.pp[h.consumed:])
+        self.pp = None
+        if h.src is not None:           # else LOCAL/UNKNOWN: the real peer stays
+            self.src, self.dst = h.src, h.dst
+            self.peer = f"{h.src[0]}:{h.src[1]}"
+        return h, rest
+
+
+class ClientProtocol(ProxyReceiver, asyncio.Protocol):
     """One client connection: requests in, responses out, in order."""
 
     def __init__(self, factory: HttpFactory) -> None:
@@ -144,6 +187,9 @@ class ClientProtocol(asyncio.Protocol):
         self.resp_rewriter = _core.ResponseRewriter(**be.persistence.response_rewriter_kwargs)
         self.client_ip = b""
         self.peer = "-"
+        self.src: proxyproto.Endpoint | None = None   # the client (PROXY header or peer)
+        self.dst: proxyproto.Endpoint | None = None   # the header's destination, if any
+        self.pp: bytearray | None = None   # a PROXY header's bytes so far (C_PROXY)
         self.state = C_HEAD
         self.buf = bytearray()          # bytes of the next (pipelined) request
         self.head_started = False       # a byte of the current head has arrived
@@ -152,6 +198,8 @@ class ClientProtocol(asyncio.Protocol):
         self.draining = factory.draining  # close after the current response
         self.writing_paused = False     # our write buffer toward the client is full
         self.requests = 0
+        # An idle private (send_proxy) server connection kept for this client only.
+        self.own: UpstreamProtocol | None = None
         # Per-request state
         self._clear_request()
 
@@ -196,6 +244,10 @@ class ClientProtocol(asyncio.Protocol):
             if peer:
                 self.client_ip = str(peer[0]).encode()
                 self.peer = f"{peer[0]}:{peer[1]}"
+                self.src = (str(peer[0]), int(peer[1]))
+                if self.fe.accept_proxy and proxyproto.trusted(peer[0], self.fe.accept_proxy):
+                    self.state = C_PROXY     # its first bytes must be a PROXY header
+                    self.pp = bytearray()
             self.router.set_source(self.client_ip)
             # The first head's time runs from the accept: a connection that sends
             # nothing gets 408 like a slow one (HAProxy's default, without
@@ -215,7 +267,11 @@ class ClientProtocol(asyncio.Protocol):
             if self.state != C_CLOSED:
                 self.gate.resume(PARKED)
                 self.timer.start(self.fe.timeouts.client_head)
-                if self.buf:
+                if self.buf and self.state == C_PROXY:
+                    data = bytes(self.buf)
+                    self.buf.clear()
+                    self._read_proxy(data)
+                elif self.buf:
                     self._next_request()
         except Exception:
             log.exception("client %s: unexpected error", self.peer)
@@ -262,6 +318,8 @@ class ClientProtocol(asyncio.Protocol):
                     self._read_head(data)
             elif not self.req_done:
                 self._read_body(data, 0)
+            elif st == C_PROXY:
+                self._read_proxy(data)
             else:
                 self._buffer(data, 0)
         except Exception:
@@ -278,7 +336,7 @@ class ClientProtocol(asyncio.Protocol):
                     return None        # both directions ended
                 self.up.write_eof()
                 return True
-            if self.state == C_HEAD:
+            if self.state in (C_HEAD, C_PROXY):
                 return None        # nothing in flight: close
             if not self.req_done:
                 self._fail(400, "client closed inside the request body")
@@ -297,6 +355,7 @@ class ClientProtocol(asyncio.Protocol):
             self.timer.cancel()
             self.write_timer.cancel()
             self._drop_server()
+            self._drop_own()
             self.factory.leave(self)
         except Exception:
             log.exception("client %s: unexpected error at close", self.peer)
@@ -367,10 +426,12 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.write(self.pending_head)
             self.pending_head = None
         if up is not None:
-            if reusable and self.req_done:
-                self.be.pools[self.server].put(up)
-            else:
+            if not (reusable and self.req_done):
                 up.close()
+            elif up.private:
+                self._keep_own(up)
+            else:
+                self.be.pools[self.server].put(up)
         self._log_access()
         self._free_slot()
         self.requests += 1
@@ -411,6 +472,20 @@ class ClientProtocol(asyncio.Protocol):
         self._close()
 
     # ---------------------------------------------------------- Core decisions
+
+    def _read_proxy(self, data: bytes) -> None:
+        """A trusted peer's first bytes: its PROXY header, then HTTP (HAProxy's
+        accept-proxy)."""
+        got = self._proxy_header(data, "client")
+        if got is None:
+            return                      # the client_head timer keeps running
+        h, rest = got
+        self.state = C_HEAD
+        if h.src is not None:
+            self.client_ip = h.src[0].encode()
+            self.router.set_source(self.client_ip)
+        if rest:
+            self._read_head(rest)
 
     def _read_head(self, data: bytes) -> None:
         if not self.head_started:
@@ -518,6 +593,14 @@ class ClientProtocol(asyncio.Protocol):
         self.tried.add(i)
         self.slot = i
         self.be.acquire(i)
+        up = self.own
+        if up is not None:
+            # Our private connection serves only our requests to its own server.
+            self.own = None
+            if up.server == i and up.unpark():
+                self._attach(up, True)
+                return
+            up.close()
         up = self.be.pools[i].take()
         if up is not None:
             self._attach(up, True)
@@ -548,6 +631,10 @@ class ClientProtocol(asyncio.Protocol):
             if self.state != C_CONNECT or self.server != i:
                 up.close()
                 return
+            header = be.proxy_header(i, self.src, self.dst, self.transport)
+            if header:
+                up.private = True        # names this client: never pooled for another
+                up.write(header)
             self._attach(up, False)
         except asyncio.CancelledError:
             raise
@@ -698,7 +785,11 @@ class ClientProtocol(asyncio.Protocol):
 
     def _client_timeout(self) -> None:
         try:
-            if self.state == C_HEAD:
+            if self.state == C_PROXY:
+                log.warning("client %s: no PROXY header within %.1fs; closing", self.peer,
+                            self.fe.timeouts.client_head)
+                self._close()
+            elif self.state == C_HEAD:
                 if self.head_started:
                     self._reply(408, "request head timeout")
                 else:
@@ -745,6 +836,18 @@ class ClientProtocol(asyncio.Protocol):
             self.up = None
         self._free_slot()
 
+    def _keep_own(self, up: UpstreamProtocol) -> None:
+        """Keep a private connection idle for this client's next request only
+        (HAProxy keeps send-proxy connections private to their client session)."""
+        self._drop_own()
+        self.own = up
+        up.park(self.be.cfg.pool.idle_timeout)
+
+    def _drop_own(self) -> None:
+        if self.own is not None:
+            up, self.own = self.own, None
+            up.close()
+
     def _free_slot(self) -> None:
         if self.slot >= 0:
             i, self.slot = self.slot, -1
@@ -757,6 +860,7 @@ class ClientProtocol(asyncio.Protocol):
         self.state = C_CLOSED
         self.timer.cancel()
         self.write_timer.cancel()
+        self._drop_own()
         t = self.transport
         if t is None or t.is_closing():
             return

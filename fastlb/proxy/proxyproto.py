@@ -16,8 +16,8 @@ server.
 Limits: TLVs in v2 are skipped, not interpreted; AF_UNIX addresses and the
 UNSPEC family are accepted and reported as unknown (``src`` and ``dst`` are
 None: use the connection's own addresses), as the spec asks of a receiver.
-Whether a peer may send a header at all (``accept_proxy`` networks) is the
-caller's decision.
+Whether a peer must send a header (``accept_proxy`` networks) is the
+caller's decision; ``trusted(host, nets)`` answers it for a peer address.
 """
 
 from __future__ import annotations
@@ -45,6 +45,22 @@ T_UNSPEC, T_STREAM, T_DGRAM = 0x0, 0x1, 0x2
 _V2_ADDR_LEN = {AF_UNSPEC: 0, AF_INET: 12, AF_INET6: 36, AF_UNIX: 216}
 
 Endpoint = tuple[str, int]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted(host: str, nets: tuple[Network, ...]) -> bool:
+    """True when the peer address ``host`` lies in one of ``nets``.
+
+    An IPv4-mapped IPv6 peer (a dual-stack listener) is matched as IPv4; a
+    scope id is ignored; a host that is not an IP address is never trusted.
+    """
+    try:
+        ip = ipaddress.ip_address(str(host).split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in n for n in nets)
 
 
 @dataclass(frozen=True)
@@ -72,15 +88,17 @@ class Invalid:
 
 def parse(buf: bytes | bytearray | memoryview) -> ProxyHeader | Invalid | None:
     """Read a v1 or v2 header from the start of ``buf``; None means need more."""
-    data = bytes(buf[:V1_MAX]) if buf[:1] == b"P" else bytes(buf)
-    if data[:1] == b"P":
+    if buf[:1] == b"P":
+        data = bytes(buf[:V1_MAX])
         if not V1_PREFIX.startswith(data[:6]):
             return Invalid("not a PROXY protocol header")
         return _parse_v1(data)
-    n = min(len(data), len(V2_SIGNATURE))
-    if data[:n] != V2_SIGNATURE[:n]:
+    # v2 is read in place: a header gathered over many reads (up to 64 KiB)
+    # is not copied once per read.
+    n = min(len(buf), len(V2_SIGNATURE))
+    if bytes(buf[:n]) != V2_SIGNATURE[:n]:
         return Invalid("not a PROXY protocol header")
-    return _parse_v2(data)
+    return _parse_v2(buf)
 
 
 def _parse_v1(data: bytes) -> ProxyHeader | Invalid | None:
@@ -123,7 +141,7 @@ def _v1_port(raw: bytes) -> int | None:
     return port if port <= 65535 else None
 
 
-def _parse_v2(data: bytes) -> ProxyHeader | Invalid | None:
+def _parse_v2(data: bytes | bytearray | memoryview) -> ProxyHeader | Invalid | None:
     if len(data) < V2_FIXED:
         return None
     ver_cmd, fam_proto, length = struct.unpack_from("!BBH", data, 12)

@@ -6,7 +6,11 @@ within the connect timeout (a failed connect is redispatched to another
 server up to ``retries``), then copy bytes both ways with flow control.  A
 half-close is propagated (``write_eof``) and the pair closes once both
 directions ended; the backend's tunnel timeout closes an idle pair.
-Limits: no PROXY protocol yet; one server connection per client.
+PROXY protocol: a peer inside the frontend's ``accept_proxy`` networks must
+open with a v1/v2 header (read before a server is picked, so source hashing
+sees the address it carries; a bad or missing one closes the connection);
+a server with ``send_proxy`` gets a header for the client before any byte.
+Limits: one server connection per client.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import cast
 
 from .. import _core
 from ..types import KeyKind
-from .client import HttpFactory
+from . import proxyproto
+from .client import HttpFactory, ProxyReceiver
 from .flow import HOLD, PARKED, PEER_FULL, ReadGate, Timer
 
 log = logging.getLogger("fastlb.proxy")
@@ -70,7 +75,7 @@ class TcpUpstream(asyncio.Protocol):
             self.owner.gate.resume(PEER_FULL)
 
 
-class TcpClientProtocol(asyncio.Protocol):
+class TcpClientProtocol(ProxyReceiver, asyncio.Protocol):
     """The client side of one relayed pair."""
 
     def __init__(self, factory: HttpFactory) -> None:
@@ -91,6 +96,9 @@ class TcpClientProtocol(asyncio.Protocol):
         self.eof = False
         self.closed = False
         self.peer = "-"
+        self.src: proxyproto.Endpoint | None = None   # the client (PROXY header or peer)
+        self.dst: proxyproto.Endpoint | None = None   # the header's destination, if any
+        self.pp: bytearray | None = None   # a PROXY header's bytes so far (trusted peer)
 
     # ------------------------------------------------------ Protocol interface
 
@@ -98,18 +106,25 @@ class TcpClientProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.gate.transport = self.transport
         try:
-            self.gate.pause(HOLD)       # nothing is read until the server is connected
-            self.loop.call_soon(self.gate.reapply)
             peer = transport.get_extra_info("peername")
-            ip = str(peer[0]).encode() if peer else b""
-            self.peer = f"{peer[0]}:{peer[1]}" if peer else "-"
-            be = self.be
-            if be.key_kind in (KeyKind.KEY_SOURCE, KeyKind.KEY_NONE) and ip:
-                self.key = _core.hash_bytes(ip, be.cfg.seed)
-            if self.factory.admit(self):
-                self._pick()
-            else:
+            fe = self.factory.fe
+            if peer:
+                self.src = (str(peer[0]), int(peer[1]))
+                self.peer = f"{peer[0]}:{peer[1]}"
+                if fe.accept_proxy and proxyproto.trusted(peer[0], fe.accept_proxy):
+                    self.pp = bytearray()   # read its PROXY header before picking
+            if self.pp is None:
+                self.gate.pause(HOLD)   # nothing is read until the server is connected
+                self.loop.call_soon(self.gate.reapply)
+                self._set_key()
+            if not self.factory.admit(self):
                 self.gate.pause(PARKED)
+                if self.pp is not None:
+                    self.loop.call_soon(self.gate.reapply)
+            elif self.pp is not None:
+                self.timer.start(fe.timeouts.client_head)
+            else:
+                self._pick()
         except Exception:
             log.exception("tcp %s: unexpected error on accept", self.peer)
             self._close()
@@ -123,19 +138,41 @@ class TcpClientProtocol(asyncio.Protocol):
             self.transport.abort()
 
     def unpark(self) -> None:
-        if not self.closed:
+        try:
+            if self.closed:
+                return
             self.gate.resume(PARKED)
-            self._pick()
+            if self.pp is None:
+                self._pick()
+                return
+            self.timer.start(self.factory.fe.timeouts.client_head)
+            if self.hold:               # header bytes that came before the pause took
+                data = b"".join(self.hold)
+                self.hold.clear()
+                self._read_proxy(data)
+        except Exception:
+            log.exception("tcp %s: unexpected error", self.peer)
+            self._close()
 
     def data_received(self, data: bytes) -> None:
-        self.timer.touch()
         if self.up is not None and self.up.transport is not None:
+            self.timer.touch()
             self.up.transport.write(data)
+        elif self.pp is not None and not self.gate.reasons & PARKED:
+            try:
+                self._read_proxy(data)
+            except Exception:
+                log.exception("tcp %s: unexpected error", self.peer)
+                self._close()
         else:
             self.hold.append(data)     # came before the pause took (bounded: one read)
 
     def eof_received(self) -> bool | None:
         self.eof = True
+        if self.pp is not None:
+            log.warning("tcp %s: closed before its PROXY header ended", self.peer)
+            self._close()
+            return None
         up = self.up
         if up is not None and up.transport is not None and up.transport.can_write_eof():
             up.transport.write_eof()
@@ -176,6 +213,23 @@ class TcpClientProtocol(asyncio.Protocol):
         self._close()
 
     # ---------------------------------------------------------- Core decisions
+
+    def _set_key(self) -> None:
+        be = self.be
+        if be.key_kind in (KeyKind.KEY_SOURCE, KeyKind.KEY_NONE) and self.src is not None:
+            self.key = _core.hash_bytes(self.src[0].encode(), be.cfg.seed)
+
+    def _read_proxy(self, data: bytes) -> None:
+        """A trusted peer's first bytes: its PROXY header, then the relayed bytes."""
+        got = self._proxy_header(data, "tcp")
+        if got is None:
+            return                      # the client_head timer keeps running
+        if got[1]:
+            self.hold.append(got[1])
+        self.timer.stop()
+        self.gate.pause(HOLD)           # nothing more is read until the server is connected
+        self._set_key()
+        self._pick()
 
     def _pick(self) -> None:
         i = self.be.picker.pick(self.key, self.loop.time())
@@ -220,6 +274,9 @@ class TcpClientProtocol(asyncio.Protocol):
                 return
             self.up = up
             self.timer.start(self.be.cfg.timeouts.tunnel)
+            header = self.be.proxy_header(i, self.src, self.dst, self.transport)
+            if header:
+                up.transport.write(header)   # type: ignore[union-attr]
             if self.hold:
                 up.transport.writelines(self.hold)   # type: ignore[union-attr]
                 self.hold.clear()
@@ -233,7 +290,11 @@ class TcpClientProtocol(asyncio.Protocol):
             self._close()
 
     def _idle(self) -> None:
-        log.info("tcp %s: idle past the tunnel timeout; closing", self.peer)
+        if self.pp is not None:
+            log.warning("tcp %s: no PROXY header within %.1fs; closing", self.peer,
+                        self.factory.fe.timeouts.client_head)
+        else:
+            log.info("tcp %s: idle past the tunnel timeout; closing", self.peer)
         self._close()
 
     def _release(self) -> None:

@@ -7,7 +7,9 @@ are handed over one by one and the scanner reset for the final one; a 101
 turns the connection into a byte tunnel.  The server timeout covers the
 wait for the response head and every pause between body bytes.  A
 connection goes back to its server's ``Pool`` only when the response said
-keep-alive, was read to its end and nothing followed it.  Limits: no
+keep-alive, was read to its end and nothing followed it, and never when it
+is ``private`` (it began with a PROXY header naming one client: the client
+side keeps it for that client's next request instead).  Limits: no
 parsing in Python (the core scans); no policy (retries, error statuses and
 closing the client are the client side's decisions); one request at a
 time per connection.
@@ -68,6 +70,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self.server_timeout = server_timeout
         self.pool: Pool | None = None       # set while idle in a pool
         self.uses = 0                       # requests served on this connection
+        self.private = False                # began with a PROXY header: one client's only
         self.eof = False                    # the server half-closed
         self.state = U_IDLE
         # Per-request state
@@ -192,6 +195,20 @@ class UpstreamProtocol(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def park(self, idle_timeout: float) -> None:
+        """Idle, waiting for a next request: closes itself after ``idle_timeout``."""
+        self.timer.cb = self.close
+        self.timer.start(idle_timeout)
+
+    def unpark(self) -> bool:
+        """Leave the idle wait; True when the connection can serve a request
+        (else the caller closes it; a closed one's timer keeps no callback)."""
+        if not self.alive:
+            return False
+        self.timer.stop()
+        self.timer.cb = self.on_timeout
+        return True
+
     @property
     def alive(self) -> bool:
         return (self.state == U_IDLE and self.transport is not None
@@ -305,21 +322,19 @@ class Pool:
         while self.idle:
             up = self.idle.pop()
             up.pool = None
-            up.timer.stop()
-            up.timer.cb = up.on_timeout
-            if up.alive:
+            if up.unpark():
                 self.reused += 1
                 return up
             up.close()
         return None
 
     def put(self, up: UpstreamProtocol) -> None:
-        if not up.alive or len(self.idle) >= self.max_idle:
+        # A private connection (send_proxy) speaks for one client: never shared.
+        if not up.alive or up.private or len(self.idle) >= self.max_idle:
             up.close()
             return
         up.pool = self
-        up.timer.cb = up.close
-        up.timer.start(self.idle_timeout)
+        up.park(self.idle_timeout)
         self.idle.append(up)
 
     def remove(self, up: UpstreamProtocol) -> None:
