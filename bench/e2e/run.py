@@ -72,7 +72,8 @@ SCENARIOS = (
              browser=True),
     Scenario("insert-new", "insert-mode sticky cookie, new clients (no cookie sent)",
              sticky="new"),
-    Scenario("insert-valid", "insert-mode sticky cookie, clients send a valid cookie",
+    Scenario("insert-valid", "insert-mode sticky cookie, clients send a valid cookie "
+             "(one per server, alternating)",
              sticky="valid"),
     Scenario("latency-1conn", "one connection (latency)", connections=1),
     Scenario("workers-2", "2 workers (fastlb) / nbthread 2 / 2 nginx workers",
@@ -284,15 +285,23 @@ def http_get(port: int, path: str, headers: str = "") -> tuple[int, str]:
     return (int(m.group(1)) if m else 0), head
 
 
-def valid_cookie(port: int) -> str:
-    _, head = http_get(port, "/")
-    m = re.search(r"(?im)^set-cookie:\s*(SRVID=[^;\r\n]*)", head)
-    if not m:
-        raise RuntimeError("no SRVID cookie in the first answer")
-    return m.group(1)
+def valid_cookies(port: int) -> list[str]:
+    """One valid affinity cookie per backend server (by its X-Backend header),
+    so the clients of the insert-valid scenario spread over both servers like
+    round robin instead of all pinning one (which measures one hot server)."""
+    found: dict[str, str] = {}
+    for _ in range(20):
+        _, head = http_get(port, "/")
+        m = re.search(r"(?im)^set-cookie:\s*(SRVID=[^;\r\n]*)", head)
+        b = re.search(r"(?im)^x-backend:\s*(\S+)", head)
+        if m and b:
+            found.setdefault(b.group(1), m.group(1))
+        if len(found) == 2:
+            return sorted(found.values())
+    raise RuntimeError(f"no SRVID cookie for both servers (got {sorted(found)})")
 
 
-def lua_script(path: str, sc: Scenario, cookie: str) -> str:
+def lua_script(path: str, sc: Scenario, cookies: list[str]) -> str:
     lines = ['wrk.method = "GET"']
     if sc.browser:
         head = BROWSER_HEAD.decode("latin-1").split("\r\n")
@@ -302,8 +311,12 @@ def lua_script(path: str, sc: Scenario, cookie: str) -> str:
             if line:
                 k, _, val = line.partition(": ")
                 lines.append(f'wrk.headers["{k}"] = "{val}"')
-    if cookie:
-        lines.append(f'wrk.headers["Cookie"] = "{cookie}"')
+    if cookies:
+        # Requests alternate between the servers' cookies.
+        lines.append("cookies = {" + ", ".join(f'"{c}"' for c in cookies) + "}")
+        lines += ["n = 0", "request = function()", "  n = n + 1",
+                  '  wrk.headers["Cookie"] = cookies[(n % #cookies) + 1]',
+                  "  return wrk.format()", "end"]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
@@ -444,12 +457,12 @@ def run_scenario(sc: Scenario, proxies: list[Proxy], args: argparse.Namespace,
                 continue
             try:
                 px.start(sc)
-                cookie = valid_cookie(px.port) if sc.sticky == "valid" else ""
+                cookies = valid_cookies(px.port) if sc.sticky == "valid" else []
             except RuntimeError as e:
                 results[px.name].skipped = f"did not start: {e}"
                 px.stop()
                 continue
-            scripts[px.name] = lua_script(os.path.join(work, f"{px.name}.lua"), sc, cookie)
+            scripts[px.name] = lua_script(os.path.join(work, f"{px.name}.lua"), sc, cookies)
             live.append(px)
             if not (sc.big or sc.idle):   # warm-up, not measured
                 warm = Scenario("warm", "", connections=sc.connections, threads=sc.threads)
