@@ -38,7 +38,9 @@ import logging
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -501,3 +503,25 @@ class _Collect(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.into.append(self.format(record))
+
+
+@contextmanager
+def proxies(default_ports: list[int], **defaults: Any) -> Iterator[Callable[..., ProxyRunner]]:
+    """A maker of ProxyRunners in front of ``default_ports`` (``fe`` defaults
+    merged into each call's); on exit stops them all and checks that nothing
+    escaped into their loops."""
+    made: list[ProxyRunner] = []
+
+    def make(ports: list[int] | None = None, **kw: Any) -> ProxyRunner:
+        if "fe" in defaults:
+            kw["fe"] = {**defaults["fe"], **kw.get("fe", {})}
+        p = ProxyRunner(default_ports if ports is None else ports, **kw)
+        made.append(p)
+        return p
+    try:
+        yield make
+    finally:
+        for p in made:
+            p.stop()
+    for p in made:
+        assert p.errors == [], p.errors     # nothing escaped into the loop

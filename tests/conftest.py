@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from types import ModuleType
+from typing import Any, Iterator
 
 import pytest
 
@@ -31,6 +32,17 @@ CORES = _cores()
 @pytest.fixture(params=CORES, ids=["py-core", "c-core"])
 def core(request: pytest.FixtureRequest) -> ModuleType:
     return request.param
+
+
+@pytest.fixture
+def backends() -> Iterator[list[Any]]:
+    """Two real HTTP/1.1 test backends, s1 and s2 (tests/backend_server.py)."""
+    from backend_server import Backend
+
+    started = [Backend("s1").start(), Backend("s2").start()]
+    yield started
+    for b in started:
+        b.stop()
 
 
 def venv_tool(name: str) -> str:

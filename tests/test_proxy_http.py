@@ -16,32 +16,15 @@ import time
 from typing import Iterator
 
 import pytest
-from backend_server import Backend, Client, ProxyRunner, free_port
+from backend_server import Backend, Client, ProxyRunner, free_port, proxies
 
 from fastlb.proxy.proxyproto import V2_SIGNATURE
 
 
 @pytest.fixture
-def backends() -> Iterator[list[Backend]]:
-    started = [Backend("s1").start(), Backend("s2").start()]
-    yield started
-    for b in started:
-        b.stop()
-
-
-@pytest.fixture
 def proxy_for(backends: list[Backend]) -> Iterator:
-    made: list[ProxyRunner] = []
-
-    def make(ports: list[int] | None = None, **kw) -> ProxyRunner:
-        p = ProxyRunner([b.port for b in backends] if ports is None else ports, **kw)
-        made.append(p)
-        return p
-    yield make
-    for p in made:
-        p.stop()
-    for p in made:
-        assert p.errors == [], p.errors     # nothing escaped into the loop
+    with proxies([b.port for b in backends]) as make:
+        yield make
 
 
 def test_get_is_forwarded_and_answered(proxy_for, backends) -> None:

@@ -15,14 +15,6 @@ SECRET = b"proxy-test-secret-0123456789abcdef"
 
 
 @pytest.fixture
-def backends() -> Iterator[list[Backend]]:
-    started = [Backend("s1").start(), Backend("s2").start()]
-    yield started
-    for b in started:
-        b.stop()
-
-
-@pytest.fixture
 def sticky_proxy(backends: list[Backend]) -> Iterator[ProxyRunner]:
     p = ProxyRunner([b.port for b in backends],
                     be={"sticky": StickyConfig(mode="insert", cookie="SRVID",

@@ -10,7 +10,7 @@ import time
 from typing import Iterator
 
 import pytest
-from backend_server import ProxyRunner, free_port
+from backend_server import free_port, proxies
 
 
 class Echo:
@@ -69,18 +69,8 @@ def echoes() -> Iterator[list[Echo]]:
 
 @pytest.fixture
 def tcp_proxy(echoes: list[Echo]) -> Iterator:
-    made: list[ProxyRunner] = []
-
-    def make(ports: list[int] | None = None, **kw) -> ProxyRunner:
-        p = ProxyRunner([e.port for e in echoes] if ports is None else ports,
-                        fe={"mode": "tcp", **kw.pop("fe", {})}, **kw)
-        made.append(p)
-        return p
-    yield make
-    for p in made:
-        p.stop()
-    for p in made:
-        assert p.errors == [], p.errors     # nothing escaped into the loop
+    with proxies([e.port for e in echoes], fe={"mode": "tcp"}) as make:
+        yield make
 
 
 def exchange(port: int, payload: bytes) -> bytes:
