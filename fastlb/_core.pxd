@@ -345,6 +345,7 @@ cdef class RequestRewriter:
 
 cdef class ResponseRewriter:
     cdef readonly bytes app_cookie     # app cookie prefixed with SERVER~, or None
+    cdef readonly bytes own_cookie     # insert mode: the server's Set-Cookie of it is dropped
     cdef RwBuf out
     cpdef bytes rewrite(self, ResponseScanner s, bytes set_cookie_line=*, bint nocache=*,
                         bytes app_prefix=*, bint upgrading=*, bytes connection=*)

@@ -103,7 +103,9 @@ class RequestRewriter:
 
 class ResponseRewriter:
     app_cookie: bytes | None
-    def __init__(self, app_cookie: bytes | None = None) -> None: ...
+    own_cookie: bytes | None
+    def __init__(self, app_cookie: bytes | None = None,
+                 own_cookie: bytes | None = None) -> None: ...
     def rewrite(self, s: ResponseScanner, set_cookie_line: bytes | None = None, nocache: bool = False,
                 app_prefix: bytes | None = None, upgrading: bool = False,
                 connection: bytes | None = None) -> bytes: ...

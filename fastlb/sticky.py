@@ -228,7 +228,7 @@ class Persistence:
     router_kwargs: every Router argument persistence and balancing decide;
     rewriter_kwargs: RequestRewriter arguments (strip_cookie / app_cookie);
     response_cookie_name: the cookie ResponseScanner reports (b"" when none);
-    response_rewriter_kwargs: ResponseRewriter arguments (app_cookie);
+    response_rewriter_kwargs: ResponseRewriter arguments (app_cookie, own_cookie);
     store: learn mode's table, else None.  A reload builds a new Persistence
         for the new table; pass it ``store=old.store`` so learned sessions
         survive (entries name servers, not positions).
@@ -341,6 +341,9 @@ class InsertPersistence(Persistence):
         name = self.affinity_cookie
         if st.indirect:
             self.rewriter_kwargs = {"strip_cookie": name}
+        # A Set-Cookie of our name from the server is dropped (HAProxy's insert
+        # mode without "preserve"): the client must hold only the signed value.
+        self.response_rewriter_kwargs = {"own_cookie": name}
         self.nocache = st.nocache
         self.max_idle = st.max_idle
         self.max_life = st.max_life

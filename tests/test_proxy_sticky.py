@@ -51,6 +51,18 @@ def test_insert_cookie_is_issued_and_honoured(sticky_proxy, backends) -> None:
     assert p.backend.outcomes["none"] == 1
 
 
+def test_a_servers_own_copy_of_the_insert_cookie_never_reaches_the_client(
+        sticky_proxy, backends) -> None:
+    # HAProxy's insert mode removes a server's Set-Cookie of its cookie name:
+    # the client holds only the signed value.
+    c = sticky_proxy.client()
+    r = c.get("/?setcookie=SRVID%3Dfrom-app")
+    values = [v for n, v in r.headers if n.lower() == "set-cookie"]
+    assert len(values) == 1 and values[0].startswith("SRVID=")
+    assert "from-app" not in values[0]
+    c.close()
+
+
 def test_forged_cookie_is_ignored_and_replaced(sticky_proxy, backends) -> None:
     p = sticky_proxy
     c = p.client()

@@ -297,6 +297,21 @@ def test_response_adds_set_cookie_line(core: ModuleType) -> None:
     assert out == RBASE[:-2] + b"Set-Cookie: SRV=s2; Path=/; HttpOnly\r\n\r\n"
 
 
+def test_response_drops_the_servers_copy_of_the_balancers_cookie(core: ModuleType) -> None:
+    # HAProxy's insert mode (without "preserve") removes a server's Set-Cookie
+    # of the balancer's cookie name; names are case-sensitive (RFC 6265).
+    head = (b"HTTP/1.1 200 OK\r\nSet-Cookie: SRV=from-app; Path=/\r\n"
+            b"Set-Cookie: SRVX=1\r\nSet-Cookie: srv=2\r\nSet-Cookie: a=SRV=3\r\n"
+            b"Content-Length: 0\r\n\r\n")
+    line = core.SetCookieBuilder(b"SRV").build(b"signed")
+    rw = core.ResponseRewriter(own_cookie=b"SRV")
+    out = rw.rewrite(scan_response(core, head), set_cookie_line=line)
+    assert lines(out) == [b"Set-Cookie: SRVX=1", b"Set-Cookie: srv=2", b"Set-Cookie: a=SRV=3",
+                          b"Content-Length: 0", b"Set-Cookie: SRV=signed; Path=/"]
+    with pytest.raises(ValueError):
+        core.ResponseRewriter(own_cookie=b"bad name")
+
+
 def test_response_nocache_adds_cache_control_private(core: ModuleType) -> None:
     line = b"Set-Cookie: SRV=s2; Path=/\r\n"
     out = resp(core, RBASE, set_cookie_line=line, nocache=True)

@@ -487,17 +487,31 @@ cdef class RequestRewriter:
         return _rw_ob_finish(o)
 
 
+cdef bint _rw_set_cookie_named(const unsigned char* v, Py_ssize_t n, bytes name) noexcept:
+    # Set-Cookie names are case-sensitive (RFC 6265 4.1.1, 5.2).
+    cdef CookiePair pair
+    cdef Py_ssize_t ln = PyBytes_GET_SIZE(name)
+    return (flb_set_cookie_pair(v, n, &pair) and pair.name_len == ln
+            and memcmp(v + pair.name_off, _rw_ptr(name), ln) == 0)
+
+
 cdef class ResponseRewriter:
     """Rewrites response heads for one backend (decisions: see the twin's doc).
 
     app_cookie: the application's cookie whose Set-Cookie value gets the
     ``SERVER~`` prefix (prefix mode), when ``rewrite`` is given app_prefix.
+    own_cookie: the balancer's own cookie (insert mode): a Set-Cookie of that
+    name from the server is dropped, as HAProxy's insert mode does unless
+    ``preserve`` is set, so the client never holds two values of it.
     """
 
-    def __init__(self, bytes app_cookie=None):
+    def __init__(self, bytes app_cookie=None, bytes own_cookie=None):
         if app_cookie is not None:
             _rw_check_token(app_cookie, "app_cookie")
+        if own_cookie is not None:
+            _rw_check_token(own_cookie, "own_cookie")
         self.app_cookie = app_cookie
+        self.own_cookie = own_cookie
 
     def __dealloc__(self):
         free(self.out.data)
@@ -544,6 +558,9 @@ cdef class ResponseRewriter:
             if h.kind == H_CACHE_CONTROL and nocache:
                 if _rw_cc_not_shared(buf + h.value_off, h.value_len):
                     nocache = False     # already kept out of shared caches
+            elif (h.kind == H_SET_COOKIE and self.own_cookie is not None
+                  and _rw_set_cookie_named(buf + h.value_off, h.value_len, self.own_cookie)):
+                continue            # the server's copy of the balancer's cookie
             elif h.kind == H_SET_COOKIE and prefixing:
                 _rw_put_head_of_line(o, buf, h)
                 _rw_put_edited(o, buf, h, _rw_prefix_set_cookie(

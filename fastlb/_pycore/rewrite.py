@@ -360,13 +360,24 @@ def _cache_control_not_shared(value: bytes) -> bool:
     return any(item.strip(_WS).lower() in _NOT_SHARED for item in value.split(b","))
 
 
+def _set_cookie_named(buf: bytes | bytearray, h: dict[str, int], name: bytes) -> bool:
+    """Does this Set-Cookie line set cookie ``name`` (case-sensitive, RFC 6265)?"""
+    value = bytes(buf[h["value_off"]:h["value_off"] + h["value_len"]])
+    pair = set_cookie_pair(value)
+    return pair is not None and value[pair.name_off:pair.name_off + pair.name_len] == name
+
+
 class ResponseRewriter:
     """Rewrites response heads for one backend (see the module doc)."""
 
-    def __init__(self, app_cookie: bytes | None = None) -> None:
+    def __init__(self, app_cookie: bytes | None = None,
+                 own_cookie: bytes | None = None) -> None:
         if app_cookie is not None:
             _check_token(app_cookie, "app_cookie")
+        if own_cookie is not None:
+            _check_token(own_cookie, "own_cookie")
         self.app_cookie = app_cookie
+        self.own_cookie = own_cookie   # insert mode: the server's Set-Cookie of it goes
 
     def rewrite(self, s: Any, set_cookie_line: bytes | None = None, nocache: bool = False,
                 app_prefix: bytes | None = None, upgrading: bool = False,
@@ -402,6 +413,9 @@ class ResponseRewriter:
             if kind == HeaderKind.H_CACHE_CONTROL and nocache:
                 if _cache_control_not_shared(buf[h["value_off"]:h["value_off"] + h["value_len"]]):
                     nocache = False
+            elif (kind == HeaderKind.H_SET_COOKIE and self.own_cookie is not None
+                    and _set_cookie_named(buf, h, self.own_cookie)):
+                continue       # the server's copy of the balancer's cookie (HAProxy insert)
             elif (kind == HeaderKind.H_SET_COOKIE and app_prefix is not None
                     and self.app_cookie is not None):
                 value = buf[h["value_off"]:h["value_off"] + h["value_len"]]
