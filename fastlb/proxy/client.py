@@ -618,10 +618,12 @@ class ClientProtocol(ProxyReceiver, asyncio.Protocol):
         t = be.cfg.timeouts
         try:
             try:
-                _, up = await asyncio.wait_for(self.loop.create_connection(
-                    lambda: UpstreamProtocol(self.loop, i, fe.max_head, fe.max_headers,
-                                             t.server, be.persistence.response_cookie_name),
-                    host, port), t.connect)
+                # asyncio.timeout, not wait_for: no extra task per connect.
+                async with asyncio.timeout(t.connect):
+                    _, up = await self.loop.create_connection(
+                        lambda: UpstreamProtocol(self.loop, i, fe.max_head, fe.max_headers,
+                                                 t.server, be.persistence.response_cookie_name),
+                        host, port)
             except (OSError, asyncio.TimeoutError) as e:
                 self.connecting = None
                 if self.state == C_CONNECT:

@@ -249,8 +249,9 @@ class TcpClientProtocol(ProxyReceiver, asyncio.Protocol):
         host, port = self.be.addresses[i]
         try:
             try:
-                _, up = await asyncio.wait_for(self.loop.create_connection(
-                    lambda: TcpUpstream(self), host, port), self.be.cfg.timeouts.connect)
+                async with asyncio.timeout(self.be.cfg.timeouts.connect):   # no extra task
+                    _, up = await self.loop.create_connection(lambda: TcpUpstream(self),
+                                                              host, port)
             except (OSError, asyncio.TimeoutError) as e:
                 self.connecting = None
                 self._release()
