@@ -44,25 +44,28 @@ from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 
+class HasHeaders:
+    """Header lookups over a ``headers`` list (names compared case-insensitively)."""
+
+    headers: list[tuple[str, str]]
+
+    def all(self, name: str) -> list[str]:
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+    def header(self, name: str) -> str | None:
+        """The last value of a header, or None."""
+        values = self.all(name)
+        return values[-1] if values else None
+
+
 @dataclass
-class Received:
+class Received(HasHeaders):
     method: str
     target: str
     version: str
     headers: list[tuple[str, str]]
     body: bytes
     conn: int
-
-    def header(self, name: str) -> str | None:
-        """The last value of a header (names compared case-insensitively)."""
-        found = None
-        for n, v in self.headers:
-            if n.lower() == name.lower():
-                found = v
-        return found
-
-    def all(self, name: str) -> list[str]:
-        return [v for n, v in self.headers if n.lower() == name.lower()]
 
 
 @dataclass
@@ -309,18 +312,11 @@ async def _read_proxy_header(reader: asyncio.StreamReader) -> bytes:
 # ------------------------------------------------------------------ the client
 
 @dataclass
-class Response:
+class Response(HasHeaders):
     status: int
     headers: list[tuple[str, str]]
     body: bytes
     raw_head: bytes = b""
-
-    def header(self, name: str) -> str | None:
-        found = None
-        for n, v in self.headers:
-            if n.lower() == name.lower():
-                found = v
-        return found
 
     def json(self) -> dict:   # type: ignore[type-arg]
         return json.loads(self.body)

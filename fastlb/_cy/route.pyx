@@ -87,9 +87,7 @@ cdef class Router:
             # The previous head was complete and its caller is done with it:
             # these bytes start the connection's next request (keep-alive or
             # pipelining), so no separate reset call is needed per request.
-            self.scanner._clear()
-            self.server = -1
-            self.keyed = False
+            self.reset()
         st = self.scanner.feed_ptr(<const unsigned char*>PyBytes_AS_STRING(data) + start,
                                    n - start)
         if st == SCAN_DONE and self.auto_pick:

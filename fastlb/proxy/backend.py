@@ -30,9 +30,6 @@ log = logging.getLogger("fastlb.proxy")
 # send_proxy value -> header builder (HAProxy's send-proxy / send-proxy-v2).
 _PROXY_BUILDERS = {"v1": proxyproto.build_v1, "v2": proxyproto.build_v2}
 
-_KEY_KINDS = {"cookie": KeyKind.KEY_COOKIE, "header": KeyKind.KEY_HEADER,
-              "uri": KeyKind.KEY_URI, "source": KeyKind.KEY_SOURCE}
-
 
 class Waiter(Protocol):
     """A request parked in the backend queue (the client protocol)."""
@@ -69,14 +66,10 @@ class BackendRuntime:
         self.pools = [Pool(cfg.pool.max_idle, cfg.pool.idle_timeout) for _ in cfg.servers]
         self.proxy_builders = [_PROXY_BUILDERS.get(s.send_proxy or "") for s in cfg.servers]
         self.queue: deque[Waiter] = deque()
-        self.key_kind = KeyKind.KEY_NONE
-        self.key_name = b""
-        if cfg.balance == "source":
-            self.key_kind = KeyKind.KEY_SOURCE
-        elif cfg.hash_key is not None:
-            self.key_kind = _KEY_KINDS[cfg.hash_key[0]]
-            self.key_name = cfg.hash_key[1].encode()
         self.persistence = make_persistence(cfg, self.table, self.picker, secret, store)
+        # What the balancing key is (the TCP relay hashes the client address
+        # for KEY_SOURCE); the persistence's Router arguments decide it.
+        self.key_kind = KeyKind(self.persistence.router_kwargs["key_kind"])
         # Requests per final persistence outcome (after any redispatch: a VALID
         # choice served elsewhere counts as REPINNED), by Outcome label.
         self.outcomes: dict[str, int] = {o.label: 0 for o in Outcome}

@@ -200,7 +200,10 @@ class ClientProtocol(ProxyReceiver, asyncio.Protocol):
         self.requests = 0
         # An idle private (send_proxy) server connection kept for this client only.
         self.own: UpstreamProtocol | None = None
-        # Per-request state
+        # Per-request state (the containers live with the connection and are
+        # emptied per request: no allocation per request for them)
+        self.tried: set[int] = set()    # servers this request went to
+        self.hold: list[bytes] = []     # body bytes waiting for the upstream connection
         self._clear_request()
 
     def _clear_request(self) -> None:
@@ -208,7 +211,7 @@ class ClientProtocol(ProxyReceiver, asyncio.Protocol):
         self.server = -1                # chosen server
         self.slot = -1                  # server whose slot (take_conn) we hold
         self.tries = 0                  # redispatches used
-        self.tried: set[int] = set()
+        self.tried.clear()
         self.race_retried = False
         self.method = 0
         self.idempotent = False
@@ -220,7 +223,7 @@ class ClientProtocol(ProxyReceiver, asyncio.Protocol):
         self.body_left = 0
         self.req_done = True            # the whole request body came from the client
         self.head_out = b""
-        self.hold: list[bytes] = []     # body bytes waiting for the upstream connection
+        self.hold.clear()
         self.hold_size = 0
         self.up: UpstreamProtocol | None = None
         self.reused = False
@@ -491,7 +494,8 @@ class ClientProtocol(ProxyReceiver, asyncio.Protocol):
         if not self.head_started:
             self.head_started = True
             self.timer.start(self.fe.timeouts.client_head)
-        st = self.router.route(data, 0, self.loop.time())
+        now = self.loop.time()
+        st = self.router.route(data, 0, now)
         if st == ScanStatus.SCAN_MORE:
             self.partial = True
             return
@@ -500,6 +504,7 @@ class ClientProtocol(ProxyReceiver, asyncio.Protocol):
             err = from_core_code(self.scanner.error)
             self._reply(err.status, err.reason)
             return
+        self.t0 = now
         self._begin(data, self.scanner.consumed)
 
     def _next_request(self) -> None:
@@ -512,7 +517,6 @@ class ClientProtocol(ProxyReceiver, asyncio.Protocol):
         """A request head is complete: check it, then choose a server."""
         s = self.scanner
         self.timer.stop()
-        self.t0 = self.loop.time()
         self.method = s.method
         kind = s.body_kind
         if (self.fe.max_body and kind == BodyKind.BODY_LENGTH

@@ -115,10 +115,6 @@ class Timer:
             self.handle.cancel()
             self.handle = None
 
-    @property
-    def running(self) -> bool:
-        return self.armed
-
     def _fire(self) -> None:
         self.handle = None
         if not self.armed:

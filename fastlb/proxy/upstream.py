@@ -69,7 +69,6 @@ class UpstreamProtocol(asyncio.Protocol):
         self.timer = Timer(loop, self.on_timeout, self.gate)
         self.server_timeout = server_timeout
         self.pool: Pool | None = None       # set while idle in a pool
-        self.uses = 0                       # requests served on this connection
         self.private = False                # began with a PROXY header: one client's only
         self.eof = False                    # the server half-closed
         self.state = U_IDLE
@@ -152,7 +151,6 @@ class UpstreamProtocol(asyncio.Protocol):
         self.owner = owner
         self.method = method
         self.got_bytes = False
-        self.uses += 1
         self.state = U_HEAD
         self.scanner.reset()
         self.scanner.set_request_method(method)
