@@ -7,7 +7,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.deps-stamp
-SOURCES := $(wildcard fastlb/*.pyx fastlb/*.pxd fastlb/_cy/*.pyx fastlb/_cy/*.pxi fastlb/_cy/*.h)
+SOURCES := $(wildcard fastlb/*.pyx fastlb/*.pxd fastlb/_cy/*.pyx fastlb/_cy/*.pxi fastlb/_cy/*.h \
+                     fastlb/proxy/*.pyx fastlb/proxy/*.pxd fastlb/proxy/_cy/*.pyx)
 
 .PHONY: run test bench debug build lint clean sysdeps
 
@@ -63,4 +64,5 @@ lint: build
 	$(PY) -m pytest tests/test_lint.py -q
 
 clean:
-	rm -rf build $(VENV) fastlb/*.so fastlb/_core.c fastlb/*.html fastlb/_core.stamp *.egg-info
+	rm -rf build $(VENV) fastlb/*.so fastlb/proxy/*.so fastlb/_core.c fastlb/proxy/_shell.c \
+		fastlb/*.html fastlb/proxy/*.html fastlb/_core.stamp *.egg-info

@@ -1,4 +1,6 @@
-"""Build fastlb: one Cython extension, ``fastlb._core``.
+"""Build fastlb: two Cython extensions, the routing core ``fastlb._core``
+and the proxy's native I/O shell ``fastlb.proxy._shell``, which cimports
+the core's contract (``fastlb/_core.pxd``) so its calls into it are C calls.
 
 ``FASTLB_DEBUG=1`` (``make debug``) turns on bounds checks everywhere, line
 tracing (``CYTHON_TRACE``), the core's own ``FLB_CHECK`` assertions and the
@@ -73,19 +75,18 @@ def extensions():
         directives.update(boundscheck=True, linetrace=True, profile=True)
         macros += [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1"), ("FLB_DEBUG", "1")]
         cflags = ["-O0", "-g"]
-    ext = Extension(
-        "fastlb._core",
-        ["fastlb/_core.pyx"],
-        include_dirs=["fastlb/_cy"],
-        define_macros=macros,
-        extra_compile_args=cflags,
-    )
+    exts = [
+        Extension(name, [source], include_dirs=["fastlb/_cy"], define_macros=macros,
+                  extra_compile_args=cflags)
+        for name, source in (("fastlb._core", "fastlb/_core.pyx"),
+                             ("fastlb.proxy._shell", "fastlb/proxy/_shell.pyx"))
+    ]
     return cythonize(
-        [ext],
+        exts,
         compiler_directives=directives,
         annotate=DEBUG,
         force=FORCE,
-        include_path=["fastlb"],
+        include_path=[".", "fastlb"],
     )
 
 

@@ -18,6 +18,9 @@ def test_cython_lint() -> None:
         glob.glob(os.path.join(ROOT, "fastlb", "*.pyx"))
         + glob.glob(os.path.join(ROOT, "fastlb", "*.pxd"))
         + glob.glob(os.path.join(ROOT, "fastlb", "_cy", "*.pyx"))
+        + glob.glob(os.path.join(ROOT, "fastlb", "proxy", "*.pyx"))
+        + glob.glob(os.path.join(ROOT, "fastlb", "proxy", "*.pxd"))
+        + glob.glob(os.path.join(ROOT, "fastlb", "proxy", "_cy", "*.pyx"))
     )
     assert files
     r = run([venv_tool("cython-lint"), *files])

@@ -1,4 +1,4 @@
-"""Unit tests of fastlb.proxy.flow: ReadGate (with a fake transport) and Timer (real loop)."""
+"""Unit tests of the shell's flow control: ReadGate (fake transport) and Timer (real loop)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import asyncio
 
 import uvloop
 
-from fastlb.proxy.flow import HOLD, PEER_FULL, PIPELINE, ReadGate, Timer
+from fastlb.proxy._shell import Pause, ReadGate, Timer
+
+HOLD, PEER_FULL, PIPELINE = Pause.HOLD, Pause.PEER_FULL, Pause.PIPELINE
 
 
 class FakeTransport:

@@ -647,11 +647,7 @@ def test_slow_client_large_response_keeps_proxy_memory_bounded(proxy_for, backen
     assert r.header("content-length") == str(size)
 
     def buffered() -> int:
-        total = 0
-        for proto in p.factory.active:
-            total += proto.transport.get_write_buffer_size() + len(proto.buf)
-            total += sum(len(h) for h in proto.hold)
-        return total
+        return sum(proto.buffered for proto in p.factory.active)
 
     got = len(c.buf)
     c.buf = b""
@@ -675,12 +671,7 @@ def test_large_upload_to_a_slow_server_keeps_proxy_memory_bounded(proxy_for, bac
     p = proxy_for(one(backends))
 
     def buffered() -> int:
-        total = 0
-        for proto in p.factory.active:
-            total += len(proto.buf) + sum(len(h) for h in proto.hold)
-            if proto.up is not None and proto.up.transport is not None:
-                total += proto.up.transport.get_write_buffer_size()
-        return total
+        return sum(proto.buffered for proto in p.factory.active)
 
     c = p.client(timeout=30)
     c.send(b"PUT /slowread HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
@@ -1023,7 +1014,7 @@ def test_private_connection_closes_after_pool_idle_timeout(proxy_for, pp_backend
 
 
 def test_private_connections_are_freed_with_their_clients(proxy_for, pp_backend) -> None:
-    from fastlb.proxy.upstream import UpstreamProtocol
+    from fastlb.proxy._shell import UpstreamProtocol
 
     p = proxy_for([pp_backend.port], servers={"send_proxy": "v1"})
     with no_cycle_collector():

@@ -9,7 +9,7 @@ import asyncio
 import ipaddress
 
 from fastlb.proxy.proxyproto import trusted
-from fastlb.proxy.upstream import Pool, UpstreamProtocol
+from fastlb.proxy._shell import Pool, UpstreamProtocol
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 ELSEWHERE = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32"))

@@ -19,7 +19,7 @@ __all__ = ["BackendRuntime", "make_protocol_factory"]
 
 
 def make_protocol_factory(fe: FrontendConfig, backends: dict[str, BackendRuntime]
-                          ) -> Callable[[], asyncio.Protocol]:
+                          ) -> Callable[[], asyncio.BaseProtocol]:
     """The protocol factory serving frontend ``fe`` (its backend looked up by name)."""
     be = backends[fe.backend]
     if fe.mode == "tcp":

@@ -23,7 +23,7 @@ from ..sessions import SessionStore
 from ..sticky import Outcome, make_persistence
 from ..types import KeyKind
 from . import proxyproto
-from .upstream import Pool
+from ._shell import Pool
 
 log = logging.getLogger("fastlb.proxy")
 
@@ -71,8 +71,9 @@ class BackendRuntime:
         # for KEY_SOURCE); the persistence's Router arguments decide it.
         self.key_kind = KeyKind(self.persistence.router_kwargs["key_kind"])
         # Requests per final persistence outcome (after any redispatch: a VALID
-        # choice served elsewhere counts as REPINNED), by Outcome label.
-        self.outcomes: dict[str, int] = {o.label: 0 for o in Outcome}
+        # choice served elsewhere counts as REPINNED), by Outcome value; the
+        # client protocols add to it.
+        self.outcome_counts = [0] * len(Outcome)
 
     # -- routing
 
@@ -80,6 +81,11 @@ class BackendRuntime:
         """One client connection's Router over this backend's picker."""
         return _core.Router(self.picker, max_head=fe.max_head, max_headers=fe.max_headers,
                             **self.persistence.router_kwargs)
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        """Requests per final persistence outcome, by Outcome label."""
+        return {o.label: self.outcome_counts[o] for o in Outcome}
 
     def has_usable(self) -> bool:
         """Some server could take traffic if it had a free slot."""
@@ -123,6 +129,10 @@ class BackendRuntime:
     def release(self, i: int) -> None:
         """A request on server i ended: free its slot and wake queued requests."""
         self.picker.drop_conn(i)
+        self.wake()
+
+    def wake(self) -> None:
+        """Slots may have freed: let queued requests take them, in order."""
         while self.queue:
             w = self.queue.popleft()
             if not w.dequeued():
@@ -147,7 +157,7 @@ class BackendRuntime:
         return {
             "backend": self.name,
             "queued": len(self.queue),
-            "outcomes": dict(self.outcomes),
+            "outcomes": self.outcomes,
             "servers": [{"name": self.names[i], "state": int(self.table.state(i)),
                          "in_flight": self.table.conns(i), "pooled": len(self.pools[i].idle),
                          "reused": self.pools[i].reused}

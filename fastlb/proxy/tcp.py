@@ -22,17 +22,56 @@ from typing import cast
 from .. import _core
 from ..types import KeyKind
 from . import proxyproto
-from .client import HttpFactory, ProxyReceiver
-from .flow import HOLD, PARKED, PEER_FULL, ReadGate, Timer
+from ._shell import Pause, ReadGate, Timer
+from .client import HttpFactory
 
 log = logging.getLogger("fastlb.proxy")
+
+HOLD, PARKED, PEER_FULL = Pause.HOLD, Pause.PARKED, Pause.PEER_FULL
 
 
 class TcpFactory(HttpFactory):
     """Makes a TcpClientProtocol per accepted connection (maxconn as for HTTP)."""
 
-    def __call__(self) -> asyncio.Protocol:
+    def __call__(self) -> asyncio.BaseProtocol:
         return TcpClientProtocol(self)
+
+
+class ProxyReceiver:
+    """The ``accept_proxy`` side of the TCP relay's client protocol
+    (the HTTP side reads its header natively, in ``_shell``).
+
+    A connection from a trusted peer gathers its first bytes in ``pp`` until
+    ``proxyproto.parse`` decides (the caller's head timer bounds the wait).
+    """
+
+    pp: bytearray | None
+    peer: str
+    src: proxyproto.Endpoint | None
+    dst: proxyproto.Endpoint | None
+
+    def _close(self) -> None: ...
+
+    def _proxy_header(self, data: bytes, kind: str
+                      ) -> tuple[proxyproto.ProxyHeader, bytes] | None:
+        """Feed bytes; the header and the bytes after it once complete (its
+        source now stands for the client), None while incomplete or after
+        closing on a bad header (one log line, no answer: HAProxy's way)."""
+        assert self.pp is not None
+        self.pp += data
+        h = proxyproto.parse(self.pp)
+        if h is None:
+            return None
+        if isinstance(h, proxyproto.Invalid):
+            log.warning("%s %s: bad PROXY header: %s; closing", kind, self.peer, h.reason)
+            self._close()
+            return None
+        rest = bytes(self.pp[h.consumed:])
+        self.pp = None
+        if h.src is not None:           # else LOCAL/UNKNOWN: the real peer stays
+            self.src, self.dst = h.src, h.dst
+            self.peer = f"{h.src[0]}:{h.src[1]}"
+        return h, rest
 
 
 class TcpUpstream(asyncio.Protocol):

@@ -1,0 +1,218 @@
+# The contract of fastlb's native I/O shell, fastlb.proxy._shell.
+#
+# The per-request path of the HTTP proxy (the client and server protocols,
+# the keep-alive pool, flow control and timers) as cdef classes, as uvloop
+# does for its own handles (STYLE rule 9): every call between them, and
+# into the core (cimported from fastlb/_core.pxd), is a C call.  Python
+# calls remain only where the loop and the transports are (data_received,
+# transport.write), and into the control plane (persistence, logging).
+# The fragments in fastlb/proxy/_cy/ implement what is declared here.
+
+from libc.stdint cimport int64_t
+
+from fastlb._core cimport (ChunkedFramer, Picker, RequestRewriter, RequestScanner,
+                           ResponseRewriter, ResponseScanner, Router)
+
+
+# ------------------------------------------------------------ flow (flow.pyx)
+# Reasons a side's reading is paused (bit flags, one per cause).
+cpdef enum Pause:
+    PEER_FULL = 1      # the other side's write buffer passed its high-water mark
+    PIPELINE = 2       # the next pipelined request's bytes are buffered past the limit
+    HOLD = 4           # request body bytes wait for the upstream connection
+    PARKED = 8         # over the frontend's maxconn: the connection waits for a slot
+
+cdef double mono_now() noexcept nogil   # CLOCK_MONOTONIC seconds (the loop's clock)
+cdef double wall_now() noexcept nogil   # CLOCK_REALTIME seconds (cookie dates)
+
+cdef class ReadGate:
+    cdef public object transport
+    cdef public int reasons             # Pause bits now held
+
+    cpdef pause(self, int reason)
+    cpdef reapply(self)
+    cpdef resume(self, int reason)
+
+cdef class Timer:
+    cdef object loop
+    cdef public object cb               # called once when the deadline passes
+    cdef ReadGate gate                  # while it holds a reason, no time runs
+    cdef object handle                  # the loop's TimerHandle, kept while due
+    cdef double handle_at               # when handle fires (mono_now clock)
+    cdef double delay
+    cdef double last                    # last activity
+    cdef readonly bint armed
+
+    cpdef start(self, double delay)
+    cpdef touch(self)
+    cpdef stop(self)
+    cpdef cancel(self)
+
+
+# ---------------------------------------------------- upstream (upstream.pyx)
+cdef class ClientProtocol
+cdef class Pool
+
+cdef class UpstreamProtocol:
+    # Per-connection state
+    cdef object loop
+    cdef readonly int server
+    cdef public object transport
+    cdef object t_write                 # transport.write, looked up once
+    cdef ReadGate gate
+    cdef ResponseScanner scanner
+    cdef ChunkedFramer framer
+    cdef readonly Timer timer
+    cdef double server_timeout
+    cdef Pool pool                      # set while idle in a pool
+    cdef public bint private            # began with a PROXY header: one client's only
+    cdef readonly bint eof              # the server half-closed
+    cdef int state                      # U_* (upstream.pyx)
+    # Per-request state
+    cdef ClientProtocol owner
+    cdef int method
+    cdef readonly bint got_bytes        # a response byte came back
+    cdef int64_t remaining
+
+    cdef start(self, ClientProtocol owner, int method, object data)
+    cpdef write(self, bytes data)
+    cdef write_eof(self)
+    cdef peer_paused(self, bint paused)
+    cdef detach(self)
+    cdef tunnel(self, double timeout)
+    cpdef close(self)
+    cpdef park(self, double idle_timeout)
+    cpdef bint unpark(self) except -1
+    cdef bint _alive(self) except -1
+    cdef _feed_head(self, bytes data, Py_ssize_t pos)
+    cdef _feed_body(self, bytes data, Py_ssize_t pos)
+    cdef _end(self, bint clean)
+    cdef _fail(self, int why)
+
+cdef class Pool:
+    cdef readonly int max_idle
+    cdef readonly double idle_timeout
+    cdef readonly list idle             # newest last (LIFO)
+    cdef readonly int64_t reused        # connections taken from the pool
+
+    cpdef UpstreamProtocol take(self)
+    cpdef put(self, UpstreamProtocol up)
+    cpdef remove(self, UpstreamProtocol up)
+    cpdef close_all(self)
+
+
+# -------------------------------------------------------- client (client.pyx)
+cdef class ClientProtocol:
+    # Per-connection state
+    cdef readonly object factory
+    cdef readonly object fe
+    cdef readonly object be
+    cdef object loop
+    cdef public object transport
+    cdef object t_write                 # transport.write, looked up once
+    cdef readonly ReadGate gate
+    cdef Timer timer
+    cdef Timer write_timer              # the client stopped reading our response
+    cdef readonly Router router
+    cdef RequestScanner scanner
+    cdef ChunkedFramer framer
+    cdef object persistence
+    cdef object choose                  # persistence.choose, looked up once
+    cdef bint sticky                    # persistence needs response edits (and the clock)
+    cdef RequestRewriter rewriter
+    cdef ResponseRewriter resp_rewriter
+    cdef Picker picker                  # the backend's: slots are C calls
+    cdef list pools                     # the backend's Pool per server
+    cdef object queue                   # the backend's wait queue (a deque)
+    cdef list outcome_counts            # the backend's requests per final Outcome
+    cdef bytes response_cookie_name
+    # the frontend's and backend's settings, read once
+    cdef double t_client_head
+    cdef double t_client_idle
+    cdef double t_server
+    cdef double t_queue
+    cdef double t_tunnel
+    cdef double t_pool_idle
+    cdef int64_t max_body
+    cdef int retries
+    cdef int max_head
+    cdef int max_headers
+    cdef readonly bytes client_ip
+    cdef readonly str peer
+    cdef public object src              # the client (PROXY header or peer)
+    cdef public object dst              # the header's destination, if any
+    cdef object pp                      # a PROXY header's bytes so far (C_PROXY)
+    cdef readonly int state             # C_* (client.pyx)
+    cdef bytearray buf                  # bytes of the next (pipelined) request
+    cdef bint head_started              # a byte of the current head has arrived
+    cdef readonly bint eof              # the client half-closed
+    cdef bint partial                   # some bytes of a head arrived
+    cdef bint draining                  # close after the current response
+    cdef bint writing_paused            # our write buffer toward the client is full
+    cdef readonly int64_t requests
+    cdef UpstreamProtocol own           # an idle private (send_proxy) connection
+    # Per-request state (containers live with the connection, emptied per request)
+    cdef readonly int server            # chosen server
+    cdef int slot                       # server whose slot (take_conn) we hold
+    cdef int tries                      # redispatches used
+    cdef set tried                      # servers this request went to
+    cdef bint race_retried
+    cdef int method
+    cdef bint idempotent
+    cdef bint keep_alive
+    cdef bint http10
+    cdef bint upgrading
+    cdef bint has_body
+    cdef int body_kind
+    cdef int64_t body_left
+    cdef bint req_done                  # the whole request body came from the client
+    cdef bytes head_out
+    cdef list hold                      # body bytes waiting for the upstream connection
+    cdef int64_t hold_size
+    cdef UpstreamProtocol up
+    cdef bint reused
+    cdef object connecting              # the connect task
+    cdef object queue_timer
+    cdef bint resp_started
+    cdef bytes pending_head
+    cdef bint close_after
+    cdef readonly int status
+    cdef object choice                  # the persistence decision (sticky.Choice)
+    cdef bint accounted                 # counted and logged once
+    cdef double t0
+
+    cdef _clear_request(self)
+    # called by the UpstreamProtocol serving our request
+    cdef response_interim(self, ResponseScanner s)
+    cdef response_head(self, ResponseScanner s)
+    cdef response_body(self, bytes data)
+    cdef response_end(self, bint reusable)
+    cdef upstream_write_paused(self, bint paused)
+    cdef tunnel_data(self, bytes data)
+    cdef tunnel_eof(self)
+    cdef tunnel_closed(self)
+    # core decisions
+    cdef _read_proxy(self, bytes data)
+    cdef _read_head(self, bytes data)
+    cdef _next_request(self)
+    cdef _begin(self, bytes data, Py_ssize_t pos)
+    cdef _choose(self)
+    cdef _dispatch(self, int i)
+    cdef _connect(self, int i)
+    cdef _connected(self, int i, UpstreamProtocol up)
+    cdef _connect_failed(self, int i, object e)
+    cdef _redispatch(self)
+    cdef _attach(self, UpstreamProtocol up, bint reused)
+    cdef _read_body(self, bytes data, Py_ssize_t pos)
+    cdef _buffer(self, bytes data, Py_ssize_t pos)
+    cdef _start_tunnel(self, ResponseScanner s)
+    cdef _upstream_error(self, int why)
+    # endings
+    cdef _reply(self, int status, str why)
+    cdef _fail(self, int status, str why)
+    cdef _drop_server(self)
+    cdef _keep_own(self, UpstreamProtocol up)
+    cdef _drop_own(self)
+    cdef _free_slot(self)
+    cdef _close(self, bint linger=*)
+    cdef _log_access(self)

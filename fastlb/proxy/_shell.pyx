@@ -1,0 +1,16 @@
+# cython: language_level=3
+"""fastlb.proxy._shell: the HTTP proxy's per-request path, native.
+
+ClientProtocol (the downstream side), UpstreamProtocol and its keep-alive
+Pool (the server side), and the flow control (ReadGate, Timer) they share,
+as cdef classes; the contract is fastlb/proxy/_shell.pxd.  The control
+plane around them (the factory, the backend runtime, persistence, the TCP
+relay) stays plain Python.
+"""
+
+# Include order: flow first (both protocols hold gates and timers); the
+# upstream side before the client side, whose methods call into it (the
+# .pxd declares both, so either order compiles; this one reads top-down).
+include "_cy/flow.pyx"
+include "_cy/upstream.pyx"
+include "_cy/client.pyx"
