@@ -18,6 +18,10 @@ Per request:
    connect redispatched the request to server ``j`` (log
    ``final_outcome(choice, j)`` then).  Pass ``edit.set_cookie_line``,
    ``edit.nocache`` and ``edit.app_prefix`` to ``ResponseRewriter.rewrite``.
+   The call may be skipped (it would return NO_EDIT) when
+   ``p.edits_responses`` is False, or when the chosen server answers and
+   ``now < choice.quiet_until`` (a returning insert-mode client whose
+   cookie needs no refresh yet): the data plane's hot path does so.
 
 ``now`` is wall-clock seconds (``time.time()``): insert-mode dates travel in
 cookies between balancer instances and across restarts, so a monotonic
@@ -129,6 +133,9 @@ class Choice(NamedTuple):
     first: int = 0              # insert: first-issued date of the presented cookie
     last: int = 0               # insert: its last-seen date
     key: bytes | None = None    # learn: the store key of the request's session id
+    # Wall time before which the response needs no edit if server ``server``
+    # answers it (``response`` would return NO_EDIT); 0: always ask.
+    quiet_until: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +242,7 @@ class Persistence:
     """
 
     mode = "none"
+    edits_responses = False     # response() may return something else than NO_EDIT
 
     def __init__(self, backend: BackendConfig, table: Any, picker: Any) -> None:
         self.backend = backend
@@ -330,6 +338,7 @@ class InsertPersistence(Persistence):
     """The balancer's own signed cookie (see the module doc for its format)."""
 
     mode = "insert"
+    edits_responses = True
 
     def __init__(self, backend: BackendConfig, table: Any, picker: Any, secret: bytes,
                  core: ModuleType) -> None:
@@ -399,8 +408,10 @@ class InsertPersistence(Persistence):
                   last: int) -> tuple[int, float, int, Choice]:
         life, idle = self.life, self.idle
         deadline = first + life if first + life < last + idle else last + idle
+        # response() re-dates the cookie once ``refresh`` has passed since ``last``.
+        quiet = last + self.refresh if self.refresh else math.inf
         e = (server, deadline, last - FUTURE_SKEW,
-             _new(Choice, (server, VALID, server, first, last, None)))
+             _new(Choice, (server, VALID, server, first, last, None, quiet)))
         if len(self.cache) >= CACHE_MAX:
             self.cache.clear()    # O(1) amortised; returning clients re-verify once
         self.cache[value] = e
@@ -451,6 +462,7 @@ class PrefixPersistence(Persistence):
     """The app's session cookie carries ``SERVERID~`` in front of its value."""
 
     mode = "prefix"
+    edits_responses = True
 
     def __init__(self, backend: BackendConfig, table: Any, picker: Any,
                  secret: bytes | None) -> None:
@@ -492,6 +504,7 @@ class LearnPersistence(Persistence):
     """Session id -> server name learned from the app's Set-Cookie."""
 
     mode = "learn"
+    edits_responses = True
 
     def __init__(self, backend: BackendConfig, table: Any, picker: Any,
                  store: SessionStore) -> None:

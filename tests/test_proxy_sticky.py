@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Iterator
 
 import pytest
@@ -181,3 +182,28 @@ def _backend_cfg(backends: list[Backend], sticky: StickyConfig) -> BackendConfig
     return BackendConfig(name="app", sticky=sticky, servers=tuple(
         ServerConfig(name=f"s{i + 1}", address=Address("127.0.0.1", b.port))
         for i, b in enumerate(backends)))
+
+
+def test_insert_cookie_is_re_dated_once_its_refresh_time_passed(backends) -> None:
+    # max_idle 4 s: the last-seen date is refreshed after max(1, 4/4) = 1 s.
+    # The data plane skips the persistence's response step while the cookie
+    # is fresh (Choice.quiet_until); once stale, the response re-dates it.
+    p = ProxyRunner([b.port for b in backends],
+                    be={"sticky": StickyConfig(mode="insert", cookie="SRVID",
+                                               secret_env="UNUSED", max_idle=4.0)},
+                    secret=SECRET)
+    try:
+        c = p.client()
+        first = c.get("/")
+        cookie = cookie_of(first)
+        fresh = c.get("/", f"Cookie: {cookie}\r\n")
+        assert fresh.header("set-cookie") is None          # still fresh: no edit
+        time.sleep(1.2)
+        stale = c.get("/", f"Cookie: {cookie}\r\n")
+        renewed = cookie_of(stale)
+        assert renewed != cookie
+        assert stale.json()["server"] == fresh.json()["server"] == first.json()["server"]
+        assert p.backend.outcomes["valid"] == 2
+    finally:
+        p.stop()
+    assert p.errors == [], p.errors

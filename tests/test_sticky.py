@@ -8,6 +8,7 @@ response head and the core's rewriters apply the edit.
 from __future__ import annotations
 
 import base64
+import math
 import hmac
 from types import ModuleType
 from typing import Any
@@ -216,6 +217,8 @@ def test_insert_last_seen_is_refreshed_and_keeps_the_session(core: ModuleType) -
         c = lb.request(now, b"SRVID=" + v)
         assert (c.server, c.outcome) == (srv, Outcome.VALID)
         edit = lb.response(c, now)
+        # The data plane skips response() before quiet_until: never skip an edit.
+        assert (now < c.quiet_until) == (edit is NO_EDIT)
         if edit.set_cookie_line is not None:
             v = cookie_value(edit)
     c = lb.request(now, b"SRVID=" + v)
@@ -224,8 +227,11 @@ def test_insert_last_seen_is_refreshed_and_keeps_the_session(core: ModuleType) -
 
 def test_insert_refresh_is_capped_for_long_idle_times(core: ModuleType) -> None:
     for max_idle, refresh in ((8 * 3600.0, sticky.REFRESH_CAP), (2.0, 1.0), (None, 0.0)):
-        p = Lb(core, insert_cfg(max_idle=max_idle)).p
-        assert isinstance(p, sticky.InsertPersistence) and p.refresh == refresh
+        lb = Lb(core, insert_cfg(max_idle=max_idle))
+        assert isinstance(lb.p, sticky.InsertPersistence) and lb.p.refresh == refresh
+        _, v = new_session(lb)
+        c = lb.request(T0 + 1, b"SRVID=" + v)
+        assert c.quiet_until == (T0 + refresh if refresh else math.inf)
 
 
 def test_insert_max_life_expires_even_an_active_cookie(core: ModuleType) -> None:

@@ -118,7 +118,9 @@ cdef class ClientProtocol:
     cdef ChunkedFramer framer
     cdef object persistence
     cdef object choose                  # persistence.choose, looked up once
-    cdef bint sticky                    # persistence needs response edits (and the clock)
+    cdef bint sticky                    # the backend has sticky sessions (choose reads the clock)
+    cdef bint edits                     # persistence.edits_responses
+    cdef bint log_each                  # the access log takes debug lines (read per connection)
     cdef RequestRewriter rewriter
     cdef ResponseRewriter resp_rewriter
     cdef Picker picker                  # the backend's: slots are C calls

@@ -80,7 +80,11 @@ cdef class ClientProtocol:
         self.framer = ChunkedFramer()
         self.persistence = p
         self.choose = p.choose
-        self.sticky = be.cfg.sticky is not None   # else no response edits, no clock
+        self.sticky = be.cfg.sticky is not None   # else choose() needs no clock
+        self.edits = p.edits_responses
+        # A per-request isEnabledFor is a Python frame: a change of the access
+        # log's level applies to connections accepted after it.
+        self.log_each = access_log.isEnabledFor(logging.DEBUG)
         self.rewriter = RequestRewriter(xff=fe.xff, http10_keep_alive=True,
                                         **p.rewriter_kwargs)
         self.resp_rewriter = ResponseRewriter(**p.response_rewriter_kwargs)
@@ -311,6 +315,7 @@ cdef class ClientProtocol:
         cdef int code = s.status_code
         cdef int kind
         cdef bytes conn
+        cdef double now
         if code == 101 or (self.method == M_CONNECT and 200 <= code < 300):
             # 101 (RFC 9110 15.2.2) or a CONNECT's 2xx (9.3.6): bytes both ways.
             if code == 101 and not self.upgrading:
@@ -327,9 +332,15 @@ cdef class ClientProtocol:
                             or (self.http10 and kind == BODY_CHUNKED))
         conn = b"close" if self.close_after else (b"keep-alive" if self.http10 else None)
         choice = self.choice
-        if choice is not None and self.sticky:
-            edit = self.persistence.response(
-                choice, s, wall_now(), None if self.server == choice.server else self.server)
+        if choice is not None and self.edits:
+            now = wall_now()
+            if self.server == choice.server:
+                if now < choice.quiet_until:      # nothing to edit (see fastlb.sticky)
+                    edit = NO_EDIT
+                else:
+                    edit = self.persistence.response(choice, s, now, None)
+            else:
+                edit = self.persistence.response(choice, s, now, self.server)
             if edit is not NO_EDIT:
                 self.pending_head = self.resp_rewriter.rewrite(
                     s, edit.set_cookie_line, edit.nocache, edit.app_prefix, False, conn)
@@ -819,7 +830,7 @@ cdef class ClientProtocol:
                 out = O_REPINNED          # a VALID choice served elsewhere
             self.outcome_counts[out] += 1
             outcome = LABELS[out]
-        if access_log.isEnabledFor(logging.DEBUG):
+        if self.log_each:
             s = self.scanner
             server = self.be.names[self.server] if self.server >= 0 else "-"
             access_log.debug('%s "%s %s" %s/%s %d outcome=%s %.1fms', self.peer,
