@@ -2,7 +2,8 @@
 
 The only module that exits the process.  Commands:
   fastlb --version
-  fastlb check -c FILE     validate a config file; exit 1 naming every problem
+  fastlb check -c FILE     validate a config file; exit 1 listing every problem,
+                           one line each
   fastlb run -c FILE       load the config, resolve the sticky secrets from
                            the environment, bind every frontend and serve
                            under a master with ``global.workers`` workers
@@ -21,7 +22,7 @@ from typing import Mapping
 
 from . import config
 from ._version import __version__
-from .errors import ConfigError, ListenError
+from .errors import ConfigError, ConfigErrors, ListenError
 from .sticky import load_secret, make_store
 
 EXIT_OK = 0
@@ -104,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             secrets = resolve_secrets(cfg, os.environ)
     except ConfigError as e:
-        log.error("config error: %s", e)
+        for err in e.errors if isinstance(e, ConfigErrors) else [e]:
+            log.error("config error: %s", err)
         return EXIT_CONFIG
     if args.command == "check":
         print(f"{args.config}: ok")

@@ -1,9 +1,13 @@
 """config: read a TOML config file into frozen dataclasses; never touches the world.
 
-``load(path)`` reads, validates and returns a ``Config``.  Any problem is a
+``load(path)`` reads, validates and returns a ``Config``.  Every problem is a
 ``ConfigError(file, key, reason)`` naming the file, the dotted key path
 (``backends.app.servers[1].address``) and the reason; an unknown key says
-which known key it probably meant.  It sets up no logging, reads no
+which known key it probably meant.  One reading finds every problem it
+can: a file with several raises ``ConfigErrors`` listing them all (a key
+that is wrong is reported and reading goes on with its default; a section
+too broken to read is reported once and skipped, and what refers to it is
+not reported again).  It sets up no logging, reads no
 environment (a sticky secret names its environment variable; the caller
 resolves it), opens no socket and never exits.  Every key is documented in
 docs/config.md, and a test checks that the two agree.
@@ -20,7 +24,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, ConfigErrors
 
 T = TypeVar("T")
 
@@ -29,6 +33,10 @@ HASHED = ("ring", "maglev")
 STICKY_MODES = ("insert", "prefix", "hash", "learn")
 SAMESITE = ("Lax", "Strict", "None")
 PROXY_VERSIONS = ("v1", "v2")
+CHECK_TYPES = ("tcp", "http")
+PASSIVE_KINDS = ("connect", "timeout", "5xx")
+_HOST = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+_STATUS_RANGE = re.compile(r"^\s*([1-5]\d\d)\s*(?:-\s*([1-5]\d\d)\s*)?$")
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -64,6 +72,22 @@ class Address:
 @dataclass(frozen=True)
 class GlobalConfig:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    grace: float = 10.0          # stop/reload: in-flight requests may finish this long
+    watch: bool = False          # reload when the config file changes
+    access_log: str | None = None   # JSON lines to this file ("-": standard output)
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    bind: Address = Address("127.0.0.1", 9100)
+    token_env: str | None = None    # env var of the bearer token (required off loopback)
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    backend: str
+    host: str | None = None      # lowercase host name, or "*.example.com"; None: any
+    path: str = "/"              # target path prefix
 
 
 @dataclass(frozen=True)
@@ -85,6 +109,7 @@ class FrontendConfig:
     max_body: int = 0            # 0: unlimited; else a larger Content-Length gets 413
     accept_proxy: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     xff: bool = True
+    routes: tuple[RouteConfig, ...] = ()   # first match wins; else ``backend``
 
 
 @dataclass(frozen=True)
@@ -124,6 +149,28 @@ class StickyConfig:
 
 
 @dataclass(frozen=True)
+class CheckConfig:
+    type: str = "tcp"            # "tcp": connect; "http": a request and its answer
+    interval: float = 2.0        # between checks of a server in a steady state
+    fast_interval: float = 0.5   # between checks while a server is changing state
+    timeout: float = 1.0
+    rise: int = 2                # consecutive successes that bring a down server up
+    fall: int = 3                # consecutive failures that take an up server down
+    method: str = "GET"
+    path: str = "/"
+    host: str | None = None      # Host header; None: the server's address
+    expect: tuple[tuple[int, int], ...] = ((200, 399),)   # accepted status ranges
+    body: str | None = None      # a substring the response body must hold
+
+
+@dataclass(frozen=True)
+class PassiveConfig:
+    failures: int = 0            # consecutive failures of live traffic that mark down; 0: off
+    kinds: tuple[str, ...] = ("connect", "timeout")   # what counts: connect, timeout, 5xx
+    backoff: float = 10.0        # without active checks: probe a passively downed server after
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     name: str
     address: Address
@@ -147,6 +194,9 @@ class BackendConfig:
     pool: PoolConfig = PoolConfig()
     sticky: StickyConfig | None = None
     seed: int = 0                # hashing seed: same value on every instance
+    check: CheckConfig | None = None     # active health checks; None: none
+    passive: PassiveConfig = PassiveConfig()
+    slowstart: float = 0.0       # a recovered server's weight ramps up over this; 0: at once
 
 
 @dataclass(frozen=True)
@@ -155,12 +205,14 @@ class Config:
     global_: GlobalConfig
     frontends: dict[str, FrontendConfig]
     backends: dict[str, BackendConfig]
+    admin: AdminConfig | None = None     # None: no admin listener
 
 
 # ------------------------------------------------------------- the reading
 
 def load(path: str) -> Config:
-    """Read and validate ``path``; raise ConfigError naming file, key and reason."""
+    """Read and validate ``path``; raise ConfigError (ConfigErrors when there
+    are several problems) naming file, key and reason."""
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -168,7 +220,16 @@ def load(path: str) -> Config:
         raise ConfigError(path, "", e.strerror or str(e)) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, "", f"invalid TOML: {e}") from None
-    return _Reader(path).config(data)
+    r = _Reader(path)
+    try:
+        cfg = r.config(data)
+    except ConfigError as e:      # a problem no reading could go on past
+        r.note(e)
+    if len(r.errors) == 1:
+        raise r.errors[0]
+    if r.errors:
+        raise ConfigErrors(r.errors)
+    return cfg
 
 
 def parse_duration(value: Any) -> float:
@@ -206,23 +267,49 @@ def parse_address(value: Any) -> Address:
 
 
 class _Reader:
-    """Walks the parsed TOML, carrying the key path for error messages."""
+    """Walks the parsed TOML, carrying the key path for error messages.
+
+    Problems are collected in ``errors``: a key-level helper notes its
+    problem and returns the default, so reading goes on; a section method
+    raises what it cannot read past, and its caller notes it and skips
+    the section.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.errors: list[ConfigError] = []
 
     def fail(self, key: str, reason: str) -> ConfigError:
         return ConfigError(self.path, key, reason)
 
+    def note(self, e: ConfigError) -> None:
+        self.errors.append(e)
+
+    def problem(self, key: str, reason: str) -> None:
+        self.note(self.fail(key, reason))
+
     def table(self, value: Any, key: str, known: tuple[str, ...]) -> dict[str, Any]:
+        """``value`` as a table of known keys (unknown ones are noted and dropped)."""
         if not isinstance(value, dict):
             raise self.fail(key, "must be a table")
-        for k in value:
-            if k not in known:
-                hint = difflib.get_close_matches(k, known, n=1)
-                more = f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(known)}"
-                raise self.fail(f"{key}.{k}" if key else k, f"unknown key{more}")
-        return value
+        out = {}
+        for k, v in value.items():
+            if k in known:
+                out[k] = v
+                continue
+            hint = difflib.get_close_matches(k, known, n=1)
+            more = f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(known)}"
+            self.problem(f"{key}.{k}" if key else k, f"unknown key{more}")
+        return out
+
+    def subtable(self, t: dict[str, Any], key: str, name: str,
+                 known: tuple[str, ...]) -> dict[str, Any]:
+        """Table ``name`` of ``t`` ({} when absent; noted and {} when not a table)."""
+        try:
+            return self.table(t.get(name, {}), f"{key}.{name}" if key else name, known)
+        except ConfigError as e:
+            self.note(e)
+            return {}
 
     def get(self, t: dict[str, Any], key: str, name: str, kind: type[T], default: T) -> T:
         if name not in t:
@@ -232,7 +319,8 @@ class _Reader:
         if kind is float and isinstance(v, int) and not isinstance(v, bool):
             v, ok = float(v), True
         if not ok:
-            raise self.fail(f"{key}.{name}", f"must be {kind.__name__}, got {type(v).__name__}")
+            self.problem(f"{key}.{name}", f"must be {kind.__name__}, got {type(v).__name__}")
+            return default
         return v
 
     def conv(self, t: dict[str, Any], key: str, name: str, fn: Callable[[Any], T],
@@ -242,20 +330,23 @@ class _Reader:
         try:
             return fn(t[name])
         except ValueError as e:
-            raise self.fail(f"{key}.{name}", str(e)) from None
+            self.problem(f"{key}.{name}", str(e))
+            return default
 
     def choice(self, t: dict[str, Any], key: str, name: str, options: tuple[str, ...],
                default: str) -> str:
         v = self.get(t, key, name, str, default)
         if v not in options:
-            raise self.fail(f"{key}.{name}", f"{v!r} is not one of {', '.join(options)}")
+            self.problem(f"{key}.{name}", f"{v!r} is not one of {', '.join(options)}")
+            return default
         return v
 
     def positive(self, t: dict[str, Any], key: str, name: str, default: int,
                  lo: int = 1, hi: int = 1 << 30) -> int:
         v = self.get(t, key, name, int, default)
         if not lo <= v <= hi:
-            raise self.fail(f"{key}.{name}", f"{v} is outside {lo}..{hi}")
+            self.problem(f"{key}.{name}", f"{v} is outside {lo}..{hi}")
+            return default
         return v
 
     def duration(self, t: dict[str, Any], key: str, name: str, default: float) -> float:
@@ -268,58 +359,113 @@ class _Reader:
             return None
         v = self.conv(t, key, name, parse_duration, 0.0)
         if v == 0:
-            raise self.fail(f"{key}.{name}", "must be more than 0")
+            if not self.errors or self.errors[-1].key != f"{key}.{name}":
+                self.problem(f"{key}.{name}", "must be more than 0")
+            return None
+        return v
+
+    def env_name(self, t: dict[str, Any], key: str, name: str) -> str | None:
+        v = self.get(t, key, name, str, "") or None
+        if v is not None and not _ENV_NAME.match(v):
+            self.problem(f"{key}.{name}", f"{v!r} is not an environment variable name")
+            return None
         return v
 
     # -- sections
 
     def config(self, data: dict[str, Any]) -> Config:
-        top = self.table(data, "", ("global", "frontends", "backends"))
-        g = self.table(top.get("global", {}), "global", _keys(GlobalConfig))
-        glob = GlobalConfig(workers=self.positive(g, "global", "workers",
-                                                  GlobalConfig().workers, 1, 256))
-        backends = {name: self.backend(name, be)
-                    for name, be in self.table(top.get("backends", {}), "backends",
-                                               tuple(top.get("backends", {}))).items()}
-        fes = self.table(top.get("frontends", {}), "frontends", tuple(top.get("frontends", {})))
-        if not fes:
-            raise self.fail("frontends", "at least one frontend is needed")
-        frontends = {name: self.frontend(name, fe, backends) for name, fe in fes.items()}
+        top = self.table(data, "", ("global", "admin", "frontends", "backends"))
+        glob = self.global_(self.subtable(top, "", "global", _keys(GlobalConfig)))
+        admin = None
+        if "admin" in top:
+            admin = self.admin(self.subtable(top, "", "admin", _keys(AdminConfig)))
+        backends: dict[str, BackendConfig] = {}
+        broken: set[str] = set()       # backends reported already: not reported again
+        for name, be in self.subtable(top, "", "backends", _names(top, "backends")).items():
+            try:
+                backends[name] = self.backend(name, be)
+            except ConfigError as e:
+                self.note(e)
+                broken.add(name)
+        fes = self.subtable(top, "", "frontends", _names(top, "frontends"))
+        if not fes and "frontends" not in top:
+            self.problem("frontends", "at least one frontend is needed")
+        frontends: dict[str, FrontendConfig] = {}
+        for name, fe in fes.items():
+            try:
+                frontends[name] = self.frontend(name, fe, backends, broken)
+            except ConfigError as e:
+                self.note(e)
         binds: dict[Address, str] = {}
         for fe in frontends.values():
             if fe.bind in binds:
-                raise self.fail(f"frontends.{fe.name}.bind",
-                                f"{fe.bind} is already bound by frontend {binds[fe.bind]!r}")
+                self.problem(f"frontends.{fe.name}.bind",
+                             f"{fe.bind} is already bound by frontend {binds[fe.bind]!r}")
             binds[fe.bind] = fe.name
-        return Config(self.path, glob, frontends, backends)
+        if admin is not None and admin.bind in binds:
+            self.problem("admin.bind", f"{admin.bind} is already bound by frontend "
+                         f"{binds[admin.bind]!r}")
+        return Config(self.path, glob, frontends, backends, admin)
+
+    def global_(self, g: dict[str, Any]) -> GlobalConfig:
+        d = GlobalConfig()
+        log = self.get(g, "global", "access_log", str, "") or None
+        return GlobalConfig(workers=self.positive(g, "global", "workers", d.workers, 1, 256),
+                            grace=self.duration(g, "global", "grace", d.grace),
+                            watch=self.get(g, "global", "watch", bool, d.watch),
+                            access_log=log)
+
+    def admin(self, t: dict[str, Any]) -> AdminConfig:
+        d = AdminConfig()
+        bind = self.conv(t, "admin", "bind", parse_address, d.bind)
+        token_env = self.env_name(t, "admin", "token_env")
+        if token_env is None and not _loopback(bind.host):
+            self.problem("admin.token_env", f"the admin API binds {bind}, which is not a "
+                         "loopback address: name the environment variable holding its "
+                         "bearer token")
+        return AdminConfig(bind=bind, token_env=token_env)
 
     def check_name(self, key: str, name: str) -> None:
         if not _NAME.match(name):
             raise self.fail(key, f"{name!r} is not a name (letters, digits, _ . -; 64 at most)")
 
-    def frontend(self, name: str, value: Any, backends: dict[str, BackendConfig]
-                 ) -> FrontendConfig:
+    def backend_ref(self, key: str, backend: str, backends: dict[str, BackendConfig],
+                    broken: set[str], mode: str, mode_key: str = "") -> bool:
+        """Is ``backend`` usable from a frontend of ``mode``? Notes why not (a
+        mismatch with the mode under ``mode_key``, else under ``key``)."""
+        if backend in broken:
+            return False            # its own problem is reported already
+        if backend not in backends:
+            hint = difflib.get_close_matches(backend, list(backends), n=1)
+            self.problem(key, f"no backend named {backend!r}"
+                         + (f"; did you mean {hint[0]!r}?" if hint else ""))
+            return False
+        be = backends[backend]
+        key = mode_key or key
+        if mode == "tcp" and be.sticky is not None:
+            self.problem(key, f"tcp frontends cannot use backend {backend!r}, "
+                         "which has HTTP sticky sessions")
+            return False
+        if mode == "tcp" and be.hash_key is not None and be.hash_key[0] != "source":
+            self.problem(key, f"tcp frontends cannot use backend {backend!r}: "
+                         f"its hash_key {be.hash_key[0]!r} needs HTTP (use source)")
+            return False
+        return True
+
+    def frontend(self, name: str, value: Any, backends: dict[str, BackendConfig],
+                 broken: set[str]) -> FrontendConfig:
         key = f"frontends.{name}"
         self.check_name(key, name)
         t = self.table(value, key, _keys(FrontendConfig))
         for req in ("bind", "backend"):
             if req not in t:
-                raise self.fail(f"{key}.{req}", "missing")
-        backend = self.get(t, key, "backend", str, "")
-        if backend not in backends:
-            hint = difflib.get_close_matches(backend, list(backends), n=1)
-            raise self.fail(f"{key}.backend", f"no backend named {backend!r}"
-                            + (f"; did you mean {hint[0]!r}?" if hint else ""))
+                self.problem(f"{key}.{req}", "missing")
         mode = self.choice(t, key, "mode", ("http", "tcp"), "http")
-        be = backends[backend]
-        if mode == "tcp" and be.sticky is not None:
-            raise self.fail(f"{key}.mode", f"tcp frontends cannot use backend {backend!r}, "
-                            "which has HTTP sticky sessions")
-        if mode == "tcp" and be.hash_key is not None and be.hash_key[0] != "source":
-            raise self.fail(f"{key}.mode", f"tcp frontends cannot use backend {backend!r}: "
-                            f"its hash_key {be.hash_key[0]!r} needs HTTP (use source)")
+        backend = self.get(t, key, "backend", str, "")
+        if "backend" in t:
+            self.backend_ref(f"{key}.backend", backend, backends, broken, mode, f"{key}.mode")
         tk = f"{key}.timeouts"
-        tt = self.table(t.get("timeouts", {}), tk, _keys(FrontendTimeouts))
+        tt = self.subtable(t, key, "timeouts", _keys(FrontendTimeouts))
         d = FrontendTimeouts()
         timeouts = FrontendTimeouts(
             client_head=self.duration(tt, tk, "client_head", d.client_head),
@@ -330,8 +476,9 @@ class _Reader:
             try:
                 nets.append(ipaddress.ip_network(net, strict=False))
             except (TypeError, ValueError):
-                raise self.fail(f"{key}.accept_proxy[{i}]",
-                                f"{net!r} is not an address or network") from None
+                self.problem(f"{key}.accept_proxy[{i}]",
+                             f"{net!r} is not an address or network")
+        routes = self.routes(key, t, mode, backends, broken)
         base = FrontendConfig(name, Address("", 0), backend)
         return FrontendConfig(
             name=name, bind=self.conv(t, key, "bind", parse_address, base.bind), backend=backend,
@@ -340,7 +487,48 @@ class _Reader:
             max_head=self.positive(t, key, "max_head", base.max_head, 256, 65536),
             max_headers=self.positive(t, key, "max_headers", base.max_headers, 8, 1000),
             max_body=self.positive(t, key, "max_body", base.max_body, 0, 1 << 62),
-            accept_proxy=tuple(nets), xff=self.get(t, key, "xff", bool, base.xff))
+            accept_proxy=tuple(nets), xff=self.get(t, key, "xff", bool, base.xff),
+            routes=routes)
+
+    def routes(self, key: str, t: dict[str, Any], mode: str,
+               backends: dict[str, BackendConfig], broken: set[str]
+               ) -> tuple[RouteConfig, ...]:
+        raw = self.get(t, key, "routes", list, [])
+        if raw and mode == "tcp":
+            self.problem(f"{key}.routes", "routes match HTTP hosts and paths; a tcp "
+                         "frontend has one backend")
+            return ()
+        out = []
+        for i, value in enumerate(raw):
+            rk = f"{key}.routes[{i}]"
+            try:
+                r = self.table(value, rk, _keys(RouteConfig))
+            except ConfigError as e:
+                self.note(e)
+                continue
+            if "backend" not in r:
+                self.problem(f"{rk}.backend", "missing")
+                continue
+            if "host" not in r and "path" not in r:
+                self.problem(rk, "a route needs a host, a path or both")
+            backend = self.get(r, rk, "backend", str, "")
+            if not self.backend_ref(f"{rk}.backend", backend, backends, broken, mode):
+                continue
+            host = self.get(r, rk, "host", str, "") or None
+            if host is not None:
+                host = host.lower().rstrip(".")
+                if len(host) > 253 or not _HOST.match(host):
+                    self.problem(f"{rk}.host", f"{host!r} is not a host name (a wildcard "
+                                 "is written *.example.com)")
+                    continue
+            path = self.get(r, rk, "path", str, "/")
+            if not path.startswith("/") or any(c in path for c in " ?#") \
+                    or not path.isascii() or not path.isprintable():
+                self.problem(f"{rk}.path", f"{path!r} is not a path prefix (starts with /, "
+                             "printable ASCII, no space, ? or #)")
+                continue
+            out.append(RouteConfig(backend=backend, host=host, path=path))
+        return tuple(out)
 
     def backend(self, name: str, value: Any) -> BackendConfig:
         key = f"backends.{name}"
@@ -348,22 +536,25 @@ class _Reader:
         t = self.table(value, key, _keys(BackendConfig))
         balance = self.choice(t, key, "balance", BALANCE, "roundrobin")
         hash_key = self.conv(t, key, "hash_key", parse_hash_key, None)
-        if balance in HASHED and hash_key is None:
-            raise self.fail(f"{key}.hash_key", f"balance {balance!r} needs a hash_key "
-                            "(cookie:NAME, header:NAME, source or uri)")
+        if balance in HASHED and hash_key is None and "hash_key" not in t:
+            self.problem(f"{key}.hash_key", f"balance {balance!r} needs a hash_key "
+                         "(cookie:NAME, header:NAME, source or uri)")
         if balance not in HASHED and hash_key is not None:
-            raise self.fail(f"{key}.hash_key", f"balance {balance!r} does not hash; "
-                            "use ring or maglev")
+            self.problem(f"{key}.hash_key", f"balance {balance!r} does not hash; "
+                         "use ring or maglev")
+            hash_key = None
         bound = None
         if "bound" in t:
-            bound = self.get(t, key, "bound", float, 0.0)
+            bound = self.get(t, key, "bound", float, None)
             if balance not in HASHED:
-                raise self.fail(f"{key}.bound", "bounded loads apply to ring and maglev only")
-            if not 1.0 < bound <= 101.0:
-                raise self.fail(f"{key}.bound", f"{bound} is outside (1, 101]: c = 1 + eps, "
-                                "e.g. 1.25")
+                self.problem(f"{key}.bound", "bounded loads apply to ring and maglev only")
+                bound = None
+            elif bound is not None and not 1.0 < bound <= 101.0:
+                self.problem(f"{key}.bound", f"{bound} is outside (1, 101]: c = 1 + eps, "
+                             "e.g. 1.25")
+                bound = None
         tk = f"{key}.timeouts"
-        tt = self.table(t.get("timeouts", {}), tk, _keys(BackendTimeouts))
+        tt = self.subtable(t, key, "timeouts", _keys(BackendTimeouts))
         d = BackendTimeouts()
         timeouts = BackendTimeouts(
             connect=self.duration(tt, tk, "connect", d.connect),
@@ -371,19 +562,93 @@ class _Reader:
             tunnel=self.duration(tt, tk, "tunnel", d.tunnel),
             queue=self.duration(tt, tk, "queue", d.queue))
         pk = f"{key}.pool"
-        pt = self.table(t.get("pool", {}), pk, _keys(PoolConfig))
+        pt = self.subtable(t, key, "pool", _keys(PoolConfig))
         pd = PoolConfig()
         pool = PoolConfig(max_idle=self.positive(pt, pk, "max_idle", pd.max_idle, 0, 100000),
                           idle_timeout=self.duration(pt, pk, "idle_timeout", pd.idle_timeout))
         servers = self.servers(key, t)
         sticky = None
         if "sticky" in t:
-            sticky = self.sticky(f"{key}.sticky", t["sticky"], balance, hash_key)
+            try:
+                sticky = self.sticky(f"{key}.sticky", t["sticky"], balance, hash_key)
+            except ConfigError as e:
+                self.note(e)
+        check = None
+        if "check" in t:
+            check = self.check(f"{key}.check", self.subtable(t, key, "check",
+                                                             _keys(CheckConfig)))
+        passive = self.passive(f"{key}.passive", self.subtable(t, key, "passive",
+                                                               _keys(PassiveConfig)))
+        slowstart = 0.0
+        if "slowstart" in t:
+            slowstart = self.conv(t, key, "slowstart", parse_duration, 0.0)
         return BackendConfig(
             name=name, servers=servers, balance=balance, hash_key=hash_key, bound=bound,
             timeouts=timeouts, retries=self.positive(t, key, "retries", 2, 0, 16),
             maxqueue=self.positive(t, key, "maxqueue", 100, 0, 1 << 20), pool=pool,
-            sticky=sticky, seed=self.positive(t, key, "seed", 0, 0, (1 << 63) - 1))
+            sticky=sticky, seed=self.positive(t, key, "seed", 0, 0, (1 << 63) - 1),
+            check=check, passive=passive, slowstart=slowstart)
+
+    def check(self, key: str, t: dict[str, Any]) -> CheckConfig:
+        d = CheckConfig()
+        kind = self.choice(t, key, "type", CHECK_TYPES, d.type)
+        if kind == "tcp":
+            for k in ("method", "path", "host", "expect", "body"):
+                if k in t:
+                    self.problem(f"{key}.{k}", "applies to type \"http\" checks only")
+        method = self.get(t, key, "method", str, d.method)
+        if not _TOKEN.match(method):
+            self.problem(f"{key}.method", f"{method!r} is not a method (an RFC 9110 token)")
+            method = d.method
+        path = self.get(t, key, "path", str, d.path)
+        if not path.startswith("/") or not path.isascii() or not path.isprintable() \
+                or " " in path:
+            self.problem(f"{key}.path", f"{path!r} is not a request target (starts with /, "
+                         "printable ASCII, no space)")
+            path = d.path
+        host = self.get(t, key, "host", str, "") or None
+        if host is not None and (not host.isascii() or not host.isprintable() or " " in host):
+            self.problem(f"{key}.host", f"{host!r} is not a Host header value")
+            host = None
+        expect = d.expect
+        if "expect" in t:
+            raw = t["expect"]
+            items = raw if isinstance(raw, list) else [raw]
+            ranges = []
+            for i, item in enumerate(items):
+                r = _status_range(item)
+                if r is None:
+                    self.problem(f"{key}.expect" + (f"[{i}]" if isinstance(raw, list) else ""),
+                                 f"{item!r} is not a status or range (200, \"200-399\")")
+                else:
+                    ranges.append(r)
+            if ranges:
+                expect = tuple(ranges)
+        interval = self.duration(t, key, "interval", d.interval)
+        timeout = self.duration(t, key, "timeout", d.timeout)
+        if timeout > interval:
+            self.problem(f"{key}.timeout", f"{timeout:g}s is longer than the interval "
+                         f"({interval:g}s)")
+        return CheckConfig(
+            type=kind, interval=interval,
+            fast_interval=self.duration(t, key, "fast_interval", min(d.fast_interval, interval)),
+            timeout=timeout, rise=self.positive(t, key, "rise", d.rise, 1, 100),
+            fall=self.positive(t, key, "fall", d.fall, 1, 100), method=method, path=path,
+            host=host, expect=expect, body=self.get(t, key, "body", str, "") or None)
+
+    def passive(self, key: str, t: dict[str, Any]) -> PassiveConfig:
+        d = PassiveConfig()
+        kinds = d.kinds
+        if "kinds" in t:
+            raw = self.get(t, key, "kinds", list, [])
+            bad = [k for k in raw if k not in PASSIVE_KINDS]
+            if bad or not raw:
+                self.problem(f"{key}.kinds", f"{bad[0] if bad else raw!r} is not a list of "
+                             f"{', '.join(PASSIVE_KINDS)}")
+            else:
+                kinds = tuple(dict.fromkeys(raw))
+        return PassiveConfig(failures=self.positive(t, key, "failures", d.failures, 0, 1000),
+                             kinds=kinds, backoff=self.duration(t, key, "backoff", d.backoff))
 
     def servers(self, key: str, t: dict[str, Any]) -> tuple[ServerConfig, ...]:
         raw = t.get("servers")
@@ -391,23 +656,34 @@ class _Reader:
             raise self.fail(f"{key}.servers", "a non-empty list of servers is needed")
         out: list[ServerConfig] = []
         seen: dict[str, int] = {}
+        addresses: dict[Address, str] = {}
         for i, value in enumerate(raw):
             sk = f"{key}.servers[{i}]"
-            s = self.table(value, sk, _keys(ServerConfig))
-            for req in ("name", "address"):
-                if req not in s:
-                    raise self.fail(f"{sk}.{req}", "missing")
-            name = self.get(s, sk, "name", str, "")
-            self.check_name(f"{sk}.name", name)
+            try:
+                s = self.table(value, sk, _keys(ServerConfig))
+                for req in ("name", "address"):
+                    if req not in s:
+                        raise self.fail(f"{sk}.{req}", "missing")
+                name = self.get(s, sk, "name", str, "")
+                self.check_name(f"{sk}.name", name)
+            except ConfigError as e:
+                self.note(e)
+                continue
             if name in seen:
-                raise self.fail(f"{sk}.name", f"duplicate server name {name!r} "
-                                f"(also servers[{seen[name]}])")
+                self.problem(f"{sk}.name", f"duplicate server name {name!r} "
+                             f"(also servers[{seen[name]}])")
+                continue
             seen[name] = i
             proxy = None
             if "send_proxy" in s:
                 proxy = self.choice(s, sk, "send_proxy", PROXY_VERSIONS, "v1")
+            address = self.conv(s, sk, "address", parse_address, Address("", 0))
+            if address.port and address in addresses:
+                self.problem(f"{sk}.address", f"{address} is also server "
+                             f"{addresses[address]!r}'s address")
+            addresses.setdefault(address, name)
             out.append(ServerConfig(
-                name=name, address=self.conv(s, sk, "address", parse_address, Address("", 0)),
+                name=name, address=address,
                 weight=self.positive(s, sk, "weight", 1, 0, 256),
                 maxconn=self.positive(s, sk, "maxconn", 0, 0, 1 << 30),
                 backup=self.get(s, sk, "backup", bool, False), send_proxy=proxy))
@@ -418,47 +694,46 @@ class _Reader:
         t = self.table(value, key, _keys(StickyConfig))
         if "mode" not in t:
             raise self.fail(f"{key}.mode", f"missing; one of {', '.join(STICKY_MODES)}")
-        mode = self.choice(t, key, "mode", STICKY_MODES, "insert")
+        mode = self.get(t, key, "mode", str, "")
+        if mode not in STICKY_MODES:
+            raise self.fail(f"{key}.mode", f"{mode!r} is not one of {', '.join(STICKY_MODES)}")
         for k in t:
             modes = STICKY_KEY_MODES.get(k)
             if modes is not None and mode not in modes:
-                raise self.fail(f"{key}.{k}", f"does not apply to mode {mode!r} "
-                                f"(only to {' and '.join(modes)})")
+                self.problem(f"{key}.{k}", f"does not apply to mode {mode!r} "
+                             f"(only to {' and '.join(modes)})")
         if mode == "hash" and balance not in HASHED:
-            raise self.fail(f"{key}.mode", "hash stickiness needs balance ring or maglev "
-                            "with a hash_key")
+            self.problem(f"{key}.mode", "hash stickiness needs balance ring or maglev "
+                         "with a hash_key")
         d = StickyConfig(mode)
         cookie = self.get(t, key, "cookie", str, d.cookie if mode == "insert" else "")
         if mode != "hash" and not _TOKEN.match(cookie):
-            raise self.fail(f"{key}.cookie", f"{cookie!r} is not a cookie name (an RFC 9110 "
-                            "token)" if cookie else f"mode {mode!r} needs the name of the "
-                            "application's session cookie")
+            self.problem(f"{key}.cookie", f"{cookie!r} is not a cookie name (an RFC 9110 "
+                         "token)" if cookie else f"mode {mode!r} needs the name of the "
+                         "application's session cookie")
         if mode == "insert" and hash_key == ("cookie", cookie):
-            raise self.fail(f"{key}.cookie", f"{cookie!r} is also the backend's hash_key; the "
-                            "balancer's own cookie cannot be the key it balances on")
+            self.problem(f"{key}.cookie", f"{cookie!r} is also the backend's hash_key; the "
+                         "balancer's own cookie cannot be the key it balances on")
         samesite = self.get(t, key, "samesite", str, d.samesite)
         canon = {v.lower(): v for v in SAMESITE}.get(samesite.lower())
         if canon is None:
-            raise self.fail(f"{key}.samesite", f"{samesite!r} is not one of "
-                            f"{', '.join(SAMESITE)}")
+            self.problem(f"{key}.samesite", f"{samesite!r} is not one of {', '.join(SAMESITE)}")
+            canon = d.samesite
         secure = self.get(t, key, "secure", bool, d.secure)
         if canon == "None" and not secure:
-            raise self.fail(f"{key}.samesite", "SameSite=None needs secure = true "
-                            "(browsers drop the cookie otherwise)")
-        secret_env = self.get(t, key, "secret_env", str, "") or None
-        if mode == "insert" and secret_env is None:
-            raise self.fail(f"{key}.secret_env", "insert mode signs its cookie: name the "
-                            "environment variable that holds the secret")
-        if secret_env is not None and not _ENV_NAME.match(secret_env):
-            raise self.fail(f"{key}.secret_env", f"{secret_env!r} is not an environment "
-                            "variable name")
+            self.problem(f"{key}.samesite", "SameSite=None needs secure = true "
+                         "(browsers drop the cookie otherwise)")
+        secret_env = self.env_name(t, key, "secret_env")
+        if mode == "insert" and secret_env is None and not t.get("secret_env"):
+            self.problem(f"{key}.secret_env", "insert mode signs its cookie: name the "
+                         "environment variable that holds the secret")
         path = self.get(t, key, "path", str, d.path)
         if not _COOKIE_PATH.match(path):
-            raise self.fail(f"{key}.path", f"{path!r} is not a cookie path (starts with /, "
-                            "printable ASCII, no ;)")
+            self.problem(f"{key}.path", f"{path!r} is not a cookie path (starts with /, "
+                         "printable ASCII, no ;)")
         domain = self.get(t, key, "domain", str, "") or None
         if domain is not None and (len(domain) > 253 or not _COOKIE_DOMAIN.match(domain)):
-            raise self.fail(f"{key}.domain", f"{domain!r} is not a host name")
+            self.problem(f"{key}.domain", f"{domain!r} is not a host name")
         return StickyConfig(
             mode=mode, cookie=cookie, indirect=self.get(t, key, "indirect", bool, d.indirect),
             nocache=self.get(t, key, "nocache", bool, d.nocache),
@@ -469,6 +744,35 @@ class _Reader:
             learn_ttl=self.duration(t, key, "learn_ttl", d.learn_ttl),
             learn_max_entries=self.positive(t, key, "learn_max_entries", d.learn_max_entries,
                                             1, 1 << 30))
+
+
+def _names(top: dict[str, Any], section: str) -> tuple[str, ...]:
+    """The names a [section.NAME] table holds (none when it is no table)."""
+    value = top.get(section)
+    return tuple(value) if isinstance(value, dict) else ()
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _status_range(item: Any) -> tuple[int, int] | None:
+    """200 or "200-299" -> (lo, hi); None when it is neither."""
+    if isinstance(item, int) and not isinstance(item, bool):
+        return (item, item) if 100 <= item <= 599 else None
+    if isinstance(item, str):
+        m = _STATUS_RANGE.match(item)
+        if m:
+            lo = int(m.group(1))
+            hi = int(m.group(2) or lo)
+            if lo <= hi:
+                return lo, hi
+    return None
 
 
 def _keys(cls: type) -> tuple[str, ...]:

@@ -25,6 +25,23 @@ class ConfigError(FastLBError):
         super().__init__(f"{where}: {reason}")
 
 
+class ConfigErrors(ConfigError):
+    """Several problems in one config file, all found in one reading.
+
+    ``errors`` lists them in file order; the first one's file, key and reason
+    are this error's own, and ``str()`` gives one line per problem.
+    """
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.file, first.key, first.reason)
+        self.errors = errors
+        self.args = ("\n".join(str(e) for e in errors),)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class ListenError(FastLBError):
     """A frontend's address cannot be listened on: names frontend, address, reason."""
 

@@ -475,7 +475,7 @@ def reachable_keys() -> set[tuple[str, str]]:
     """(section, key) for every TOML key the dataclasses reachable from Config define."""
     out: set[tuple[str, str]] = set()
     sections = {"global_": "global", "frontends": "frontends.NAME",
-                "backends": "backends.NAME"}
+                "backends": "backends.NAME", "admin": "admin"}
     hints = typing.get_type_hints(config.Config)
     todo: list[tuple[str, type]] = []
     for name, section in sections.items():
@@ -525,3 +525,146 @@ def test_reader_accepts_exactly_the_dataclass_keys() -> None:
     assert config._keys(config.FrontendConfig)[0] == "bind"
     assert "name" in config._keys(config.ServerConfig)
     assert "name" not in config._keys(config.BackendConfig)
+
+
+# ------------------------------------------------- every problem at once
+
+def test_one_reading_reports_every_problem(tmp_path: Path) -> None:
+    text = doc(fe='mode = "htp"\ntimeouts = { client_head = "soon" }\n',
+               be='balance = "roundrobn"\nretries = 99\n',
+               servers='servers = [\n  { name = "s1", address = "10.0.0.x:1" },\n'
+                       '  { name = "s1", address = "127.0.0.1:9002" },\n'
+                       '  { name = "s3", adress = "127.0.0.1:9003" },\n]\n',
+               extra='[globl]\nworkers = 2\n')
+    path = str(tmp_path / "lb.toml")
+    with pytest.raises(config.ConfigErrors) as e:
+        load_text(tmp_path, text)
+    got = {(err.key, err.reason.split(";")[0]) for err in e.value.errors}
+    assert all(err.file == path for err in e.value.errors)
+    keys = [err.key for err in e.value.errors]
+    assert keys == sorted(set(keys), key=keys.index), "each problem once"
+    for key in ("globl", "frontends.web.mode", "frontends.web.timeouts.client_head",
+                "backends.app.balance", "backends.app.retries",
+                "backends.app.servers[0].address", "backends.app.servers[1].name",
+                "backends.app.servers[2].adress"):
+        assert key in keys, (key, got)
+    assert len(str(e.value).splitlines()) == len(e.value.errors)
+    assert isinstance(e.value, ConfigError) and e.value.key == keys[0]
+
+
+def test_a_broken_backend_is_reported_once_not_by_its_frontends(tmp_path: Path) -> None:
+    text = FRONTEND + '\n[backends.app]\nservers = []\n'
+    e = bad(tmp_path, text, "backends.app.servers", "non-empty list")
+    assert not isinstance(e, config.ConfigErrors)
+
+
+def test_check_command_lists_every_problem(tmp_path: Path) -> None:
+    from fastlb import cli
+    path = tmp_path / "lb.toml"
+    path.write_text(doc(be='balance = "roundrobn"\nretries = 99\n'))
+    r = cli_run(["check", "-c", str(path)])
+    assert r.returncode == 1
+    lines = [ln for ln in r.stderr.splitlines() if str(path) in ln]
+    assert any("backends.app.balance" in ln for ln in lines)
+    assert any("backends.app.retries" in ln for ln in lines)
+    assert cli.EXIT_CONFIG == 1
+
+
+def cli_run(args: list[str]):   # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "fastlb", *args], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+
+
+# ------------------------------------------------------------ routes
+
+def test_routes_match_host_and_path_in_order(tmp_path: Path) -> None:
+    text = doc(fe='routes = [\n  { host = "API.example.com", path = "/v1/", backend = "api" },\n'
+                  '  { host = "*.example.com", backend = "api" },\n'
+                  '  { path = "/static/", backend = "app" },\n]\n',
+               extra='[backends.api]\n' + SERVERS)
+    cfg = load_text(tmp_path, text)
+    r = cfg.frontends["web"].routes
+    assert r[0] == config.RouteConfig(backend="api", host="api.example.com", path="/v1/")
+    assert r[1].host == "*.example.com" and r[1].path == "/"
+    assert r[2] == config.RouteConfig(backend="app", host=None, path="/static/")
+
+
+@pytest.mark.parametrize("route, key, reason", [
+    ('{ host = "a.test" }', "frontends.web.routes[0].backend", "missing"),
+    ('{ backend = "app" }', "frontends.web.routes[0]", "needs a host, a path or both"),
+    ('{ path = "/x", backend = "nope" }', "frontends.web.routes[0].backend",
+     "no backend named 'nope'"),
+    ('{ host = "bad host", backend = "app" }', "frontends.web.routes[0].host",
+     "is not a host name"),
+    ('{ path = "x/", backend = "app" }', "frontends.web.routes[0].path",
+     "is not a path prefix"),
+    ('{ path = "/a", backend = "app", weight = 2 }', "frontends.web.routes[0].weight",
+     "unknown key"),
+])
+def test_bad_routes_are_named(tmp_path: Path, route: str, key: str, reason: str) -> None:
+    bad(tmp_path, doc(fe=f"routes = [{route}]\n"), key, reason)
+
+
+def test_tcp_frontends_have_no_routes(tmp_path: Path) -> None:
+    bad(tmp_path, doc(fe='mode = "tcp"\nroutes = [{ path = "/a", backend = "app" }]\n'),
+        "frontends.web.routes", "tcp frontend")
+
+
+# ------------------------------------------------ health checks, admin
+
+def test_checks_passive_and_slowstart_are_read(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, doc(
+        be='slowstart = "30s"\n'
+           'check = { type = "http", path = "/health", host = "app.test", '
+           'expect = [200, "300-302"], body = "ok", interval = "5s", timeout = "1s", '
+           'rise = 3, fall = 2 }\n'
+           'passive = { failures = 4, kinds = ["connect", "5xx"], backoff = "20s" }\n'))
+    be = cfg.backends["app"]
+    assert be.slowstart == 30.0
+    assert be.check == config.CheckConfig(type="http", interval=5.0, fast_interval=0.5,
+                                          timeout=1.0, rise=3, fall=2, path="/health",
+                                          host="app.test", expect=((200, 200), (300, 302)),
+                                          body="ok")
+    assert be.passive == config.PassiveConfig(failures=4, kinds=("connect", "5xx"),
+                                              backoff=20.0)
+    plain = load_text(tmp_path, doc())
+    assert plain.backends["app"].check is None and plain.backends["app"].passive.failures == 0
+
+
+@pytest.mark.parametrize("be, key, reason", [
+    ('check = { type = "icmp" }\n', "backends.app.check.type", "not one of tcp, http"),
+    ('check = { path = "/h" }\n', "backends.app.check.path", "http\" checks only"),
+    ('check = { type = "http", expect = "600" }\n', "backends.app.check.expect",
+     "not a status or range"),
+    ('check = { type = "http", expect = ["200", "3xx"] }\n', "backends.app.check.expect[1]",
+     "not a status or range"),
+    ('check = { interval = "1s", timeout = "2s" }\n', "backends.app.check.timeout",
+     "longer than the interval"),
+    ('check = { rise = 0 }\n', "backends.app.check.rise", "outside 1..100"),
+    ('passive = { kinds = ["connect", "reset"] }\n', "backends.app.passive.kinds",
+     "'reset' is not a list of"),
+    ('slowstart = "fast"\n', "backends.app.slowstart", "not a duration"),
+])
+def test_bad_health_keys_are_named(tmp_path: Path, be: str, key: str, reason: str) -> None:
+    bad(tmp_path, doc(be=be), key, reason)
+
+
+def test_admin_off_loopback_needs_a_token(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, doc(extra='[admin]\n'))
+    assert cfg.admin == config.AdminConfig()
+    assert load_text(tmp_path, doc()).admin is None
+    bad(tmp_path, doc(extra='[admin]\nbind = "0.0.0.0:9100"\n'), "admin.token_env",
+        "not a loopback address")
+    ok = load_text(tmp_path, doc(extra='[admin]\nbind = "0.0.0.0:9100"\n'
+                                       'token_env = "FASTLB_ADMIN_TOKEN"\n'))
+    assert ok.admin is not None and ok.admin.token_env == "FASTLB_ADMIN_TOKEN"
+    bad(tmp_path, doc(extra='[admin]\nbind = "127.0.0.1:8080"\n'), "admin.bind",
+        "already bound by frontend 'web'")
+
+
+def test_global_grace_watch_and_access_log(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, doc(extra='[global]\ngrace = "30s"\nwatch = true\n'
+                                        'access_log = "-"\n'))
+    assert (cfg.global_.grace, cfg.global_.watch, cfg.global_.access_log) == (30.0, True, "-")
