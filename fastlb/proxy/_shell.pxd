@@ -140,6 +140,9 @@ cdef class ClientProtocol:
     cdef bint sticky                    # the backend has sticky sessions (choose reads the clock)
     cdef bint edits                     # persistence.edits_responses
     cdef bint log_each                  # the access log takes debug lines (read per connection)
+    cdef object alog                    # the JSON access log (fastlb.accesslog), or None
+    cdef str sticky_reason              # access-log reason when the affinity was honoured
+    cdef str pick_reason                # ... when the algorithm picked
     cdef RequestRewriter rewriter
     cdef ResponseRewriter resp_rewriter
     cdef Picker picker                  # the backend's: slots are C calls

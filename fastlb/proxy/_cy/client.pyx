@@ -40,6 +40,9 @@ cdef enum:
 LABELS = [o.label for o in Outcome]
 cdef int O_VALID = Outcome.VALID
 cdef int O_REPINNED = Outcome.REPINNED
+cdef int O_SPILLED = Outcome.SPILLED
+# Access-log reason of an honoured affinity, by persistence mode.
+STICKY_REASONS = {"insert": "cookie", "prefix": "cookie", "learn": "learned", "hash": "hash"}
 
 # Client states.
 cdef enum:
@@ -112,6 +115,9 @@ cdef class ClientProtocol:
                                         **p.rewriter_kwargs)
         self.resp_rewriter = ResponseRewriter(**p.response_rewriter_kwargs)
         self.picker = be.picker
+        self.alog = self.factory.access_log
+        self.sticky_reason = STICKY_REASONS.get(p.mode, "balance")
+        self.pick_reason = "hash" if be.cfg.hash_key is not None else "balance"
         self.pools = be.pools
         self.queue = be.queue
         self.outcome_counts = be.outcome_counts
@@ -846,7 +852,7 @@ cdef class ClientProtocol:
     cdef _log_access(self):
         """Count the request (its status, latency, bytes and final persistence
         outcome) and log it, once."""
-        cdef int out
+        cdef int out = -1
         cdef double secs = 0.0
         cdef Counters c
         if self.accounted:
@@ -873,6 +879,20 @@ cdef class ClientProtocol:
                 out = O_REPINNED          # a VALID choice served elsewhere
             self.outcome_counts[out] += 1
             outcome = LABELS[out]
+        if self.alog is not None:
+            if self.tries or self.race_retried or out == O_REPINNED or out == O_SPILLED:
+                reason = "redispatch"
+            elif choice is None:
+                reason = "-"
+            elif out == O_VALID:
+                reason = self.sticky_reason
+            else:
+                reason = self.pick_reason
+            self.alog.add((wall_now(), self.peer, self.fe.name, self.be.name,
+                           self.be.names[self.server] if self.server >= 0 else "-",
+                           self.scanner.method_bytes(), self.scanner.target(), self.status,
+                           secs, self.req_bytes, self.resp_bytes, reason, outcome,
+                           self.tries + self.race_retried))
         if self.log_each:
             s = self.scanner
             server = self.be.names[self.server] if self.server >= 0 else "-"
