@@ -186,6 +186,38 @@ def test_proxy_sends_http_1_1_for_a_higher_minor_version(proxy_for, backends,
         assert r.raw_head.startswith(b"HTTP/1.1 200 OK\r\n") and r.body == b"ok"
 
 
+# ------------------------------------------- head and target sizes (fixed)
+
+def test_heads_and_targets_haproxy_takes_are_forwarded(proxy_for, backends) -> None:
+    # HAProxy's default 16 KiB buffer (less its 1 KiB rewrite reserve) takes
+    # a 15 KB header or target; fastlb refused anything past 8 KiB with 431/414.
+    p = proxy_for([backends[0].port])
+    c = p.client()
+    assert c.get("/" + "a" * 15000).status == 200
+    r = c.get("/big-field", "X-Big: " + "b" * 15000 + "\r\n")
+    assert r.status == 200
+    assert len(backends[0].received[-1].header("x-big") or "") == 15000
+
+
+@pytest.mark.parametrize("status,raw", [
+    (414, b"GET /" + b"a" * 15400 + b" HTTP/1.1\r\nHost: a\r\n\r\n"),
+    (414, b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: a\r\n\r\n"),
+    (431, b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"b" * 20000 + b"\r\n\r\n"),
+])
+def test_heads_and_targets_past_the_limits(proxy_for, backends, status: int,
+                                           raw: bytes) -> None:
+    # Where HAProxy answers 400, fastlb names the reason (RFC 9110 15.5.15
+    # 414, RFC 6585 5 431); neither forwards anything.
+    p = proxy_for()
+    c = p.client()
+    try:
+        c.send(raw)
+    except ConnectionError:
+        pass
+    assert c.read_response().status == status
+    assert backends[0].received == [] and backends[1].received == []
+
+
 # ------------------------------------------------- request side, both agree
 
 def test_get_with_content_length_frames_its_body(proxy_for, backends) -> None:
