@@ -372,6 +372,9 @@ def cases() -> list[Case]:
     add("fwd-forwarded-untouched", f, get("/", "Forwarded: for=10.0.0.9"))
     add("fwd-two-cookie-lines", f, get("/", "Cookie: app=1", "Cookie: SRVID=@PIN@; b=2"))
     add("fwd-xfp-forged", f, get("/", "X-Forwarded-Proto: https", "X-Forwarded-Host: evil"))
+    add("sticky-pinned-pipelined", f,
+        b"".join(get(f"/p{i}", "Cookie: SRVID=@PIN@") for i in range(4)))
+    add("sticky-pinned-and-app-cookie", f, get("/", "Cookie: a=1; SRVID=@PIN@; b=2"))
     add("fwd-cookie-pinned-stripped", f, get("/", "Cookie: SRVID=@PIN@; app=1"),
         note="@PIN@: the proxy's own cookie value from a first response")
 
@@ -477,6 +480,10 @@ def cases() -> list[Case]:
     add("timeout-idle-keep-alive", t, get("/"), wait=IDLE_TIMEOUT + 1.5)
     add("timeout-slow-body", t, post("Content-Length: 10", body=b"abc"),
         wait=SERVER_TIMEOUT + 1.5)
+    add("timeout-server", t, get("/slow?d=6"), wait=SERVER_TIMEOUT + 2.5)
+    add("upgrade-declined", t, get("/", "Connection: Upgrade", "Upgrade: websocket",
+                                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                                   "Sec-WebSocket-Version: 13"), 0.3, get("/after"))
     add("timeout-keep-alive-reuse", t, get("/1"), IDLE_TIMEOUT / 2, get("/2"))
     add("timeout-trickle-head", t, *[x for i in range(8) for x in (b"GET / HTTP/1.1\r\nX-"[i:i + 1]
                                                                    if i < 7 else b"a", 0.3)],
@@ -573,6 +580,9 @@ class Seen:
 RELEVANT = ("host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "connection",
             "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "content-length",
             "transfer-encoding", "x-private", "cookie", "expect", "via")
+# Not compared: Cache-Control.  fastlb's nocache adds "Cache-Control: private"
+# to every response that inserts the cookie, HAProxy only to those it deems
+# cacheable; both keep shared caches from storing a response that pins.
 RESP_RELEVANT = ("content-length", "transfer-encoding", "connection", "keep-alive", "x-srv",
                  "link")
 
@@ -691,6 +701,7 @@ class Side:
     def __init__(self, name: str, app_port: int, raw_port: int) -> None:
         self.name, self.app_port, self.raw_port = name, app_port, raw_port
         self.pin = ""
+        self.pinned = ""       # the server that answered the request that set the pin
 
 
 def run_case(side: Side, case: Case, apps: list[Backend], raw: RawBackend) -> Seen:
@@ -720,6 +731,8 @@ def run_case(side: Side, case: Case, apps: list[Backend], raw: RawBackend) -> Se
                 fl["body"] = repr(r.body[:40])
                 if "cookie" in fl and side.pin:
                     fl["cookie"] = fl["cookie"].replace(side.pin, "@PIN@")
+                if any(b"@PIN@" in st for st in case.steps if isinstance(st, bytes)):
+                    fl["server"] = "pinned" if b.name == side.pinned else b.name
                 seen.fwd.append(fl)
         seen.reached = len(seen.fwd)
     return seen
@@ -843,6 +856,8 @@ def learn_pin(side: Side) -> None:
         sock.close()
     m = re.search(rb"Set-Cookie: SRVID=([^;\r\n]*)", buf, re.I)
     side.pin = m.group(1).decode() if m else ""
+    m = re.search(rb'"server": "(s\d)"', buf)
+    side.pinned = m.group(1).decode() if m else ""
 
 
 def run_all(selected: list[Case], only_diff: bool,
