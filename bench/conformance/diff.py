@@ -322,6 +322,10 @@ def cases() -> list[Case]:
     add("head-12k", s, get("/", "X-Big: " + "b" * 12000))
     add("head-15k", s, get("/", "X-Big: " + "b" * 15000))
     add("many-headers-90", s, get("/", *[f"X-{i}: v" for i in range(90)]))
+    add("many-headers-99", s, get("/", *[f"X-{i}: v" for i in range(98)]))
+    add("many-headers-100", s, get("/", *[f"X-{i}: v" for i in range(99)]))
+    add("many-headers-101", s, get("/", *[f"X-{i}: v" for i in range(100)]))
+    add("many-headers-102", s, get("/", *[f"X-{i}: v" for i in range(101)]))
     add("http10-expect-100", s, req("POST / HTTP/1.0", "Host: a.example",
                                     "Expect: 100-continue", "Content-Length: 5"), 0.3, b"hello")
     add("close-mid-body", s, post("Content-Length: 10", body=b"abc"), 0.2, "shut")
@@ -344,6 +348,18 @@ def cases() -> list[Case]:
                                         body=b"A\r\n0123456789\r\n0\r\n\r\n"))
     add("chunk-ext-5k", s, post("Transfer-Encoding: chunked",
                                 body=b"5;a=" + b"x" * 5000 + b"\r\nhello\r\n0\r\n\r\n"))
+    add("absolute-form-userinfo", s, req("GET http://u:p@a.example/x HTTP/1.1",
+                                         "Host: a.example"))
+    add("absolute-form-upper-scheme", s, req("GET HTTP://A.EXAMPLE/x HTTP/1.1",
+                                             "Host: a.example"))
+    add("absolute-form-ftp", s, req("GET ftp://a.example/x HTTP/1.1", "Host: a.example"))
+    add("absolute-form-default-port", s, req("GET http://a.example:80/x HTTP/1.1",
+                                             "Host: a.example"))
+    add("host-list", s, req("GET / HTTP/1.1", "Host: a.example, b.example"))
+    add("host-ipv6", s, req("GET / HTTP/1.1", "Host: [::1]:8080"))
+    add("host-underscore", s, req("GET / HTTP/1.1", "Host: a_b.example"))
+    add("host-userinfo", s, req("GET / HTTP/1.1", "Host: u@a.example"))
+    add("target-double-slash", s, get("//a/b"))
     add("absolute-form-port", s, req("GET http://a.example:8080/x HTTP/1.1",
                                      "Host: a.example:8080"))
     add("head-chunked-response", s, req("HEAD /chunked HTTP/1.1", "Host: a.example") +
@@ -452,6 +468,8 @@ def cases() -> list[Case]:
          + b"\r\nContent-Length: 2\r\n\r\nok", True),
         ("resp-chunked-then-close-early", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked"
          b"\r\n\r\n2\r\nok\r\n", False),
+        ("resp-server-close", b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2"
+         b"\r\n\r\nok", False),
         ("resp-set-cookie-own", b"HTTP/1.1 200 OK\r\nSet-Cookie: SRVID=x\r\nContent-Length: 2"
          b"\r\n\r\nok", True),
     ]:
@@ -518,6 +536,10 @@ NOTES: dict[str, str] = {
     "host-missing-11": f"{_R}: HTTP/1.1 without Host is 400 (RFC 9112 3.2 MUST)",
     "host-multiple-same": f"{_R}: two Host lines are 400 (RFC 9112 3.2 MUST)",
     "host-with-space": f"{_R}: an invalid Host is 400 (RFC 9112 3.2 MUST)",
+    "host-list": f"{_R}: a Host that is a list is invalid, 400 (RFC 9112 3.2 MUST)",
+    "host-userinfo": f"{_R}: userinfo in Host is invalid, 400 (RFC 9112 3.2, RFC 9110 7.2)",
+    "absolute-form-default-port": f"{_SA}: HAProxy drops the scheme's default port from the "
+                                  "target (RFC 9110 4.2.3: equivalent)",
     "request-line-double-space": f"{_S}: single SP only (RFC 9112 3)",
     "request-line-tab": f"{_S}: single SP only (RFC 9112 3)",
     "version-2.0": f"{_R}: 505 for a major version not spoken (RFC 9110 15.6.6)",
@@ -526,6 +548,8 @@ NOTES: dict[str, str] = {
     "uri-20k": f"{_ST}: 414 (RFC 9110 15.5.15); HAProxy 400",
     "head-20k": f"{_ST}: 431 (RFC 6585 5); HAProxy 400",
     "many-headers-150": f"{_ST}: 431 (RFC 6585 5); HAProxy 400",
+    "many-headers-101": f"{_ST}: 431 past 100 fields, as HAProxy's 101 with its XFF (400)",
+    "many-headers-102": f"{_ST}: 431 (RFC 6585 5); HAProxy 400",
     "upgrade-websocket": f"{_SA}: the test backend's 101 has no Sec-WebSocket-Accept, which "
                          "HAProxy checks; resp-101-websocket agrees",
     "http10-expect-100": f"{_R}: 100-continue of HTTP/1.0 ignored (RFC 9110 10.1.1, 15.2)",
