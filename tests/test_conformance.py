@@ -514,6 +514,32 @@ def test_truncated_response_closes_the_client(scripted) -> None:
         assert c.buf == b"ok"
 
 
+def test_pipelined_request_after_a_server_close_goes_on_a_new_connection(scripted) -> None:
+    # RFC 9112 9.3/9.6: the server's "Connection: close" ends that server
+    # connection only; the client's next (already sent) request is sent on
+    # a new one and the client connection stays open.
+    srv = scripted(sc=(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+                       False))
+    with proxies([srv.port]) as make:
+        c = make().client()
+        c.send(req("/sc") + req("/sc"))
+        for _ in range(2):
+            r = c.read_response()
+            assert r.body == b"ok" and r.header("connection") is None
+        assert srv.accepted == 2 and not c.closed(0.3)
+
+
+def test_response_stalled_mid_body_closes_the_client(scripted) -> None:
+    # The server timeout between body bytes ends the exchange: the head is
+    # out, so the client connection is closed (the truncation shows).
+    srv = scripted(st=(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok", True))
+    with proxies([srv.port]) as make:
+        c = make(be_timeouts={"server": 0.3}).client()
+        c.send(req("/st"))
+        assert c.read_head().status == 200
+        assert c.closed(3.0) and c.buf == b"ok"
+
+
 def test_close_delimited_response_closes_the_client(scripted) -> None:
     # RFC 9112 6.3 (8): no framing field: the body runs to the close, and a
     # keep-alive client is told the connection closes after it (9.6).

@@ -474,6 +474,14 @@ def cases() -> list[Case]:
          b"\r\n\r\nok", True),
     ]:
         c.append(raw_case(name, data, keep))
+    two = req("GET /r/pipelined-server-close HTTP/1.1", "Host: a.example")
+    c.append(Case("pipelined-server-close", "response", [two + two],
+                  (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+                   False)))
+    stall = raw_case("resp-stall-mid-body", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok",
+                     True)
+    stall.wait = SERVER_TIMEOUT + 1.5
+    c.append(stall)
     c.append(raw_case("resp-head-with-cl", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
                       True, method="HEAD"))
     ws = ("Connection: Upgrade", "Upgrade: websocket",
