@@ -11,7 +11,7 @@ and prints where they differ.  This file pins the verdicts:
 * where fastlb is stricter or more correct than HAProxy in a way the RFC
   allows or requires, fastlb's behaviour (named as such below);
 * ``xfail(strict=True, reason="shell: ...")`` where the fix belongs in
-  fastlb/proxy/ (being rewritten elsewhere): the reason says what to change.
+  fastlb/proxy/ (another engineer's): the reason says what to change.
 
 Cases HAProxy accepts and fastlb rejects on purpose (CL with TE, TE in
 HTTP/1.0, obs-fold, bare LF, CTLs in values, a missing or repeated Host,
@@ -558,12 +558,13 @@ def test_close_delimited_response_closes_the_client(scripted) -> None:
 # ------------------------------------------------------- shell fixes (xfail)
 
 @pytest.mark.xfail(strict=True, reason=(
-    "shell: fastlb/proxy/client.py ClientProtocol._upstream_error: when resp_started is set "
-    "but self.pending_head is not None (the rewritten head is still held for the first body "
-    "bytes, nothing reached the client), drop it (pending_head = None, resp_started = False) "
-    "and go on to _reply(502, 'bad response from server') instead of _close(); today a "
-    "body framing error in the first read (ChunkedFramer SCAN_ERROR in "
-    "UpstreamProtocol._feed_body -> F_BAD) closes the client with no answer"))
+    "shell: fastlb/proxy/_cy/client.pyx ClientProtocol._upstream_error: when resp_started is "
+    "set but self.pending_head is not None (the rewritten head is still held for the first "
+    "body bytes; nothing reached the client), drop it (pending_head = None, "
+    "resp_started = False) and go on to _reply(502, 'bad response from server') instead of "
+    "_close(); today a body framing error in the first read (ChunkedFramer SCAN_ERROR in "
+    "_cy/upstream.pyx UpstreamProtocol._feed_body -> _fail(F_BAD)) closes the client with "
+    "no answer"))
 def test_bad_chunk_before_anything_was_forwarded_is_502(scripted) -> None:
     # HAProxy answers 502: the response head was not sent yet, so the client
     # can still get an answer (RFC 9110 15.6.3).
