@@ -5,13 +5,12 @@ and prints where they differ.  This file pins the verdicts:
 
 * where HAProxy is right and fastlb was not, a test that failed before the
   fix (the forwarded HTTP-version, RFC 9110 2.5; heads and targets that
-  HAProxy's default 16 KiB buffer takes);
+  HAProxy's default 16 KiB buffer takes; a 502, not a silent close, when
+  a response's body framing fails before any byte reached the client);
 * where the two agree on something no other test covers (mostly the
   response side: a scripted server sends exact bytes);
 * where fastlb is stricter or more correct than HAProxy in a way the RFC
-  allows or requires, fastlb's behaviour (named as such below);
-* ``xfail(strict=True, reason="shell: ...")`` where the fix belongs in
-  fastlb/proxy/ (another engineer's): the reason says what to change.
+  allows or requires, fastlb's behaviour (named as such below).
 
 Cases HAProxy accepts and fastlb rejects on purpose (CL with TE, TE in
 HTTP/1.0, obs-fold, bare LF, CTLs in values, a missing or repeated Host,
@@ -555,16 +554,8 @@ def test_close_delimited_response_closes_the_client(scripted) -> None:
             assert r.status == 200 and r.body == body and r.header("connection") == "close"
 
 
-# ------------------------------------------------------- shell fixes (xfail)
+# --------------------------------------------- response errors before any byte
 
-@pytest.mark.xfail(strict=True, reason=(
-    "shell: fastlb/proxy/_cy/client.pyx ClientProtocol._upstream_error: when resp_started is "
-    "set but self.pending_head is not None (the rewritten head is still held for the first "
-    "body bytes; nothing reached the client), drop it (pending_head = None, "
-    "resp_started = False) and go on to _reply(502, 'bad response from server') instead of "
-    "_close(); today a body framing error in the first read (ChunkedFramer SCAN_ERROR in "
-    "_cy/upstream.pyx UpstreamProtocol._feed_body -> _fail(F_BAD)) closes the client with "
-    "no answer"))
 def test_bad_chunk_before_anything_was_forwarded_is_502(scripted) -> None:
     # HAProxy answers 502: the response head was not sent yet, so the client
     # can still get an answer (RFC 9110 15.6.3).

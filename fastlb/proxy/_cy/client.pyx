@@ -730,6 +730,11 @@ cdef class ClientProtocol:
                             self.be.name, self.be.names[self.server])
                 self._redispatch()
                 return
+        if self.resp_started and self.pending_head is not None:
+            # The head is still held for the first body bytes: nothing reached
+            # the client, which can still get an answer (HAProxy's 502 too).
+            self.pending_head = None
+            self.resp_started = False
         if self.resp_started:
             log.warning("backend %s: server %s failed mid-response", self.be.name,
                         self.be.names[self.server])
