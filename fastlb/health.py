@@ -231,6 +231,10 @@ def _connect_error(e: OSError) -> str:
     return f"connect failed: {e.strerror or e.__class__.__name__}"
 
 
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
+
+
 def _ms(t0: float) -> float:
     return round((time.monotonic() - t0) * 1000.0, 3)
 
@@ -389,7 +393,7 @@ class HealthChecker:
                 srv.health = "down"
                 srv.ok_streak = srv.fail_streak = 0
                 srv.soon = True
-                reason += f"; down until {check.rise} passed check(s)"
+                reason += f"; down until a check passes {_times(check.rise)}"
             else:
                 srv.health = "up"
                 srv.passive_down = False
@@ -429,7 +433,8 @@ class HealthChecker:
         if srv.failures < p.failures:
             return
         if len(srv.kinds) == 1:
-            reason = f"passive: {srv.failures} consecutive {kind} failures"
+            reason = f"passive: {srv.failures} consecutive {kind} failure" + (
+                "s" if srv.failures > 1 else "")
         else:
             mix = ", ".join(f"{n} {k}" for k, n in srv.kinds.items())
             reason = f"passive: {srv.failures} consecutive failures ({mix})"
@@ -561,7 +566,7 @@ class HealthChecker:
                     srv.failures = 0
                     srv.kinds.clear()
                     srv.ok_streak = 0
-                    self._apply(srv, f"check passed {check.rise} time(s): {r.detail}")
+                    self._apply(srv, f"check passed {_times(check.rise)}: {r.detail}")
             return
         log.debug("check of %s/%s failed: %s", srv.backend.name, srv.name, r.detail)
         srv.ok_streak = 0
@@ -571,7 +576,7 @@ class HealthChecker:
                 # A server not checked yet goes down on its first failure
                 # (HAProxy's default init-state "up").
                 reason = ("first check failed: " if first and srv.fail_streak < check.fall
-                          else f"check failed {srv.fail_streak} times: ") + r.detail
+                          else f"check failed {_times(srv.fail_streak)}: ") + r.detail
                 srv.health = "down"
                 srv.fail_streak = 0
                 self._apply(srv, reason)
@@ -582,7 +587,7 @@ class HealthChecker:
         while srv.health == "down":
             backoff = srv.backend.passive.backoff
             try:
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(backoff * (1.0 + srv.rng.uniform(0.0, JITTER)))
                 r = await tcp_probe(srv.cfg.address, srv.backend.timeouts.connect)
                 srv.last = {"at": time.time(), "ok": r.ok, "ms": r.ms,
                             "detail": f"probe: {r.detail}"}
@@ -665,7 +670,7 @@ class HealthChecker:
         if weight == srv.weight:
             return
         srv.weight = weight
-        log.info("server %s/%s weight %d", srv.backend.name, srv.name, weight)
+        log.debug("server %s/%s weight %d", srv.backend.name, srv.name, weight)
         self._emit(self._on_weight, WeightChange(srv.backend.name, srv.name, weight))
 
     def _emit(self, callback: Callable[[Any], None], event: StateChange | WeightChange) -> None:

@@ -235,7 +235,7 @@ def test_tcp_check_fall_failures_take_it_down_and_rise_successes_bring_it_back()
             lst.accepted = 0
             await lst.open()
             up = await ev.state(2)
-            assert up.state == "up" and up.reason == "check passed 2 time(s): connected"
+            assert up.state == "up" and up.reason == "check passed 2 times: connected"
             assert ev.probed[1] == 2          # exactly `rise` connects were accepted
             assert len(ev.states) == 2 and ev.weights == []
             await lst.close()
@@ -258,7 +258,7 @@ def test_http_check_counts_fall_and_rise_against_answers() -> None:
             web.served.clear()
             web.mode = "200"
             up = await ev.state(2)
-            assert (up.state, up.reason) == ("up", "check passed 3 time(s): HTTP 200")
+            assert (up.state, up.reason) == ("up", "check passed 3 times: HTTP 200")
             assert ev.probed[1] == {"200": 3}
         await web.stop()
 
@@ -382,6 +382,23 @@ def test_http_check_fails_a_malformed_or_missing_response(mode: str, detail: str
     run(main)
 
 
+def test_jitter_is_a_few_percent_and_replays_with_the_seed() -> None:
+    # White-box: the wait before the next check, drawn from each server's own
+    # generator (seeded by the checker's seed, the backend and the server name).
+    def delays(seed: int) -> list[float]:
+        b = backend(server("s1", Address("127.0.0.1", 1)), check=tcp_check(interval=1.0))
+        hc = HealthChecker(one(b), lambda e: None, lambda e: None, seed=seed)
+        srv = hc._servers["app"]["s1"]
+        srv.soon = False
+        assert b.check is not None
+        return [hc._delay(srv, b.check) for _ in range(50)]
+
+    first = delays(7)
+    assert first == delays(7) and first != delays(8)
+    assert all(1 - health.JITTER <= d <= 1 + health.JITTER for d in first)
+    assert len(set(first)) == len(first)
+
+
 def test_tcp_probe_reports_refused_and_connected() -> None:
     async def main() -> None:
         lst = await TCPListener().open()
@@ -464,7 +481,7 @@ def test_passively_downed_server_with_active_checks_needs_rise_passed_checks() -
             down = await ev.state(1)
             assert down.reason == "passive: 2 consecutive 5xx failures"
             up = await ev.state(2)
-            assert (up.state, up.reason) == ("up", "check passed 2 time(s): HTTP 200")
+            assert (up.state, up.reason) == ("up", "check passed 2 times: HTTP 200")
         await web.stop()
 
     run(main)
@@ -569,7 +586,7 @@ def test_admin_states_follow_maint_over_down_over_drain_over_up() -> None:
             hc.set_admin("app", "s1", "ready")
             assert [(e.state, e.reason) for e in ev.states] == [
                 ("drain", "admin: drain"),
-                ("down", "passive: 1 consecutive connect failures"),
+                ("down", "passive: 1 consecutive connect failure"),
                 ("maint", "admin: maint"),
                 ("drain", "admin: drain"),
                 ("up", "admin: ready"),
@@ -595,9 +612,9 @@ def test_maint_stops_active_checks_and_leaving_it_needs_rise_passed_checks() -> 
             assert sum(web.served.values()) == frozen
             hc.set_admin("app", "s1", "ready")
             assert ev.states[1] == StateChange("app", "s1", "down",
-                                               "admin: ready; down until 2 passed check(s)")
+                                               "admin: ready; down until a check passes 2 times")
             up = await ev.state(3)
-            assert (up.state, up.reason) == ("up", "check passed 2 time(s): HTTP 200")
+            assert (up.state, up.reason) == ("up", "check passed 2 times: HTTP 200")
             assert sum(web.served.values()) == frozen + 2
         await web.stop()
 
