@@ -26,8 +26,8 @@ Interface::
         .state(backend, server) -> str; .weight(backend, server) -> int
         .snapshot() -> {backend: {server: {state, admin, health, reason, since,
                                            checked, last, weight, failures}}}
-    run_check(check, address) -> CheckResult        # one active check, for tests/tools
-    tcp_probe(address, timeout) -> CheckResult      # one TCP connect
+    run_check(check, address, send_proxy=None) -> CheckResult   # one active check
+    tcp_probe(address, timeout, send_proxy=None) -> CheckResult # one TCP connect
     slowstart_weight(weight, elapsed, slowstart) -> int
 
 Limits: it never touches the data plane (no table, picker or socket of a
@@ -38,8 +38,9 @@ configured weight, and the caller reads ``state()``/``weight()`` when it
 builds their tables.  Callbacks run in the loop and must not block; an
 exception from one is logged, never propagated.  No exception escapes a
 check task into the event loop.  Checks are plain HTTP/1.1 or TCP (no TLS,
-no agent checks); a response is read up to 64 KiB of head and 64 KiB of
-body, within the check's timeout.
+no agent checks), opened with a PROXY header for a ``send_proxy`` server; a
+response is read up to 64 KiB of head and 64 KiB of body, within the
+check's timeout.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from typing import Any, Callable, Mapping
 import httptools
 
 from .config import Address, BackendConfig, CheckConfig, ServerConfig
+from .proxy import proxyproto
 
 log = logging.getLogger("fastlb.health")
 
@@ -100,14 +102,30 @@ class CheckResult:
 
 # ------------------------------------------------------------------- checks
 
-async def tcp_probe(address: Address, timeout: float) -> CheckResult:
-    """One TCP connect to ``address`` within ``timeout``; closed at once."""
+def proxy_header(send_proxy: str | None) -> bytes:
+    """What a check connection to a ``send_proxy`` server starts with: a PROXY
+    header saying the connection is the balancer's own (v1 UNKNOWN, v2 LOCAL), as
+    HAProxy sends on checks of a send-proxy server."""
+    if send_proxy == "v1":
+        return proxyproto.build_v1(None, None)
+    if send_proxy == "v2":
+        return proxyproto.build_v2(None, None, local=True)
+    return b""
+
+
+async def tcp_probe(address: Address, timeout: float,
+                    send_proxy: str | None = None) -> CheckResult:
+    """One TCP connect to ``address`` within ``timeout``; closed at once (after the
+    PROXY header for a ``send_proxy`` server)."""
     loop = asyncio.get_running_loop()
     t0 = time.monotonic()
     try:
         async with asyncio.timeout(timeout):
             transport, _ = await loop.create_connection(
                 asyncio.Protocol, address.host, address.port)
+        header = proxy_header(send_proxy)
+        if header:
+            transport.write(header)
         transport.close()
         return CheckResult(True, "connected", _ms(t0))
     except TimeoutError:
@@ -116,11 +134,12 @@ async def tcp_probe(address: Address, timeout: float) -> CheckResult:
         return CheckResult(False, _connect_error(e), _ms(t0))
 
 
-async def run_check(check: CheckConfig, address: Address) -> CheckResult:
+async def run_check(check: CheckConfig, address: Address,
+                    send_proxy: str | None = None) -> CheckResult:
     """One active check of the server at ``address`` as ``check`` says; never raises
-    (but CancelledError)."""
+    (but CancelledError).  ``send_proxy``: the server's PROXY protocol version."""
     if check.type != "http":
-        return await tcp_probe(address, check.timeout)
+        return await tcp_probe(address, check.timeout, send_proxy)
     t0 = time.monotonic()
     resp = _Response()
     connected = False
@@ -131,9 +150,9 @@ async def run_check(check: CheckConfig, address: Address) -> CheckResult:
             reader, writer = await asyncio.open_connection(address.host, address.port)
             connected = True
             host = check.host or str(address)
-            writer.write(f"{check.method} {check.path} HTTP/1.1\r\nHost: {host}\r\n"
-                         f"Connection: close\r\nUser-Agent: {USER_AGENT}\r\n\r\n"
-                         .encode("latin-1"))
+            writer.write(proxy_header(send_proxy) + (
+                f"{check.method} {check.path} HTTP/1.1\r\nHost: {host}\r\n"
+                f"Connection: close\r\nUser-Agent: {USER_AGENT}\r\n\r\n").encode("latin-1"))
             await _read_response(reader, resp, want_body)
     except TimeoutError:
         if not connected:
@@ -198,31 +217,50 @@ class _Response:
 
 async def _read_response(reader: asyncio.StreamReader, resp: _Response,
                          want_body: bool) -> None:
-    """Read until the head (and, when wanted, the body or its first MAX_BODY bytes)."""
-    seen = 0
+    """Read until the head (and, when wanted, the body or its first MAX_BODY bytes).
+
+    The parser gets at most MAX_HEAD bytes before the head is complete, so a
+    server sending an endless head is cut off there.
+    """
+    head_bytes = 0
     while True:
         data = await reader.read(16384)
         if not data:
             if not resp.head_done:
-                resp.error = ("connection closed before the response head" if seen
+                resp.error = ("connection closed before the response head" if head_bytes
                               else "connection closed with no response")
             elif want_body and not resp.done and resp.framed:
                 resp.error = "connection closed mid-body"
             return
-        seen += len(data)
-        try:
-            resp.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            resp.head_done = True
-        except httptools.HttpParserError as e:
-            resp.error = f"malformed response: {e}"
-            return
-        if resp.head_done:
-            if not want_body or resp.done or len(resp.body) >= MAX_BODY:
+        if not resp.head_done:
+            part = data[:MAX_HEAD - head_bytes]
+            head_bytes += len(part)
+            if not _feed(resp, part):
                 return
-        elif seen > MAX_HEAD:
-            resp.error = f"response head over {MAX_HEAD // 1024} KiB"
+            if not resp.head_done:
+                if head_bytes >= MAX_HEAD:
+                    resp.error = f"response head over {MAX_HEAD // 1024} KiB"
+                    return
+                continue
+            data = data[len(part):]
+        if data and not resp.done and not _feed(resp, data):
             return
+        if not want_body or resp.done or len(resp.body) >= MAX_BODY:
+            return
+
+
+def _feed(resp: _Response, data: bytes) -> bool:
+    """Parse ``data``; False (with ``resp.error`` set) when the response is malformed
+    or switched protocols."""
+    try:
+        resp.parser.feed_data(data)
+    except httptools.HttpParserUpgrade:
+        resp.head_done = resp.done = True
+        return False
+    except httptools.HttpParserError as e:
+        resp.error = f"malformed response: {e}"
+        return False
+    return True
 
 
 def _connect_error(e: OSError) -> str:
@@ -542,7 +580,7 @@ class HealthChecker:
                 return
             try:
                 await asyncio.sleep(self._delay(srv, check))
-                result = await run_check(check, srv.cfg.address)
+                result = await run_check(check, srv.cfg.address, srv.cfg.send_proxy)
                 self._on_check(srv, check, result)
             except asyncio.CancelledError:
                 raise
@@ -588,7 +626,8 @@ class HealthChecker:
             backoff = srv.backend.passive.backoff
             try:
                 await asyncio.sleep(backoff * (1.0 + srv.rng.uniform(0.0, JITTER)))
-                r = await tcp_probe(srv.cfg.address, srv.backend.timeouts.connect)
+                r = await tcp_probe(srv.cfg.address, srv.backend.timeouts.connect,
+                                    srv.cfg.send_proxy)
                 srv.last = {"at": time.time(), "ok": r.ok, "ms": r.ms,
                             "detail": f"probe: {r.detail}"}
                 if r.ok and srv.health == "down":

@@ -37,6 +37,7 @@ RESPONSES = {
                b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nok ready",
     "malformed": b"HTTP/1.1 2x0 What\r\n\r\n",
     "empty": b"",
+    "huge-head": b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 70000 + b"\r\n\r\n",
 }
 
 
@@ -117,6 +118,35 @@ class TCPListener:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+    @property
+    def address(self) -> Address:
+        return Address("127.0.0.1", self.port)
+
+
+class Recorder:
+    """A TCP port that records what each connection sent until it closed."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self._server: asyncio.AbstractServer | None = None
+        self.port = 0
+
+    async def open(self) -> Recorder:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            self.received.append(await reader.read(4096))
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
 
     @property
     def address(self) -> Address:
@@ -350,6 +380,33 @@ def test_http_check_sends_method_path_host_close_and_user_agent() -> None:
     run(main)
 
 
+def test_http_check_with_head_does_not_judge_the_body() -> None:
+    async def main() -> None:
+        web = await HTTPBackend("wrong").start()
+        assert (await run_check(http_check(method="HEAD", body="ready"), web.address)).ok
+        assert not (await run_check(http_check(body="ready"), web.address)).ok
+        await web.stop()
+
+    run(main)
+
+
+def test_checks_of_a_send_proxy_server_open_with_a_local_proxy_header() -> None:
+    async def main() -> None:
+        web = await HTTPBackend("200").start()
+        assert (await run_check(http_check(), web.address, send_proxy="v1")).ok
+        assert web.heads[0].startswith(b"PROXY UNKNOWN\r\nGET / HTTP/1.1\r\n")
+        rec = await Recorder().open()
+        assert (await run_check(tcp_check(), rec.address, send_proxy="v2")).ok
+        assert (await tcp_probe(rec.address, 0.5)).ok
+        await until(lambda: len(rec.received) == 2, "two connections")
+        assert rec.received == [health.proxy_header("v2"), b""]
+        assert health.proxy_header("v2") == b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"
+        await web.stop()
+        await rec.close()
+
+    run(main)
+
+
 def test_http_check_times_out_on_a_server_that_never_answers() -> None:
     async def main() -> None:
         web = await HTTPBackend("hang").start()
@@ -367,6 +424,7 @@ def test_http_check_times_out_on_a_server_that_never_answers() -> None:
 @pytest.mark.parametrize("mode, detail", [
     ("malformed", "malformed response: "),
     ("empty", "connection closed with no response"),
+    ("huge-head", "response head over 64 KiB"),
 ])
 def test_http_check_fails_a_malformed_or_missing_response(mode: str, detail: str) -> None:
     async def main() -> None:
@@ -621,6 +679,32 @@ def test_maint_stops_active_checks_and_leaving_it_needs_rise_passed_checks() -> 
     run(main)
 
 
+def test_a_draining_server_that_fails_checks_is_down_then_drain_again() -> None:
+    async def main() -> None:
+        web = await HTTPBackend("200").start()
+        b = backend(server("s1", web.address), check=http_check(rise=1, fall=1),
+                    passive=PassiveConfig(failures=1))
+        async with checker(one(b)) as (hc, ev):
+            await until(lambda: hc.snapshot()["app"]["s1"]["checked"], "first check")
+            hc.set_admin("app", "s1", "drain")
+            web.mode = "500"
+            await ev.state(2)
+            web.mode = "200"
+            await ev.state(3)
+            hc.set_admin("app", "s1", "maint")
+            hc.passive("app", "s1", "connect", False)        # ignored in maint
+            assert hc.snapshot()["app"]["s1"]["failures"] == 0
+            assert [(e.state, e.reason) for e in ev.states] == [
+                ("drain", "admin: drain"),
+                ("down", "check failed once: HTTP 500, expected 200-399"),
+                ("drain", "check passed once: HTTP 200"),
+                ("maint", "admin: maint"),
+            ]
+        await web.stop()
+
+    run(main)
+
+
 def test_set_admin_refuses_unknown_servers_and_states() -> None:
     async def main() -> None:
         b = backend(server("s1", Address("127.0.0.1", closed_port())))
@@ -698,6 +782,19 @@ def test_update_keeps_unchanged_servers_and_drops_removed_ones() -> None:
             assert ev.states[2] == StateChange("app", "a", "up", "reload: no check keeps it down")
         for lst in (kept, gone, fresh):
             await lst.close()
+
+    run(main)
+
+
+def test_update_adding_checks_makes_kept_servers_unchecked_again() -> None:
+    async def main() -> None:
+        dead = server("s1", Address("127.0.0.1", closed_port()))
+        async with checker(one(backend(dead))) as (hc, ev):
+            await asyncio.sleep(2 * FAST)
+            assert ev.all == [] and hc.snapshot()["app"]["s1"]["checked"] is False
+            hc.update(one(backend(dead, check=tcp_check(fall=3))))
+            down = await ev.state(1)
+            assert down.reason == "first check failed: connect refused"
 
     run(main)
 
