@@ -284,8 +284,10 @@ def slowstart_weight(weight: int, elapsed: float, slowstart: float) -> int:
         return 0
     if slowstart <= 0 or elapsed >= slowstart:
         return weight
+    # Rounded down, so a step taken a little after each second still lands on
+    # the round value (10, 20, ... of 100 over 10 s).
     floor = max(1, math.ceil(weight * SLOWSTART_FLOOR))
-    return min(weight, max(floor, math.ceil(weight * max(0.0, elapsed) / slowstart)))
+    return min(weight, max(floor, math.floor(weight * max(0.0, elapsed) / slowstart)))
 
 
 # ------------------------------------------------------------------ servers
@@ -341,6 +343,7 @@ class HealthChecker:
         self._on_weight = on_weight
         self._seed = seed
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._retired: set[asyncio.Task[None]] = set()   # cancelled, maybe not ended yet
         self._backends: dict[str, BackendConfig] = {}
         self._servers: dict[str, dict[str, _Server]] = {}
         for name, b in backends.items():
@@ -357,12 +360,11 @@ class HealthChecker:
 
     async def stop(self) -> None:
         """Cancel every check, probe and ramp task and wait for them to end."""
-        tasks = []
         for srv in self._all():
-            tasks += self._cancel(srv)
+            self._cancel(srv)
         self._loop = None
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        while self._retired:
+            await asyncio.gather(*self._retired, return_exceptions=True)
 
     def update(self, backends: Mapping[str, BackendConfig]) -> None:
         """A reload: a server keeping its backend, name and address keeps its state
@@ -549,7 +551,7 @@ class HealthChecker:
         if want == srv.task_kind and not restart and srv.task is not None:
             return
         if srv.task is not None:
-            srv.task.cancel()
+            self._retire(srv.task)
             srv.task = None
         srv.task_kind = want
         if want == "check":
@@ -557,14 +559,20 @@ class HealthChecker:
         elif want == "probe":
             srv.task = self._loop.create_task(self._probe_loop(srv))
 
-    def _cancel(self, srv: _Server) -> list[asyncio.Task[None]]:
-        """Cancel the server's tasks; return them (to be awaited by stop)."""
-        tasks = [t for t in (srv.task, srv.ramp) if t is not None]
-        for t in tasks:
-            t.cancel()
+    def _cancel(self, srv: _Server) -> None:
+        """Cancel the server's check or probe loop and its ramp."""
+        for t in (srv.task, srv.ramp):
+            if t is not None:
+                self._retire(t)
         srv.task = srv.ramp = None
         srv.task_kind = ""
-        return tasks
+
+    def _retire(self, task: asyncio.Task[None]) -> None:
+        """Cancel ``task``; ``stop`` waits for it to end."""
+        task.cancel()
+        if not task.done():
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
 
     def _delay(self, srv: _Server, check: CheckConfig) -> float:
         """HAProxy's inter / fastinter: fast while a state change is pending."""
@@ -657,7 +665,7 @@ class HealthChecker:
         srv.since = time.time()
         if new in ("down", "maint"):
             if srv.ramp is not None:
-                srv.ramp.cancel()
+                self._retire(srv.ramp)
                 srv.ramp = None
         elif old in ("down", "maint"):
             self._start_ramp(srv)
@@ -669,7 +677,7 @@ class HealthChecker:
         """Back up: the weight ramps over ``slowstart`` (its first step reported before
         the state change, so the server comes back light)."""
         if srv.ramp is not None:
-            srv.ramp.cancel()
+            self._retire(srv.ramp)
             srv.ramp = None
         if srv.backend.slowstart <= 0 or self._loop is None:
             self._set_weight(srv, srv.cfg.weight)
@@ -700,7 +708,7 @@ class HealthChecker:
             self._set_weight(srv, slowstart_weight(
                 srv.cfg.weight, self._loop.time() - srv.ramp_t0, srv.backend.slowstart))
             if srv.weight >= srv.cfg.weight:
-                srv.ramp.cancel()
+                self._retire(srv.ramp)
                 srv.ramp = None
         else:
             self._set_weight(srv, srv.cfg.weight)

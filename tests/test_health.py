@@ -548,8 +548,9 @@ def test_passively_downed_server_with_active_checks_needs_rise_passed_checks() -
 # --------------------------------------------------------------- slow start
 
 @pytest.mark.parametrize("weight, elapsed, expected", [
-    (100, 0.0, 5), (100, 0.5, 5), (100, 1.0, 10), (100, 5.0, 50), (100, 9.99, 100),
-    (100, 10.0, 100), (100, 60.0, 100), (10, 0.0, 1), (10, 2.5, 3), (1, 0.0, 1),
+    (100, 0.0, 5), (100, 0.5, 5), (100, 1.0, 10), (100, 1.02, 10), (100, 5.0, 50),
+    (100, 9.99, 99), (100, 10.0, 100), (100, 60.0, 100), (10, 0.0, 1), (10, 2.5, 2),
+    (10, 3.0, 3), (1, 0.0, 1),
     (0, 0.0, 0), (0, 20.0, 0), (256, 0.0, 13),
 ])
 def test_slowstart_weight_ramps_linearly_from_five_percent(
@@ -886,6 +887,8 @@ def test_snapshot_shape_and_stop_leaves_no_task() -> None:
             assert set(snap["last"]) == {"at", "ok", "ms", "detail"}
             assert snap["last"]["ok"] is True and snap["last"]["detail"] == "HTTP 200"
             assert isinstance(snap["since"], float) and snap["last"]["ms"] >= 0
+            hc.add_server("app", server("s2", web.address))
+            hc.remove_server("app", "s2")         # its task is cancelled, not ended yet
         left = [t for t in asyncio.all_tasks()
                 if "HealthChecker" in getattr(t.get_coro(), "__qualname__", "")]
         assert left == []
