@@ -590,7 +590,7 @@ def test_slowstart_leaves_weight_zero_and_a_down_server_stops_its_ramp(
     async def main() -> None:
         zero = server("z", Address("127.0.0.1", closed_port()), weight=0)
         s1 = server("s1", Address("127.0.0.1", closed_port()), weight=100)
-        b = backend(zero, s1, slowstart=10.0, passive=PassiveConfig(failures=1, backoff=10.0))
+        b = backend(zero, s1, slowstart=2.0, passive=PassiveConfig(failures=1, backoff=10.0))
         async with checker(one(b)) as (hc, ev):
             hc.set_admin("app", "z", "maint")
             hc.set_admin("app", "z", "ready")
@@ -760,6 +760,7 @@ def test_update_keeps_unchanged_servers_and_drops_removed_ones() -> None:
             b2 = backend(server("a", dead), server("k", kept.address, weight=3),
                          server("n", fresh.address), check=tcp_check(interval=0.1))
             hc.update(one(b2))
+            hc.update(one(b2))                   # the same again: nothing changes
             snap = hc.snapshot()["app"]
             assert list(snap) == ["a", "k", "n"]
             assert (snap["a"]["state"], snap["a"]["since"]) == ("down", since)
