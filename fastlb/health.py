@@ -143,7 +143,9 @@ async def run_check(check: CheckConfig, address: Address,
     t0 = time.monotonic()
     resp = _Response()
     connected = False
-    want_body = check.body is not None and check.method != "HEAD"
+    # The body substring to look for (never in the answer to HEAD); None: status only.
+    needle = check.body.encode() if check.body is not None and check.method != "HEAD" \
+        else None
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(check.timeout):
@@ -153,7 +155,7 @@ async def run_check(check: CheckConfig, address: Address,
             writer.write(proxy_header(send_proxy) + (
                 f"{check.method} {check.path} HTTP/1.1\r\nHost: {host}\r\n"
                 f"Connection: close\r\nUser-Agent: {USER_AGENT}\r\n\r\n").encode("latin-1"))
-            await _read_response(reader, resp, want_body)
+            await _read_response(reader, resp, needle)
     except TimeoutError:
         if not connected:
             detail = f"connect timeout after {check.timeout:g}s"
@@ -176,7 +178,7 @@ async def run_check(check: CheckConfig, address: Address,
     if not any(lo <= status <= hi for lo, hi in check.expect):
         want = ", ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in check.expect)
         return CheckResult(False, f"HTTP {status}, expected {want}", _ms(t0))
-    if want_body and check.body is not None and check.body.encode() not in resp.body:
+    if needle is not None and needle not in resp.body:
         return CheckResult(False, f"HTTP {status}, body lacks {check.body!r}", _ms(t0))
     return CheckResult(True, f"HTTP {status}", _ms(t0))
 
@@ -216,8 +218,9 @@ class _Response:
 
 
 async def _read_response(reader: asyncio.StreamReader, resp: _Response,
-                         want_body: bool) -> None:
-    """Read until the head (and, when wanted, the body or its first MAX_BODY bytes).
+                         needle: bytes | None) -> None:
+    """Read until the head, and with a ``needle``, until the body holds it, ends or
+    reaches MAX_BODY bytes.
 
     The parser gets at most MAX_HEAD bytes before the head is complete, so a
     server sending an endless head is cut off there.
@@ -229,7 +232,7 @@ async def _read_response(reader: asyncio.StreamReader, resp: _Response,
             if not resp.head_done:
                 resp.error = ("connection closed before the response head" if head_bytes
                               else "connection closed with no response")
-            elif want_body and not resp.done and resp.framed:
+            elif needle is not None and not resp.done and resp.framed:
                 resp.error = "connection closed mid-body"
             return
         if not resp.head_done:
@@ -245,7 +248,7 @@ async def _read_response(reader: asyncio.StreamReader, resp: _Response,
             data = data[len(part):]
         if data and not resp.done and not _feed(resp, data):
             return
-        if not want_body or resp.done or len(resp.body) >= MAX_BODY:
+        if needle is None or resp.done or len(resp.body) >= MAX_BODY or needle in resp.body:
             return
 
 

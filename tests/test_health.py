@@ -45,7 +45,8 @@ RESPONSES = {
 
 class HTTPBackend:
     """An HTTP server whose answer is switched by ``mode`` (a RESPONSES key, or
-    "hang": read the request and never answer)."""
+    "hang": read the request and never answer; "stream": answer a body that never
+    ends)."""
 
     def __init__(self, mode: str = "200") -> None:
         self.mode = mode
@@ -73,6 +74,9 @@ class HTTPBackend:
             self.times.append(asyncio.get_running_loop().time())
             self.served[mode] += 1
             if mode == "hang":
+                await self._release.wait()
+            elif mode == "stream":          # a body that never ends
+                writer.write(RESPONSES["until-close"])
                 await self._release.wait()
             else:
                 writer.write(RESPONSES[mode])
@@ -352,6 +356,7 @@ def test_http_check_passes_only_statuses_in_expect(mode: str, ok: bool, detail: 
     ("wrong", False, "HTTP 200, body lacks 'ready'"),
     ("truncated", False, "connection closed mid-body"),
     ("404", False, "HTTP 404, expected 200-399"),
+    ("stream", True, "HTTP 200"),       # judged once the substring is there
 ])
 def test_http_check_body_must_hold_the_substring(mode: str, ok: bool, detail: str) -> None:
     async def main() -> None:
