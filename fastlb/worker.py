@@ -200,12 +200,21 @@ class Worker:
         for name, bc in cfg.backends.items():
             secret = load_secret(cfg, bc, os.environ)
             rt = BackendRuntime(bc, secret, self.stores.get(name), previous=old.get(name))
+            if bc.passive.failures > 0:
+                rt.on_passive = self._passive_reporter(name)
             for server, state in self.states.get(name, {}).items():
                 apply_state(rt, server, state)
             for server, weight in self.weights.get(name, {}).items():
                 apply_weight(rt, server, weight)
             out[name] = rt
         return out
+
+    def _passive_reporter(self, backend: str) -> Any:
+        def report(server: str, kind: str, ok: bool) -> None:
+            if self.channel is not None:
+                self.channel.send({"op": "passive", "backend": backend, "server": server,
+                                   "kind": kind, "ok": ok})
+        return report
 
     # ----------------------------------------------------- the master's orders
 

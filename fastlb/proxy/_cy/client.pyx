@@ -116,6 +116,7 @@ cdef class ClientProtocol:
         self.resp_rewriter = ResponseRewriter(**p.response_rewriter_kwargs)
         self.picker = be.picker
         self.alog = self.factory.access_log
+        self.passive_on = be.cfg.passive.failures > 0
         self.sticky_reason = STICKY_REASONS.get(p.mode, "balance")
         self.pick_reason = "hash" if be.cfg.hash_key is not None else "balance"
         self.pools = be.pools
@@ -342,6 +343,8 @@ cdef class ClientProtocol:
             return
         self.status = code
         self.resp_started = True
+        if self.passive_on:
+            self._passive(self.server, "5xx", code < 500)
         kind = s.body_kind
         self.close_after = (not self.keep_alive or self.eof or self.draining
                             or not self.req_done
@@ -605,6 +608,8 @@ cdef class ClientProtocol:
             return
         log.warning("backend %s: connect to server %s failed: %s", self.be.name,
                     self.be.names[i], e or type(e).__name__)
+        if self.passive_on:
+            self._passive(i, "connect", False)
         self._free_slot()
         self._redispatch()
 
@@ -741,6 +746,8 @@ cdef class ClientProtocol:
             self._close()
             return
         if why == F_TIMEOUT:
+            if self.passive_on:
+                self._passive(self.server, "timeout", False)
             self._reply(504, "server response timeout")
         elif why == F_BAD:
             self._reply(502, "bad response from server")
@@ -834,6 +841,18 @@ cdef class ClientProtocol:
             self.picker.drop_conn(i)
             if self.queue:
                 self.be.wake()
+
+    cdef _passive(self, int i, str kind, bint ok):
+        """Tell passive health a result of server i: every failure, and the first
+        success after failures (a success alone costs nothing)."""
+        cdef Counters c = <Counters>self.srv_counts[i]
+        if ok:
+            if c.streak:
+                c.streak = 0
+                self.be.report(i, kind, True)
+        else:
+            c.streak += 1
+            self.be.report(i, kind, False)
 
     cdef _close(self, bint linger=False):
         """Close; with ``linger``, half-close first and read (discarding) for up to
