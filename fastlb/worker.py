@@ -277,9 +277,8 @@ class Worker:
             if factory is None or fe.name in new_socks:
                 continue
             if factory.fe.mode == fe.mode:
-                factory.fe = fe
                 factory.access_log = self.access_log
-                factory.be = runtimes[fe.backend]
+                factory.swap(fe, runtimes)
             else:                      # http <-> tcp: a new factory; the old one drains
                 self.factories[fe.name] = new = make_protocol_factory(fe, runtimes)
                 new.access_log = self.access_log

@@ -23,4 +23,4 @@ def make_protocol_factory(fe: FrontendConfig, backends: dict[str, BackendRuntime
     if fe.mode == "tcp":
         from .tcp import TcpFactory
         return TcpFactory(fe, be)
-    return HttpFactory(fe, be)
+    return HttpFactory(fe, be, backends)

@@ -126,7 +126,10 @@ cdef class ClientProtocol:
     # Per-connection state
     cdef readonly object factory
     cdef readonly object fe
-    cdef readonly object be
+    cdef readonly object be             # the backend runtime of the current request
+    cdef object routes                  # the frontend's Routes, or None
+    cdef object generation              # the factory's generation this connection serves
+    cdef dict made                      # backend runtime -> (router, rewriter, resp_rewriter)
     cdef object loop
     cdef public object transport
     cdef object t_write                 # transport.write, looked up once
@@ -226,6 +229,7 @@ cdef class ClientProtocol:
     # core decisions
     cdef _read_proxy(self, bytes data)
     cdef _read_head(self, bytes data)
+    cdef _route(self, double now)
     cdef _next_request(self)
     cdef _begin(self, bytes data, Py_ssize_t pos)
     cdef _choose(self)

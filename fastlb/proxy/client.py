@@ -17,6 +17,7 @@ from typing import Any, Protocol, cast
 
 from ..config import FrontendConfig
 from ._shell import ClientProtocol, Counters
+from .routes import Routes
 from .backend import BackendRuntime
 
 __all__ = ["HttpFactory", "ClientProtocol", "Parkable"]
@@ -39,9 +40,15 @@ class HttpFactory:
     ``connections`` is 0 (``abort_all()`` after a grace period).
     """
 
-    def __init__(self, fe: FrontendConfig, be: BackendRuntime) -> None:
+    def __init__(self, fe: FrontendConfig, be: BackendRuntime,
+                 backends: dict[str, BackendRuntime] | None = None) -> None:
         self.fe = fe
-        self.be = be
+        self.be = be                    # the default backend's runtime
+        self.backends = backends or {fe.backend: be}    # every runtime routes may name
+        self.routes = Routes(fe.routes, fe.backend) if fe.routes else None
+        # Bumped by a reload after it set fe, be, backends and routes: each
+        # connection rebinds at its next request.
+        self.generation = 0
         self.active: set[Parkable] = set()
         self.parked: deque[Parkable] = deque()
         self.draining = False
@@ -52,6 +59,14 @@ class HttpFactory:
     def connections(self) -> int:
         """Client connections open (served or parked)."""
         return len(self.active) + len(self.parked)
+
+    def swap(self, fe: FrontendConfig, backends: dict[str, BackendRuntime]) -> None:
+        """A reload: serve ``fe`` with these runtimes from the next request on."""
+        self.fe = fe
+        self.backends = backends
+        self.routes = Routes(fe.routes, fe.backend) if fe.routes else None
+        self.be = backends[fe.backend]
+        self.generation += 1
 
     def drain(self) -> None:
         """Finish what is in flight, then close: idle keep-alive connections close

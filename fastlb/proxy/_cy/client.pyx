@@ -94,26 +94,34 @@ cdef class ClientProtocol:
         self.own = None
         self.tried = set()
         self.hold = []
+        self.made = {}
+        self.generation = factory.generation
+        self.routes = factory.routes
         self._bind(factory.fe, factory.be)
         self._clear_request()
 
     cdef _bind(self, object fe, object be):
-        """Serve frontend ``fe`` with backend runtime ``be``: at the start, and
-        at a request boundary after a reload swapped the factory's runtime."""
+        """Serve frontend ``fe`` with backend runtime ``be``: at the start, when
+        a route sends a request to another backend, and at a request boundary
+        after a reload swapped the factory's runtimes.  A connection keeps the
+        router and rewriters it made per runtime (routes switch back and forth)."""
         p = be.persistence
         t = be.cfg.timeouts
         self.fe = fe
         self.be = be
-        self.router = be.make_router(fe)
-        self.router.set_source(self.client_ip)
+        made = self.made.get(be)
+        if made is None:
+            router = be.make_router(fe)
+            router.set_source(self.client_ip)
+            made = self.made[be] = (
+                router, RequestRewriter(xff=fe.xff, http10_keep_alive=True, **p.rewriter_kwargs),
+                ResponseRewriter(**p.response_rewriter_kwargs))
+        self.router, self.rewriter, self.resp_rewriter = made
         self.scanner = self.router.scanner
         self.persistence = p
         self.choose = p.choose
         self.sticky = be.cfg.sticky is not None   # else choose() needs no clock
         self.edits = p.edits_responses
-        self.rewriter = RequestRewriter(xff=fe.xff, http10_keep_alive=True,
-                                        **p.rewriter_kwargs)
-        self.resp_rewriter = ResponseRewriter(**p.response_rewriter_kwargs)
         self.picker = be.picker
         self.alog = self.factory.access_log
         self.passive_on = be.cfg.passive.failures > 0
@@ -459,10 +467,14 @@ cdef class ClientProtocol:
     cdef _read_head(self, bytes data):
         cdef double now
         cdef int st
-        if not self.partial and self.factory.be is not self.be:
-            # A reload swapped the runtime: the next request uses the new one (a
-            # private connection names a server of the old one, so it goes).
+        cdef Py_ssize_t pos
+        if not self.partial and self.factory.generation != self.generation:
+            # A reload swapped the runtimes: the next request uses the new ones
+            # (a private connection names a server of an old one, so it goes).
             self._drop_own()
+            self.made.clear()
+            self.generation = self.factory.generation
+            self.routes = self.factory.routes
             self._bind(self.factory.fe, self.factory.be)
         if not self.head_started:
             self.head_started = True
@@ -478,7 +490,23 @@ cdef class ClientProtocol:
             self._reply(err.status, err.reason)
             return
         self.t0 = now
-        self._begin(data, self.scanner.consumed)
+        pos = self.scanner.consumed
+        if self.routes is not None:
+            self._route(now)
+        self._begin(data, pos)
+
+    cdef _route(self, double now):
+        """A frontend with routes: the head scanned, its backend is known now.  If
+        it is not the one this connection's router belongs to, the head is scanned
+        again by the chosen backend's router (its cookies, key and pick)."""
+        cdef RequestScanner s = self.scanner
+        be = self.factory.backends[self.routes.match(s.host(), s.target())]
+        if be is self.be:
+            return
+        head = s.head_bytes()
+        self._bind(self.fe, be)
+        if self.router.route(head, 0, now) != SCAN_DONE:
+            raise RuntimeError("a head scanned once did not scan again")
 
     cdef _next_request(self):
         cdef bytes data = bytes(self.buf)
