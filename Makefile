@@ -74,4 +74,4 @@ lint: build
 
 clean:
 	rm -rf build $(VENV) fastlb/*.so fastlb/proxy/*.so fastlb/_core.c fastlb/proxy/_shell.c \
-		fastlb/*.html fastlb/proxy/*.html fastlb/_core.stamp *.egg-info
+		$(filter-out fastlb/status.html,$(wildcard fastlb/*.html)) fastlb/proxy/*.html fastlb/_core.stamp *.egg-info
