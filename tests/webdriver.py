@@ -10,11 +10,13 @@ until a deadline and fails naming what it waited for.
 
 Only what tests/test_admin.py needs, from the W3C spec
 (https://www.w3.org/TR/webdriver2/): new session, navigate, find element(s),
-element click / send keys / text / attribute, execute script, delete session.
+element click / send keys / text / attribute, execute script, screenshot, delete
+session.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -26,7 +28,8 @@ import urllib.request
 from typing import Any, Callable, TypeVar
 
 ELEMENT_KEY = "element-6066-11e4-a52e-4f735466cecf"    # W3C web element identifier
-CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+               "--window-size=1280,900"]
 CALL_TIMEOUT = 30.0          # one WebDriver command
 START_TIMEOUT = 20.0         # chromedriver answering /status
 
@@ -179,6 +182,10 @@ class Session:
 
     def execute(self, script: str, *args: Any) -> Any:
         return _call(f"{self.url}/execute/sync", "POST", {"script": script, "args": list(args)})
+
+    def screenshot(self) -> bytes:
+        """The viewport as PNG (for looking at a failing page)."""
+        return base64.b64decode(_call(f"{self.url}/screenshot"))
 
     def wait_for(self, css: str, timeout: float = 10.0) -> Element:
         """The first element matching ``css``, waiting up to ``timeout`` for it to appear."""
