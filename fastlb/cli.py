@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 from typing import Mapping
 
 from . import config
@@ -53,22 +54,20 @@ def resolve_secrets(cfg: config.Config, environ: Mapping[str, str]) -> dict[str,
     return {name: load_secret(cfg, be, environ) for name, be in cfg.backends.items()}
 
 
-def serve(cfg: config.Config, secrets: dict[str, bytes | None]) -> int:
+def serve(cfg: config.Config) -> int:
     """Bind every frontend, then run the master and its workers until stopped."""
+    from .control import Balancer, validate
     from .master import Master
-    from .proxy import BackendRuntime, make_protocol_factory
-    from .proxy.listener import ProtocolFactory, bind_frontends
+    from .proxy.listener import bind_frontends
+    from .worker import serve as serve_worker
 
     # Build every backend once here, before binding or forking, so a backend
     # the runtime rejects stops start-up instead of crash-looping the workers.
-    for name, be in cfg.backends.items():
-        try:
-            BackendRuntime(be, secrets[name])
-        except Exception as e:   # any reason: report it, naming the backend
-            var = be.sticky.secret_env if be.sticky else None
-            log.error("%s: backends.%s: cannot set up: %s%s", cfg.path, name, e,
-                      f" (the secret comes from ${var})" if var else "")
-            return EXIT_CONFIG
+    try:
+        validate(cfg, os.environ)
+    except ValueError as e:
+        log.error("%s", e)
+        return EXIT_CONFIG
     try:
         sockets = bind_frontends(cfg.frontends.values(), cfg.global_.workers)
     except ListenError as e:
@@ -77,17 +76,16 @@ def serve(cfg: config.Config, secrets: dict[str, bytes | None]) -> int:
 
     # Learn-mode tables live in shared memory made here, before the fork, so
     # a session learned by one worker routes on every worker.
-    stores = {name: make_store(be) for name, be in cfg.backends.items()}
+    balancer = Balancer(cfg, {name: make_store(be) for name, be in cfg.backends.items()})
 
-    def build() -> dict[str, ProtocolFactory]:
-        # Runs in each worker: its own servers, pools and counters.
-        runtimes = {name: BackendRuntime(be, secrets[name], stores[name])
-                    for name, be in cfg.backends.items()}
-        return {fe.name: make_protocol_factory(fe, runtimes) for fe in cfg.frontends.values()}
+    def worker(index: int, socks: Mapping[str, socket.socket], ch: socket.socket) -> None:
+        # Runs in the forked worker, with the master's state at the fork.
+        serve_worker(index, sockets=socks, channel=ch, **balancer.worker_args())
 
     for fe in cfg.frontends.values():
         log.info("frontend %s: %s on %s -> backend %s", fe.name, fe.mode, fe.bind, fe.backend)
-    return Master(sockets, build, cfg.global_.workers).run()
+    return Master(sockets, None, cfg.global_.workers, cfg.global_.grace,
+                  serve_worker=worker, app=balancer).run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config.load(args.config)
         if args.command == "run":
-            secrets = resolve_secrets(cfg, os.environ)
+            resolve_secrets(cfg, os.environ)
     except ConfigError as e:
         for err in e.errors if isinstance(e, ConfigErrors) else [e]:
             log.error("config error: %s", err)
@@ -112,4 +110,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.config}: ok")
         return EXIT_OK
     log.info("fastlb %s starting from %s", __version__, args.config)
-    return serve(cfg, secrets)
+    return serve(cfg)

@@ -2,24 +2,33 @@
 
 The master owns the listening sockets (one per worker slot and frontend,
 bound by ``listener.bind_frontends``) and forks one worker per slot; the
-worker serves its slot's sockets (``listener.serve``).  When a worker dies
-the master starts a new one on the same slot, so the connections queued in
-that slot's sockets are served by the successor.  A worker that dies soon
-after it started is restarted after a back-off that doubles up to
-``BACKOFF_MAX``, so a crash loop does not spin.  On SIGTERM or SIGINT the
-master closes its copies of the sockets, forwards SIGTERM to every worker,
-waits for them to drain and SIGKILLs the stragglers by PID; SIGHUP does the
-same until reload exists.  Workers ask the kernel for SIGTERM when the
-master dies (PR_SET_PDEATHSIG), so even a SIGKILLed master leaves no
-orphans serving.
+worker serves its slot's sockets.  When a worker dies the master starts a
+new one on the same slot, so the connections queued in that slot's sockets
+are served by the successor.  A worker that dies soon after it started is
+restarted after a back-off that doubles up to ``BACKOFF_MAX``, so a crash
+loop does not spin.  Workers ask the kernel for SIGTERM when the master
+dies (PR_SET_PDEATHSIG), so even a SIGKILLed master leaves no orphans.
 
-Limits: no threads and no event loop run in the master (it forks); signals
-are received synchronously with ``sigtimedwait``.  The master decides
-nothing about traffic.  Reload is not handled yet.
+The master runs an event loop (uvloop) for its own work: signals, a
+control channel to each worker (``fastlb.channel``: a socket pair made
+before the fork), and an optional ``App`` (``fastlb.control.Balancer``:
+reload, health checks, the admin API) that talks to the workers over those
+channels.  Each worker is forked from inside the loop and leaves it behind
+at once (asyncio ties a running loop to its process id; the child resets
+its signal handlers and runs a loop of its own).
+
+Signals: SIGTERM or SIGINT stop (the listening sockets are closed, the
+workers get SIGTERM and ``grace`` seconds to finish what is in flight, the
+stragglers SIGKILL); SIGHUP asks the App to reload (without an App it is
+logged and ignored).
+
+Limits: the master decides nothing about traffic; it never reads a
+client's bytes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import os
@@ -27,8 +36,9 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Callable, Mapping, Protocol
 
+from .channel import Channel, pair
 from .proxy import listener
 
 # A worker that lived shorter than this counts as crashing at start-up.
@@ -37,14 +47,23 @@ BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 # Exit code of a worker whose set-up or serving raised.
 EXIT_WORKER_FAILED = 70
-
-# SIGHUP stops like SIGTERM until reload exists: a master that died of it
-# would leave its workers serving with nobody to stop them.
-_STOP = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
-_SIGNALS = {signal.SIGCHLD} | _STOP
 PR_SET_PDEATHSIG = 1   # linux/prctl.h
 
 log = logging.getLogger("fastlb.master")
+
+# Runs a worker in the forked child until it stops: (slot, its sockets by
+# frontend, its end of the control channel).
+ServeWorker = Callable[[int, Mapping[str, socket.socket], socket.socket], None]
+
+
+class App(Protocol):
+    """What the master runs besides supervising (reload, health, admin)."""
+
+    async def start(self, master: Master) -> None: ...
+    def worker_started(self, slot: int, ch: Channel) -> None: ...
+    def worker_message(self, slot: int, msg: dict[str, Any], fds: list[int]) -> None: ...
+    async def reload(self) -> list[str]: ...
+    async def close(self) -> None: ...
 
 
 @dataclass
@@ -54,107 +73,203 @@ class _Slot:
     started: float = 0.0
     failures: int = 0
     restart_at: float = 0.0
+    channel: Channel | None = None
+    pidfd: int = -1
 
 
 class Master:
-    """Forks ``workers`` processes over ``sockets[frontend][slot]`` and supervises them."""
+    """Forks ``workers`` processes over ``sockets[frontend][slot]`` and supervises them.
+
+    ``build`` (the simple form, used by tests) makes a worker's protocol
+    factories inside the worker; ``serve_worker`` replaces the whole worker
+    body (fastlb's, which also answers the control channel).
+    """
 
     def __init__(self, sockets: Mapping[str, list[socket.socket]],
-                 build: listener.BuildFactories, workers: int,
-                 grace: float = listener.GRACE) -> None:
+                 build: listener.BuildFactories | None, workers: int,
+                 grace: float = listener.GRACE, *, serve_worker: ServeWorker | None = None,
+                 app: App | None = None) -> None:
         for name, group in sockets.items():
             if len(group) != workers:
                 raise ValueError(f"frontend {name}: {len(group)} sockets for {workers} workers")
-        self.sockets = sockets
-        self.build = build
+        if serve_worker is None:
+            if build is None:
+                raise ValueError("a Master needs build or serve_worker")
+            factories = build
+
+            def serve_worker(index: int, socks: Mapping[str, socket.socket],
+                             ch: socket.socket) -> None:
+                listener.serve(socks, factories, grace)
+
+        self.sockets: dict[str, list[socket.socket]] = {k: list(v) for k, v in sockets.items()}
+        self.serve_worker = serve_worker
         self.grace = grace
+        self.app = app
         self.slots = [_Slot(i) for i in range(workers)]
+        self.stopping = False
+        self.reloading: asyncio.Task[list[str]] | None = None
+        self.again = False          # a reload was asked for while one ran
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Future[None] | None = None
+        self._wake: asyncio.Event | None = None
 
     def run(self) -> int:
         """Supervise until SIGTERM/SIGINT; return 0 once every worker is gone."""
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        import uvloop
         try:
-            log.info("master pid %d starting %d worker(s)", os.getpid(), len(self.slots))
-            for slot in self.slots:
-                self._start(slot)
-            self._supervise()
-            self._stop_all()
+            uvloop.run(self._main())
         finally:
             listener.close_all(self.sockets)
-            # A second Ctrl-C while stopping is pending: consume it, or
-            # unblocking would raise KeyboardInterrupt (SIGINT) or kill us (SIGTERM).
-            while signal.sigtimedwait(_SIGNALS, 0) is not None:
-                pass
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         log.info("master exiting; all workers stopped")
         return 0
 
-    # ------------------------------------------------------------ supervising
+    # ------------------------------------------------------------ in the loop
 
-    def _supervise(self) -> None:
+    async def _main(self) -> None:
+        loop = self.loop = asyncio.get_running_loop()
+        self._stop = loop.create_future()
+        self._wake = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_stop, signum)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+        log.info("master pid %d starting %d worker(s)", os.getpid(), len(self.slots))
+        if self.app is not None:
+            await self.app.start(self)
+        for slot in self.slots:
+            self._start(slot)
+        supervise = asyncio.ensure_future(self._supervise())
+        await self._stop
+        supervise.cancel()
+        if self.app is not None:
+            try:
+                await self.app.close()
+            except Exception:
+                log.exception("master: error while closing")
+        await self._stop_all()
+
+    def stop(self) -> None:
+        """Stop the balancer (as SIGTERM does)."""
+        if self._stop is not None and not self._stop.done():
+            self._stop.set_result(None)
+
+    def _on_stop(self, signum: int) -> None:
+        log.info("master got %s; stopping workers", signal.Signals(signum).name)
+        self.stop()
+
+    def _on_hup(self) -> None:
+        if self.app is None:
+            log.warning("master got SIGHUP; nothing to reload here")
+            return
+        log.info("master got SIGHUP; reloading")
+        self.reload()
+
+    def reload(self) -> asyncio.Task[list[str]]:
+        """Start a reload.  One runs at a time: a request made while one runs
+        makes it run once more when done (the file may have changed since it
+        was read), and shares that last run's result."""
+        assert self.app is not None and self.loop is not None
+        if self.reloading is None or self.reloading.done():
+            self.reloading = self.loop.create_task(self._reload())
+        else:
+            self.again = True
+        return self.reloading
+
+    async def _reload(self) -> list[str]:
+        assert self.app is not None
+        while True:
+            self.again = False
+            try:
+                errs = await self.app.reload()
+            except Exception as e:
+                log.exception("reload failed")
+                errs = [f"reload failed: {e}"]
+            if not self.again:
+                return errs
+
+    async def _supervise(self) -> None:
+        assert self._wake is not None
         while True:
             now = time.monotonic()
             due = [s.restart_at for s in self.slots if s.pid == 0]
-            timeout = max(0.0, min(due) - now) if due else 60.0
-            info = signal.sigtimedwait(_SIGNALS, timeout)
-            if info is not None and info.si_signo in _STOP:
-                log.info("master got %s; stopping workers",
-                         signal.Signals(info.si_signo).name)
-                return
-            self._reap()
+            timeout = max(0.0, min(due) - now) if due else None
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
             now = time.monotonic()
             for slot in self.slots:
-                if slot.pid == 0 and slot.restart_at <= now:
+                if slot.pid == 0 and slot.restart_at <= now and not self.stopping:
                     self._start(slot)
 
-    def _reap(self) -> None:
-        """Collect exited workers; schedule their slots' restarts with back-off."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            slot = next((s for s in self.slots if s.pid == pid), None)
-            if slot is None:
-                continue
-            now = time.monotonic()
-            if now - slot.started < STABLE_AFTER:
-                slot.failures += 1
-            else:
-                slot.failures = 0
-            delay = 0.0 if slot.failures == 0 else min(
-                BACKOFF_MAX, BACKOFF_MIN * 2 ** (slot.failures - 1))
-            slot.pid = 0
-            slot.restart_at = now + delay
-            log.warning("worker %d (pid %d) %s; restarting in %.1fs", slot.index, pid,
-                        _describe(status), delay)
+    def add_sockets(self, name: str, group: list[socket.socket]) -> None:
+        """A reload added frontend ``name``: later workers get its sockets."""
+        self.sockets[name] = group
+
+    def remove_sockets(self, name: str) -> None:
+        for s in self.sockets.pop(name, []):
+            s.close()
+
+    def channels(self) -> list[tuple[int, Channel]]:
+        """The control channels of the live workers, by slot."""
+        return [(s.index, s.channel) for s in self.slots
+                if s.pid and s.channel is not None and not s.channel.closed]
+
+    # ------------------------------------------------------------- workers
 
     def _start(self, slot: _Slot) -> None:
         master = os.getpid()
+        mine, theirs = pair()
         pid = os.fork()
         if pid == 0:   # the worker: never returns into the master's stack
             code = 0
             try:
-                self._worker(slot.index, master)
+                mine.close()
+                self._worker(slot.index, master, theirs)
             except BaseException:
                 log.exception("worker %d failed", slot.index)
                 code = EXIT_WORKER_FAILED
             finally:
                 logging.shutdown()
                 os._exit(code)
+        theirs.close()
         slot.pid = pid
         slot.started = time.monotonic()
-        log.info("worker %d started, pid %d", slot.index, pid)
+        try:
+            slot.pidfd = os.pidfd_open(pid)
+            assert self.loop is not None
+            self.loop.add_reader(slot.pidfd, self._exited, slot, pid)
+        except OSError:
+            slot.pidfd = -1
+        index = slot.index
 
-    def _worker(self, index: int, master: int) -> None:
-        for signum in _SIGNALS:
+        def on_message(msg: dict[str, Any], fds: list[int]) -> None:
+            self._message(index, msg, fds)
+
+        slot.channel = Channel(mine, on_message)
+        log.info("worker %d started, pid %d", slot.index, pid)
+        if self.app is not None:
+            self.app.worker_started(slot.index, slot.channel)
+
+    def _message(self, index: int, msg: dict[str, Any], fds: list[int]) -> None:
+        if self.app is not None:
+            self.app.worker_message(index, msg, fds)
+        else:
+            for fd in fds:
+                os.close(fd)
+
+    def _worker(self, index: int, master: int, ch: socket.socket) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
         _die_with_parent()
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
         if os.getppid() != master:   # the master died before prctl took effect
             return
+        for s in self.slots:          # the other workers' channels are not ours
+            if s.channel is not None:
+                s.channel.sock.close()
+            if s.pidfd >= 0:
+                os.close(s.pidfd)
         mine = {}
         for name, group in self.sockets.items():
             for i, sock in enumerate(group):
@@ -162,30 +277,64 @@ class Master:
                     mine[name] = sock
                 else:
                     sock.close()
-        listener.serve(mine, self.build, self.grace)
+        self.serve_worker(index, mine, ch)
+
+    def _exited(self, slot: _Slot, pid: int) -> None:
+        assert self.loop is not None and self._wake is not None
+        try:
+            self.loop.remove_reader(slot.pidfd)
+            os.close(slot.pidfd)
+        except OSError:
+            pass
+        slot.pidfd = -1
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            status = 0
+        if slot.channel is not None:
+            slot.channel.close()
+            slot.channel = None
+        if slot.pid != pid:
+            return
+        slot.pid = 0
+        if self.stopping:
+            return
+        now = time.monotonic()
+        if now - slot.started < STABLE_AFTER:
+            slot.failures += 1
+        else:
+            slot.failures = 0
+        delay = 0.0 if slot.failures == 0 else min(
+            BACKOFF_MAX, BACKOFF_MIN * 2 ** (slot.failures - 1))
+        slot.restart_at = now + delay
+        log.warning("worker %d (pid %d) %s; restarting in %.1fs", slot.index, pid,
+                    _describe(status), delay)
+        self._wake.set()
 
     # --------------------------------------------------------------- stopping
 
-    def _stop_all(self) -> None:
+    async def _stop_all(self) -> None:
         """Close the listening sockets, SIGTERM the workers, SIGKILL stragglers."""
+        self.stopping = True
         listener.close_all(self.sockets)
         live = {s.pid for s in self.slots if s.pid}
         for pid in live:
             _kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.grace + 2.0
-        while live and time.monotonic() < deadline:
-            signal.sigtimedwait({signal.SIGCHLD}, 0.05)
-            live -= _reaped(live)
-        for pid in live:
-            log.warning("worker pid %d still running after the grace; killing it", pid)
-            _kill(pid, signal.SIGKILL)
-        for pid in live:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+        while time.monotonic() < deadline and any(s.pid for s in self.slots):
+            await asyncio.sleep(0.02)
         for slot in self.slots:
-            slot.pid = 0
+            if slot.pid:
+                log.warning("worker pid %d still running after the grace; killing it", slot.pid)
+                _kill(slot.pid, signal.SIGKILL)
+                try:
+                    os.waitpid(slot.pid, 0)
+                except ChildProcessError:
+                    pass
+                slot.pid = 0
+            if slot.channel is not None:
+                slot.channel.close()
+                slot.channel = None
 
 
 def _die_with_parent() -> None:
@@ -199,18 +348,6 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     except (OSError, AttributeError):
         log.warning("prctl(PR_SET_PDEATHSIG) unavailable: workers outlive a killed master")
-
-
-def _reaped(pids: set[int]) -> set[int]:
-    gone = set()
-    for pid in pids:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            done = pid
-        if done:
-            gone.add(pid)
-    return gone
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -319,7 +319,7 @@ def test_make_run_answers_on_8080_and_stops_everything() -> None:
 def test_a_backend_the_runtime_rejects_stops_start_up_before_binding(
         tmp_path: object, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    import fastlb.proxy
+    import fastlb.control
     from fastlb import cli, config
 
     def reject(cfg: object, secret: object = None) -> None:
@@ -328,8 +328,9 @@ def test_a_backend_the_runtime_rejects_stops_start_up_before_binding(
     port = free_ports(1)[0]
     path = write_config(os.path.join(str(tmp_path), "lb.toml"), port, [1, 2])
     cfg = config.load(path)
-    monkeypatch.setattr(fastlb.proxy, "BackendRuntime", reject)
-    assert cli.serve(cfg, {"app": SECRET.encode()}) == cli.EXIT_CONFIG
+    monkeypatch.setenv("TEST_FASTLB_SECRET", SECRET)
+    monkeypatch.setattr(fastlb.control, "BackendRuntime", reject)
+    assert cli.serve(cfg) == cli.EXIT_CONFIG
     assert (f"{path}: backends.app: cannot set up: no usable server "
             "(the secret comes from $TEST_FASTLB_SECRET)") in caplog.text
     with socket.socket() as s:   # nothing was bound

@@ -195,10 +195,17 @@ def test_a_worker_that_keeps_failing_is_restarted_with_back_off(master: Start) -
     assert "exited with code 70; restarting in 0.4s" in err
 
 
-def test_sighup_stops_every_process_until_reload_exists(master: Start) -> None:
+def test_sighup_without_a_control_plane_changes_nothing(master: Start) -> None:
+    # A bare Master (no App to reload) must not die of SIGHUP: its workers
+    # would be left with nobody to stop them.  fastlb's reload is tested in
+    # test_reload.py.
     run = master(2)
     kids = run.workers(2)
     run.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.3)
+    assert run.proc.poll() is None and run.workers(2) == kids
+    assert ask_pid(run.port) in kids
+    run.proc.send_signal(signal.SIGTERM)
     assert run.proc.wait(10) == 0
     assert not any(alive(pid) for pid in kids)
 

@@ -49,6 +49,24 @@ cdef class Timer:
     cpdef cancel(self)
 
 
+# ---------------------------------------------------- counters (counters.pyx)
+cdef enum:
+    N_LE = 13                           # latency buckets before +Inf (LATENCY_LE)
+
+cdef class Counters:
+    cdef public int64_t requests        # requests answered (or ended by the client)
+    cdef public int64_t bytes_in        # request bytes forwarded (head and body)
+    cdef public int64_t bytes_out       # response bytes written to clients
+    cdef public int64_t errors          # answered 5xx, or ended before a response
+    cdef public int64_t retries         # resent to the same server (keep-alive race)
+    cdef public int64_t redispatches    # sent to another server after a failure
+    cdef public int64_t conns_total     # connections opened (servers) or accepted (frontends)
+    cdef int64_t resp[5]                # 1xx .. 5xx
+    cdef int64_t lat[N_LE + 1]          # latency histogram, +Inf last
+    cdef public double lat_sum
+    cdef void response(self, int status, double seconds) noexcept
+
+
 # ---------------------------------------------------- upstream (upstream.pyx)
 cdef class ClientProtocol
 cdef class Pool
@@ -99,6 +117,7 @@ cdef class Pool:
     cpdef put(self, UpstreamProtocol up)
     cpdef remove(self, UpstreamProtocol up)
     cpdef close_all(self)
+    cpdef retire(self)
 
 
 # -------------------------------------------------------- client (client.pyx)
@@ -128,6 +147,9 @@ cdef class ClientProtocol:
     cdef object queue                   # the backend's wait queue (a deque)
     cdef list outcome_counts            # the backend's requests per final Outcome
     cdef bytes response_cookie_name
+    cdef Counters fe_counts             # the frontend's
+    cdef Counters be_counts             # the backend's
+    cdef list srv_counts                # the backend's Counters per server
     # the frontend's and backend's settings, read once
     cdef double t_client_head
     cdef double t_client_idle
@@ -182,7 +204,10 @@ cdef class ClientProtocol:
     cdef object choice                  # the persistence decision (sticky.Choice)
     cdef bint accounted                 # counted and logged once
     cdef double t0
+    cdef int64_t req_bytes              # request bytes forwarded (head and body)
+    cdef int64_t resp_bytes             # response bytes written to the client
 
+    cdef _bind(self, object fe, object be)
     cdef _clear_request(self)
     # called by the UpstreamProtocol serving our request
     cdef response_interim(self, ResponseScanner s)

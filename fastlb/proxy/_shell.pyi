@@ -71,6 +71,23 @@ class Pool:
     def put(self, up: UpstreamProtocol) -> None: ...
     def remove(self, up: UpstreamProtocol) -> None: ...
     def close_all(self) -> None: ...
+    def retire(self) -> None: ...
+
+
+LATENCY_LE: tuple[float, ...]
+
+
+class Counters:
+    requests: int
+    bytes_in: int
+    bytes_out: int
+    errors: int
+    retries: int
+    redispatches: int
+    conns_total: int
+    lat_sum: float
+    def __init__(self) -> None: ...
+    def snapshot(self) -> dict[str, Any]: ...
 
 
 class ClientProtocol:

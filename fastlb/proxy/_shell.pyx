@@ -8,9 +8,11 @@ plane around them (the factory, the backend runtime, persistence, the TCP
 relay) stays plain Python.
 """
 
-# Include order: flow first (both protocols hold gates and timers); the
+# Include order: flow first (both protocols hold gates and timers), then
+# the counters they bump; the
 # upstream side before the client side, whose methods call into it (the
 # .pxd declares both, so either order compiles; this one reads top-down).
 include "_cy/flow.pyx"
+include "_cy/counters.pyx"
 include "_cy/upstream.pyx"
 include "_cy/client.pyx"

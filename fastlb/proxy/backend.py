@@ -23,7 +23,7 @@ from ..sessions import SessionStore
 from ..sticky import Outcome, make_persistence
 from ..types import KeyKind
 from . import proxyproto
-from ._shell import Pool
+from ._shell import Counters, Pool
 
 log = logging.getLogger("fastlb.proxy")
 
@@ -49,10 +49,14 @@ class BackendRuntime:
     """Servers, picker, pools, queue and counters of one backend."""
 
     def __init__(self, cfg: BackendConfig, secret: bytes | None = None,
-                 store: SessionStore | None = None) -> None:
+                 store: SessionStore | None = None,
+                 previous: BackendRuntime | None = None) -> None:
         """``secret``: the sticky signing key (``sticky.load_secret``); ``store``:
         learn mode's table shared by workers (``sticky.make_store``, built
-        before forking), else each runtime gets its own."""
+        before forking), else each runtime gets its own.  ``previous``: the
+        runtime this one replaces (a reload): servers that keep their name
+        keep their counters, and, if their address is the same, their pool
+        of idle connections."""
         self.cfg = cfg
         self.name = cfg.name
         self.secret = secret
@@ -63,7 +67,19 @@ class BackendRuntime:
         self.picker.init(self.table)
         self.names = [s.name for s in cfg.servers]
         self.addresses = [(s.address.host, s.address.port) for s in cfg.servers]
-        self.pools = [Pool(cfg.pool.max_idle, cfg.pool.idle_timeout) for _ in cfg.servers]
+        old = previous.by_name() if previous is not None else {}
+        self.pools = []
+        self.server_counters = []
+        for s in cfg.servers:
+            prev = old.get(s.name)
+            same = prev is not None and prev[0] == (s.address.host, s.address.port)
+            pool = prev[1] if same and prev is not None else None
+            if pool is None or (pool.max_idle, pool.idle_timeout) != (
+                    cfg.pool.max_idle, cfg.pool.idle_timeout):
+                pool = Pool(cfg.pool.max_idle, cfg.pool.idle_timeout)
+            self.pools.append(pool)
+            self.server_counters.append(prev[2] if prev is not None else Counters())
+        self.counters: Counters = previous.counters if previous is not None else Counters()
         self.proxy_builders = [_PROXY_BUILDERS.get(s.send_proxy or "") for s in cfg.servers]
         self.queue: deque[Waiter] = deque()
         self.persistence = make_persistence(cfg, self.table, self.picker, secret, store)
@@ -73,7 +89,22 @@ class BackendRuntime:
         # Requests per final persistence outcome (after any redispatch: a VALID
         # choice served elsewhere counts as REPINNED), by Outcome value; the
         # client protocols add to it.
-        self.outcome_counts = [0] * len(Outcome)
+        self.outcome_counts: list[int] = (previous.outcome_counts if previous is not None
+                                          else [0] * len(Outcome))
+
+    def by_name(self) -> dict[str, tuple[tuple[str, int], Pool, Counters]]:
+        """Each server's (address, pool, counters), by name (for a successor)."""
+        return {n: (a, p, c) for n, a, p, c in
+                zip(self.names, self.addresses, self.pools, self.server_counters)}
+
+    def retire(self, successor: BackendRuntime | None) -> None:
+        """This runtime was replaced: close the idle connections of pools the
+        successor did not take over, and let none of them pool again (requests
+        still in flight here end on their server, then close)."""
+        kept = {id(p) for p in successor.pools} if successor is not None else set()
+        for p in self.pools:
+            if id(p) not in kept:
+                p.retire()
 
     # -- routing
 

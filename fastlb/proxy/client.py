@@ -16,7 +16,7 @@ from collections import deque
 from typing import Protocol, cast
 
 from ..config import FrontendConfig
-from ._shell import ClientProtocol
+from ._shell import ClientProtocol, Counters
 from .backend import BackendRuntime
 
 __all__ = ["HttpFactory", "ClientProtocol", "Parkable"]
@@ -45,6 +45,7 @@ class HttpFactory:
         self.active: set[Parkable] = set()
         self.parked: deque[Parkable] = deque()
         self.draining = False
+        self.counters = Counters()      # the frontend's; a reload keeps the factory
 
     @property
     def connections(self) -> int:

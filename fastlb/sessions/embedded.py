@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import math
 import mmap
+import os
 import struct
 from collections import OrderedDict
 
@@ -107,8 +108,9 @@ class SharedStore(SessionStore):
 
     Job: let every worker see the sessions any worker learned, without a
     server or a lock.  Create it in the master *before* forking the workers
-    (the anonymous shared mapping is inherited); each worker passes it to
-    ``make_persistence``.  Limits: one machine; a fixed number of slots
+    (the shared mapping is inherited), or send ``fd`` to a running worker
+    (a reload), which maps the same memory with ``SharedStore(n, fd)``; each
+    worker passes it to ``make_persistence``.  Limits: one machine; a fixed number of slots
     (``max_entries`` rounded up, 128 bytes each, allocated by the kernel as
     they are first written); values of at most ``VALUE_MAX`` bytes (server
     names are 64 at most).
@@ -134,12 +136,21 @@ class SharedStore(SessionStore):
     _HEAD = struct.Struct("<16sdB")
     _CHECK_OFF = SLOT - 8
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(self, max_entries: int = 100_000, fd: int | None = None) -> None:
+        """A new table, or (``fd``) the table another process made, whose
+        descriptor it sent (a reload adds a learn backend to running workers)."""
         if max_entries < 1:
             raise ValueError(f"max_entries {max_entries} must be at least 1")
         self.nslots = max(max_entries, self.PROBES)
         self.max_entries = self.nslots
-        self._mm = mmap.mmap(-1, self.nslots * self.SLOT)   # MAP_SHARED | MAP_ANONYMOUS
+        size = self.nslots * self.SLOT
+        if fd is None:
+            # memfd: shared memory that can be passed to a running worker, not
+            # only inherited at fork; the kernel allocates pages on first write.
+            fd = os.memfd_create("fastlb-sessions", os.MFD_CLOEXEC)
+            os.ftruncate(fd, size)
+        self.fd = fd
+        self._mm = mmap.mmap(fd, size)       # MAP_SHARED
         self.evicted = 0      # counted in this process only
         self.expired = 0
 

@@ -62,47 +62,19 @@ cdef class ClientProtocol:
     """One client connection: requests in, responses out, in order."""
 
     def __init__(self, factory):
-        fe, be = factory.fe, factory.be
-        p = be.persistence
-        t = be.cfg.timeouts
         # Per-connection state
         self.factory = factory
-        self.fe = fe
-        self.be = be
         self.loop = asyncio.get_running_loop()
         self.transport = None
         self.t_write = None
         self.gate = ReadGate()
         self.timer = Timer(self.loop, self._client_timeout, self.gate)
         self.write_timer = Timer(self.loop, self._write_stalled)   # client stopped reading
-        self.router = be.make_router(fe)
-        self.scanner = self.router.scanner
         self.framer = ChunkedFramer()
-        self.persistence = p
-        self.choose = p.choose
-        self.sticky = be.cfg.sticky is not None   # else choose() needs no clock
-        self.edits = p.edits_responses
+        self.fe_counts = factory.counters
         # A per-request isEnabledFor is a Python frame: a change of the access
         # log's level applies to connections accepted after it.
         self.log_each = access_log.isEnabledFor(logging.DEBUG)
-        self.rewriter = RequestRewriter(xff=fe.xff, http10_keep_alive=True,
-                                        **p.rewriter_kwargs)
-        self.resp_rewriter = ResponseRewriter(**p.response_rewriter_kwargs)
-        self.picker = be.picker
-        self.pools = be.pools
-        self.queue = be.queue
-        self.outcome_counts = be.outcome_counts
-        self.response_cookie_name = p.response_cookie_name
-        self.t_client_head = fe.timeouts.client_head
-        self.t_client_idle = fe.timeouts.client_idle
-        self.t_server = t.server
-        self.t_queue = t.queue
-        self.t_tunnel = t.tunnel
-        self.t_pool_idle = be.cfg.pool.idle_timeout
-        self.max_body = fe.max_body or 0
-        self.retries = be.cfg.retries
-        self.max_head = fe.max_head
-        self.max_headers = fe.max_headers
         self.client_ip = b""
         self.peer = "-"
         self.src = None
@@ -119,7 +91,43 @@ cdef class ClientProtocol:
         self.own = None
         self.tried = set()
         self.hold = []
+        self._bind(factory.fe, factory.be)
         self._clear_request()
+
+    cdef _bind(self, object fe, object be):
+        """Serve frontend ``fe`` with backend runtime ``be``: at the start, and
+        at a request boundary after a reload swapped the factory's runtime."""
+        p = be.persistence
+        t = be.cfg.timeouts
+        self.fe = fe
+        self.be = be
+        self.router = be.make_router(fe)
+        self.router.set_source(self.client_ip)
+        self.scanner = self.router.scanner
+        self.persistence = p
+        self.choose = p.choose
+        self.sticky = be.cfg.sticky is not None   # else choose() needs no clock
+        self.edits = p.edits_responses
+        self.rewriter = RequestRewriter(xff=fe.xff, http10_keep_alive=True,
+                                        **p.rewriter_kwargs)
+        self.resp_rewriter = ResponseRewriter(**p.response_rewriter_kwargs)
+        self.picker = be.picker
+        self.pools = be.pools
+        self.queue = be.queue
+        self.outcome_counts = be.outcome_counts
+        self.be_counts = be.counters
+        self.srv_counts = be.server_counters
+        self.response_cookie_name = p.response_cookie_name
+        self.t_client_head = fe.timeouts.client_head
+        self.t_client_idle = fe.timeouts.client_idle
+        self.t_server = t.server
+        self.t_queue = t.queue
+        self.t_tunnel = t.tunnel
+        self.t_pool_idle = be.cfg.pool.idle_timeout
+        self.max_body = fe.max_body or 0
+        self.retries = be.cfg.retries
+        self.max_head = fe.max_head
+        self.max_headers = fe.max_headers
 
     @property
     def buffered(self):
@@ -163,6 +171,8 @@ cdef class ClientProtocol:
         self.choice = None
         self.accounted = False
         self.t0 = 0.0
+        self.req_bytes = 0
+        self.resp_bytes = 0
 
     # ------------------------------------------------------ Protocol interface
 
@@ -180,6 +190,7 @@ cdef class ClientProtocol:
                     self.state = C_PROXY     # its first bytes must be a PROXY header
                     self.pp = bytearray()
             self.router.set_source(self.client_ip)
+            self.fe_counts.conns_total += 1
             # The first head's time runs from the accept: a connection that sends
             # nothing gets 408 like a slow one (HAProxy's default, without
             # http-ignore-probes); later keep-alive waits close silently.
@@ -349,13 +360,15 @@ cdef class ClientProtocol:
 
     cdef response_body(self, bytes data):
         cdef bytes head = self.pending_head
+        self.resp_bytes += len(data)
         if head is None:
             self.t_write(data)
-        elif len(data) <= SMALL_BODY:
-            self.pending_head = None
+            return
+        self.resp_bytes += len(head)
+        self.pending_head = None
+        if len(data) <= SMALL_BODY:
             self.t_write(head + data)   # one buffer: uvloop writes it at once
         else:
-            self.pending_head = None
             self.transport.writelines((head, data))
 
     cdef response_end(self, bint reusable):
@@ -364,6 +377,7 @@ cdef class ClientProtocol:
         if self.gate.reasons:
             self.gate.resume(PEER_FULL)     # that server's write buffer is no concern now
         if self.pending_head is not None:
+            self.resp_bytes += len(self.pending_head)
             self.t_write(self.pending_head)
             self.pending_head = None
         if up is not None:
@@ -436,6 +450,11 @@ cdef class ClientProtocol:
     cdef _read_head(self, bytes data):
         cdef double now
         cdef int st
+        if not self.partial and self.factory.be is not self.be:
+            # A reload swapped the runtime: the next request uses the new one (a
+            # private connection names a server of the old one, so it goes).
+            self._drop_own()
+            self._bind(self.factory.fe, self.factory.be)
         if not self.head_started:
             self.head_started = True
             self.timer.start(self.t_client_head)
@@ -484,6 +503,7 @@ cdef class ClientProtocol:
             self.req_done = True
         self.has_body = not self.req_done
         self.head_out = self.rewriter.rewrite(s, self.client_ip, self.upgrading)
+        self.req_bytes = len(self.head_out)
         self.state = C_CONNECT
         self.choice = self.choose(self.router, wall_now() if self.sticky else 0.0)
         if not self.req_done:
@@ -566,6 +586,7 @@ cdef class ClientProtocol:
         if self.state != C_CONNECT or self.server != i:
             up.close()
             return
+        (<Counters>self.srv_counts[i]).conns_total += 1
         header = self.be.proxy_header(i, self.src, self.dst, self.transport)
         if header:
             up.private = True        # names this client: never pooled for another
@@ -588,6 +609,9 @@ cdef class ClientProtocol:
             self._reply(503, "no server could be reached")
             return
         self.tries += 1
+        self.be_counts.redispatches += 1
+        if self.server >= 0:
+            (<Counters>self.srv_counts[self.server]).redispatches += 1
         j = self.be.redispatch(self.tried, self.tries, mono_now())
         if j < 0:
             self._reply(503, "no server available")
@@ -635,6 +659,7 @@ cdef class ClientProtocol:
                 self._fail(413, f"chunked body over max_body ({self.max_body})")
                 return
         if n:
+            self.req_bytes += n
             chunk = data if pos == 0 and n == total else data[pos:pos + n]
             if self.up is not None and self.state == C_EXCHANGE:
                 self.up.timer.last = mono_now()   # an upload keeps the server side busy
@@ -688,6 +713,8 @@ cdef class ClientProtocol:
                 # The keep-alive race: the server closed the idle connection as we
                 # wrote.  Resend once on a fresh connection to the same server.
                 self.race_retried = True
+                self.be_counts.retries += 1
+                (<Counters>self.srv_counts[self.server]).retries += 1
                 self.slot = self.server
                 self.picker.take_conn(self.server)
                 self._connect(self.server)
@@ -817,14 +844,30 @@ cdef class ClientProtocol:
             t.close()
 
     cdef _log_access(self):
-        """Count the request's final persistence outcome and log it (once)."""
+        """Count the request (its status, latency, bytes and final persistence
+        outcome) and log it, once."""
         cdef int out
+        cdef double secs = 0.0
+        cdef Counters c
         if self.accounted:
             return
         self.accounted = True
+        if self.t0 > 0.0:
+            secs = mono_now() - self.t0
+        self.fe_counts.response(self.status, secs)
+        self.fe_counts.bytes_in += self.req_bytes
+        self.fe_counts.bytes_out += self.resp_bytes
         outcome = "-"
         choice = self.choice
-        if choice is not None:
+        if choice is not None:      # the request reached its backend
+            self.be_counts.response(self.status, secs)
+            self.be_counts.bytes_in += self.req_bytes
+            self.be_counts.bytes_out += self.resp_bytes
+            if self.server >= 0:
+                c = <Counters>self.srv_counts[self.server]
+                c.response(self.status, secs)
+                c.bytes_in += self.req_bytes
+                c.bytes_out += self.resp_bytes
             out = choice.outcome
             if out == O_VALID and self.server != choice.pinned:
                 out = O_REPINNED          # a VALID choice served elsewhere

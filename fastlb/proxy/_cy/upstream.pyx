@@ -343,3 +343,9 @@ cdef class Pool:
             up = self.idle.pop()
             up.pool = None
             up.close()
+
+    cpdef retire(self):
+        """No longer used (a reload dropped or moved its server): close the idle
+        connections; one coming back from a request in flight is closed."""
+        self.max_idle = 0
+        self.close_all()

@@ -1,0 +1,456 @@
+"""control: the balancer's control plane in the master process.
+
+Job: hold the running config and every server's state, and change them
+for the whole balancer: reload (SIGHUP, ``POST /reload``, a watched file),
+server states and weights (the admin API; health checks), servers added
+and removed at run time; and answer for all workers at once (``stats``
+sums their counters).  ``Balancer`` is the master's ``App`` and the admin
+API's ``Control``; it talks to the workers only through their control
+channels (``fastlb.worker`` says what they do with each message).
+
+A reload reads the file, validates it whole (config, sticky secrets, the
+backends' runtimes) and, only if all is well, binds the listeners it adds
+and sends the new config to every worker, then waits for each to say it
+applied it.  Anything wrong is logged and returned, and the running
+config stays.  Servers keep their state and weight across a reload when
+they keep their backend and name.
+
+Server state: the admin state (ready, drain, maint) and the health state
+(up, down) make the effective state the workers apply: maint, else down,
+else drain, else up.  Without health checks every server is up.
+
+Limits: no I/O to clients or servers here (the health checker checks
+servers); counters live in the workers and restart with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import logging
+import os
+import socket
+import time
+from typing import Any, Mapping
+
+from . import config
+from ._version import __version__
+from .channel import Channel
+from .errors import ConfigError, ConfigErrors, ListenError
+from .master import Master
+from .proxy import BackendRuntime, listener
+from .sessions import SessionStore
+from .sticky import load_secret, make_store
+from .worker import encode_config, learns
+
+log = logging.getLogger("fastlb.control")
+
+ADMIN_STATES = ("ready", "drain", "maint")
+STATS_TIMEOUT = 2.0       # a worker that does not answer in time is left out of the sums
+APPLY_TIMEOUT = 10.0      # a worker must confirm a reload within this
+WATCH_EVERY = 1.0         # seconds between looks at a watched config file
+
+
+def validate(cfg: config.Config, environ: Mapping[str, str]) -> dict[str, bytes | None]:
+    """Resolve the sticky secrets and build every backend's runtime once.
+
+    Returns the secrets; raises ConfigError (a secret) or ValueError naming
+    the backend (a runtime the data plane refuses), so start-up and reload
+    refuse such a config before any worker sees it.
+    """
+    secrets = {name: load_secret(cfg, be, environ) for name, be in cfg.backends.items()}
+    for name, be in cfg.backends.items():
+        try:
+            BackendRuntime(be, secrets[name])
+        except Exception as e:
+            var = be.sticky.secret_env if be.sticky else None
+            raise ValueError(f"{cfg.path}: backends.{name}: cannot set up: {e}"
+                             + (f" (the secret comes from ${var})" if var else "")) from None
+    return secrets
+
+
+def problems(e: BaseException) -> list[str]:
+    if isinstance(e, ConfigErrors):
+        return [str(x) for x in e.errors]
+    return [str(e)]
+
+
+class Balancer:
+    """The master's control plane (see the module doc)."""
+
+    def __init__(self, cfg: config.Config, stores: Mapping[str, SessionStore | None]) -> None:
+        self.cfg = cfg
+        self.stores = dict(stores)
+        self.master: Master | None = None
+        self.generation = 0
+        self.started = time.time()
+        self.admin: dict[tuple[str, str], str] = {}        # admin state if not ready
+        self.health: dict[tuple[str, str], str] = {}       # "down" if a check says so
+        self.weights: dict[tuple[str, str], int] = {}      # run-time weight overrides
+        self.ids = itertools.count(1)
+        self.pending: dict[int, tuple[dict[int, Any], asyncio.Future[None], set[int]]] = {}
+        self.applied: dict[int, tuple[dict[int, str | None], asyncio.Future[None]]] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    # ----------------------------------------------------------- App hooks
+
+    async def start(self, master: Master) -> None:
+        self.master = master
+        if self.cfg.global_.watch:
+            self._spawn(self._watch())
+
+    def worker_started(self, slot: int, ch: Channel) -> None:
+        """A worker was forked with the current config, states and weights."""
+
+    def worker_message(self, slot: int, msg: dict[str, Any], fds: list[int]) -> None:
+        for fd in fds:
+            os.close(fd)
+        op = msg.get("op")
+        if op == "stats":
+            p = self.pending.get(int(msg.get("id") or 0))
+            if p is not None:
+                got, fut, want = p
+                got[slot] = msg.get("data")
+                if want <= set(got) and not fut.done():
+                    fut.set_result(None)
+        elif op == "applied":
+            a = self.applied.get(int(msg.get("generation") or 0))
+            if a is not None:
+                got_a, fut = a
+                got_a[slot] = msg.get("error")
+                if not fut.done() and set(got_a) >= {i for i, _ in self._channels()}:
+                    fut.set_result(None)
+        elif op == "ready":
+            pass
+        else:
+            log.debug("control: worker %d sent %r", slot, op)
+
+    async def close(self) -> None:
+        for t in list(self.tasks):
+            t.cancel()
+
+    def worker_args(self) -> dict[str, Any]:
+        """What a worker forked now starts with (beside its sockets and channel)."""
+        return {"cfg": self.cfg, "stores": self.stores, "states": self.state_map(),
+                "weights": self.weight_map()}
+
+    # ------------------------------------------------------------- reload
+
+    async def reload(self) -> list[str]:
+        """Re-read the config file and apply it; the problems, or [] when applied."""
+        path = self.cfg.path
+        try:
+            cfg = config.load(path)
+            validate(cfg, os.environ)
+        except (ConfigError, ValueError) as e:
+            errs = problems(e)
+            for line in errs:
+                log.error("reload refused, the running config stays: %s", line)
+            return errs
+        errs = await self.apply(cfg)
+        if not errs:
+            log.info("reloaded %s: generation %d", path, self.generation)
+        return errs
+
+    async def apply(self, cfg: config.Config) -> list[str]:
+        """Send ``cfg`` (validated) to every worker; the problems, or []."""
+        assert self.master is not None
+        old = self.cfg
+        workers = len(self.master.slots)
+        added: dict[str, list[socket.socket]] = {}
+        try:
+            for fe in cfg.frontends.values():
+                prev = old.frontends.get(fe.name)
+                if prev is None or prev.bind != fe.bind:
+                    added[fe.name] = listener.bind(fe.name, fe.bind, workers)
+        except ListenError as e:
+            listener.close_all(added)
+            log.error("reload refused, the running config stays: %s", e)
+            return [f"{cfg.path}: {e}"]
+        stores: dict[str, SessionStore | None] = {}
+        fresh: list[tuple[str, int]] = []
+        for name, bc in cfg.backends.items():
+            prev_store = self.stores.get(name)
+            same = (prev_store is not None and learns(old, name) and bc.sticky is not None
+                    and old.backends[name].sticky.learn_max_entries  # type: ignore[union-attr]
+                    == bc.sticky.learn_max_entries)
+            if same:
+                stores[name] = prev_store
+            elif learns(cfg, name):
+                stores[name] = make_store(bc)
+                fresh.append((name, bc.sticky.learn_max_entries))  # type: ignore[union-attr]
+            else:
+                stores[name] = None
+        # Forget the states and weights of servers that are gone.
+        live = {(b, s.name) for b, bc in cfg.backends.items() for s in bc.servers}
+        for m in (self.admin, self.health, self.weights):
+            for k in [k for k in m if k not in live]:
+                del m[k]
+        self.generation += 1
+        gen = self.generation
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        got: dict[int, str | None] = {}
+        self.applied[gen] = (got, fut)
+        body = {"op": "config", "generation": gen, "cfg": encode_config(cfg),
+                "sockets": list(added), "stores": fresh,
+                "states": self.state_map(cfg), "weights": self.weight_map(cfg)}
+        # Commit in the master first: a worker forked from now on starts with it.
+        self.cfg, self.stores = cfg, stores
+        for name, group in added.items():
+            self.master.remove_sockets(name)
+            self.master.add_sockets(name, group)
+        for name in [n for n in old.frontends if n not in cfg.frontends]:
+            self.master.remove_sockets(name)
+        channels = self._channels()
+        for slot, ch in channels:
+            fds = [group[slot].fileno() for group in added.values()]
+            fds += [st.fd for name, _ in fresh
+                    for st in [stores[name]] if st is not None and hasattr(st, "fd")]
+            ch.send(body, fds)
+        if not channels:
+            fut.set_result(None)
+        try:
+            await asyncio.wait_for(fut, APPLY_TIMEOUT)
+        except asyncio.TimeoutError:
+            missing = sorted({i for i, _ in channels} - set(got))
+            got.update({i: "did not confirm the reload in time" for i in missing})
+        finally:
+            self.applied.pop(gen, None)
+        return [f"worker {i}: {err}" for i, err in sorted(got.items()) if err]
+
+    async def _watch(self) -> None:
+        """Reload when the config file's contents change (global.watch)."""
+        last = _read(self.cfg.path)
+        while True:
+            await asyncio.sleep(WATCH_EVERY)
+            now = _read(self.cfg.path)
+            if now is not None and now != last:
+                last = now
+                log.info("config file %s changed; reloading", self.cfg.path)
+                assert self.master is not None
+                await self.master.reload()
+
+    # -------------------------------------------------------- server states
+
+    def effective(self, backend: str, server: str) -> str:
+        key = (backend, server)
+        admin = self.admin.get(key, "ready")
+        if admin == "maint":
+            return "maint"
+        if self.health.get(key) == "down":
+            return "down"
+        return "drain" if admin == "drain" else "up"
+
+    def state_map(self, cfg: config.Config | None = None) -> dict[str, dict[str, str]]:
+        """Effective states that are not "up", by backend and server."""
+        cfg = cfg or self.cfg
+        out: dict[str, dict[str, str]] = {}
+        for b, bc in cfg.backends.items():
+            for s in bc.servers:
+                st = self.effective(b, s.name)
+                if st != "up":
+                    out.setdefault(b, {})[s.name] = st
+        return out
+
+    def weight_map(self, cfg: config.Config | None = None) -> dict[str, dict[str, int]]:
+        cfg = cfg or self.cfg
+        out: dict[str, dict[str, int]] = {}
+        for (b, s), w in self.weights.items():
+            if b in cfg.backends:
+                out.setdefault(b, {})[s] = w
+        return out
+
+    def _server(self, backend: str, server: str) -> config.ServerConfig:
+        bc = self.cfg.backends.get(backend)
+        if bc is None:
+            raise KeyError(f"no backend {backend!r}")
+        for s in bc.servers:
+            if s.name == server:
+                return s
+        raise KeyError(f"backend {backend!r} has no server {server!r}")
+
+    def _broadcast(self, msg: dict[str, Any]) -> None:
+        for _, ch in self._channels():
+            ch.send(msg)
+
+    def _publish_state(self, backend: str, server: str, before: str, reason: str) -> None:
+        after = self.effective(backend, server)
+        if after == before:
+            return
+        (log.warning if after == "down" else log.info)(
+            "backend %s: server %s is %s (was %s): %s", backend, server, after, before, reason)
+        self._broadcast({"op": "state", "backend": backend, "server": server, "state": after})
+
+    async def set_state(self, backend: str, server: str, state: str) -> None:
+        """Admin state: ready, drain or maint."""
+        self._server(backend, server)
+        if state not in ADMIN_STATES:
+            raise ValueError(f"state must be one of {', '.join(ADMIN_STATES)}, not {state!r}")
+        before = self.effective(backend, server)
+        if state == "ready":
+            self.admin.pop((backend, server), None)
+        else:
+            self.admin[(backend, server)] = state
+        self._publish_state(backend, server, before, f"admin: {state}")
+
+    def set_health(self, backend: str, server: str, up: bool, reason: str) -> None:
+        """The health checker's verdict."""
+        before = self.effective(backend, server)
+        if up:
+            self.health.pop((backend, server), None)
+        else:
+            self.health[(backend, server)] = "down"
+        self._publish_state(backend, server, before, reason)
+
+    async def set_weight(self, backend: str, server: str, weight: int) -> None:
+        self._server(backend, server)
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 256:
+            raise ValueError("weight must be an integer 0..256")
+        self.weights[(backend, server)] = weight
+        log.info("backend %s: server %s weight %d (admin)", backend, server, weight)
+        self._broadcast({"op": "weight", "backend": backend, "server": server,
+                         "weight": weight})
+
+    async def add_server(self, backend: str, server: dict[str, Any]) -> None:
+        """Add a server at run time (kept until the next reload of the file)."""
+        bc = self.cfg.backends.get(backend)
+        if bc is None:
+            raise KeyError(f"no backend {backend!r}")
+        s = _server_from(backend, len(bc.servers), server)
+        if any(x.name == s.name for x in bc.servers):
+            raise ValueError(f"backend {backend!r} already has a server {s.name!r}")
+        await self._apply_backend(dataclasses.replace(bc, servers=bc.servers + (s,)))
+        log.info("backend %s: server %s (%s) added at run time", backend, s.name, s.address)
+
+    async def remove_server(self, backend: str, server: str) -> None:
+        self._server(backend, server)
+        bc = self.cfg.backends[backend]
+        rest = tuple(s for s in bc.servers if s.name != server)
+        if not rest:
+            raise ValueError(f"backend {backend!r} would have no server left")
+        await self._apply_backend(dataclasses.replace(bc, servers=rest))
+        log.info("backend %s: server %s removed at run time", backend, server)
+
+    async def _apply_backend(self, bc: config.BackendConfig) -> None:
+        cfg = dataclasses.replace(self.cfg, backends={**self.cfg.backends, bc.name: bc})
+        try:
+            validate(cfg, os.environ)
+        except (ConfigError, ValueError) as e:
+            raise ValueError("; ".join(problems(e))) from None
+        errs = await self.apply(cfg)
+        if errs:
+            raise RuntimeError("; ".join(errs))
+
+    # -------------------------------------------------------------- stats
+
+    async def stats(self) -> dict[str, Any]:
+        """Every worker's counters summed, with the states the master holds."""
+        channels = self._channels()
+        rid = next(self.ids)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        got: dict[int, Any] = {}
+        self.pending[rid] = (got, fut, {i for i, _ in channels})
+        for _, ch in channels:
+            ch.send({"op": "stats", "id": rid})
+        if not channels:
+            fut.set_result(None)
+        try:
+            await asyncio.wait_for(fut, STATS_TIMEOUT)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self.pending.pop(rid, None)
+        total: dict[str, Any] = {}
+        for part in got.values():
+            if isinstance(part, dict):
+                total = _add(total, {"frontends": part.get("frontends", {}),
+                                     "backends": part.get("backends", {})})
+        return self._describe(total, len(got))
+
+    def _describe(self, total: dict[str, Any], answered: int) -> dict[str, Any]:
+        cfg = self.cfg
+        fes = total.get("frontends", {})
+        bes = total.get("backends", {})
+        out_fe = {}
+        for name, fe in cfg.frontends.items():
+            d = dict(fes.get(name, {}))
+            d.update(bind=str(fe.bind), mode=fe.mode)
+            out_fe[name] = d
+        out_be = {}
+        for name, bc in cfg.backends.items():
+            d = dict(bes.get(name, {}))
+            servers = d.get("servers", {})
+            d.update(balance=bc.balance, sticky=bc.sticky.mode if bc.sticky else None)
+            out_srv = {}
+            for s in bc.servers:
+                sd = dict(servers.get(s.name, {}))
+                key = (name, s.name)
+                sd.update(address=str(s.address), state=self.effective(name, s.name),
+                          admin=self.admin.get(key, "ready"), weight=s.weight,
+                          effective_weight=self.weights.get(key, s.weight), backup=s.backup,
+                          health={"checked": bc.check is not None,
+                                  "reason": "" if key not in self.health else "check failed",
+                                  "since": self.started, "last": None})
+                out_srv[s.name] = sd
+            d["servers"] = out_srv
+            out_be[name] = d
+        return {"version": __version__, "pid": os.getpid(),
+                "uptime_s": time.time() - self.started,
+                "workers": answered, "generation": self.generation, "config": cfg.path,
+                "frontends": out_fe, "backends": out_be}
+
+    # -------------------------------------------------------------- helpers
+
+    def _channels(self) -> list[tuple[int, Channel]]:
+        return self.master.channels() if self.master is not None else []
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.ensure_future(coro)
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+
+
+def _server_from(backend: str, index: int, raw: dict[str, Any]) -> config.ServerConfig:
+    """A ServerConfig from an admin API body, checked as the config file's would be."""
+    if not isinstance(raw, dict):
+        raise ValueError("a server is a JSON object")
+    known = {f.name for f in dataclasses.fields(config.ServerConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"unknown server key {unknown[0]!r}")
+    r = config._Reader("<admin API>")
+    sk = f"backends.{backend}.servers[{index}]"
+    servers = r.servers(f"backends.{backend}", {"servers": [raw]})
+    if r.errors or not servers:
+        raise ValueError("; ".join(f"{e.key.replace('servers[0]', sk)}: {e.reason}"
+                                   for e in r.errors) or "not a server")
+    return servers[0]
+
+
+def _add(a: Any, b: Any) -> Any:
+    """Sum two workers' stats: numbers add, dicts merge, lists of numbers add item by item."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a + b
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = _add(out[k], v) if k in out else v
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        if a == b and all(isinstance(x, float) for x in a):
+            return a               # bucket bounds: the same in every worker
+        return [_add(x, y) for x, y in zip(a, b)]
+    return a if a is not None else b
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None

@@ -1,0 +1,311 @@
+"""worker: one fastlb worker process: its frontends and backends, and the master's orders.
+
+Job: serve the slot's listening sockets with the data plane
+(``fastlb.proxy``) and carry out what the master sends over the control
+channel (``fastlb.channel``):
+
+* ``config``: a reload.  The new backends are built beside the old ones
+  (a server keeping its name keeps its counters, and its pool of idle
+  connections if its address is the same); only when every one was built
+  are they swapped in, frontend by frontend, in one step of the loop:
+  new connections use the new runtime at once, open keep-alive
+  connections at their next request, and requests in flight finish on
+  their server.  Frontends the reload adds are served on the sockets the
+  master sends with the message; removed ones stop accepting and their
+  connections are drained for ``global.grace``.  Unchanged frontends keep
+  their sockets: no connection is refused at any moment.
+* ``state`` / ``weight``: a server's effective state (up, down, drain,
+  maint) or weight, decided by the master (health checks, slow start, the
+  admin API), applied to the picker (idempotent).
+* ``stats``: answered with this worker's counters (the master sums them).
+
+Up the channel go ``ready``, ``applied`` (the answer to ``config``) and
+``passive`` (live-traffic failures for the master's health checker).
+
+Limits: decides nothing itself; a worker whose master's channel closes
+stops (the master is gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import pickle
+import signal
+import socket
+from typing import Any, Mapping
+
+from . import config
+from .channel import Channel
+from .proxy import BackendRuntime, make_protocol_factory
+from .proxy.listener import ProtocolFactory
+from .sessions import SessionStore, SharedStore
+from .sticky import load_secret
+
+log = logging.getLogger("fastlb.worker")
+
+STATES = ("up", "down", "drain", "maint")
+
+
+def encode_config(cfg: config.Config) -> str:
+    """A Config for the channel (the master and its workers run the same code)."""
+    return base64.b64encode(pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL)).decode()
+
+
+def decode_config(text: str) -> config.Config:
+    cfg = pickle.loads(base64.b64decode(text))
+    if not isinstance(cfg, config.Config):
+        raise TypeError("not a Config")
+    return cfg
+
+
+class Entry:
+    """The protocol factory a listening server keeps: it calls the frontend's
+    current factory, so a reload swaps what runs with one assignment."""
+
+    __slots__ = ("factory",)
+
+    def __init__(self, factory: ProtocolFactory) -> None:
+        self.factory = factory
+
+    def __call__(self) -> asyncio.BaseProtocol:
+        return self.factory()
+
+
+def learns(cfg: config.Config, backend: str) -> bool:
+    """Does ``backend`` of ``cfg`` learn sessions (and so need a store)?"""
+    bc = cfg.backends.get(backend)
+    return bc is not None and bc.sticky is not None and bc.sticky.mode == "learn"
+
+
+def apply_state(be: BackendRuntime, server: str, state: str) -> bool:
+    """Set server ``server`` of ``be`` to ``state``; False when it has no such server."""
+    i = be.table.find(server.encode())
+    if i < 0:
+        return False
+    if state not in STATES:
+        raise ValueError(f"unknown state {state!r}")
+    getattr(be.picker, f"set_{state}")(i)
+    return True
+
+
+def apply_weight(be: BackendRuntime, server: str, weight: int) -> bool:
+    i = be.table.find(server.encode())
+    if i < 0:
+        return False
+    be.picker.set_weight(i, weight)
+    return True
+
+
+class Worker:
+    """The worker's runtime; ``run()`` serves until SIGTERM or the master's end."""
+
+    def __init__(self, index: int, cfg: config.Config, stores: Mapping[str, SessionStore | None],
+                 sockets: Mapping[str, socket.socket], channel: socket.socket,
+                 states: Mapping[str, Mapping[str, str]] | None = None,
+                 weights: Mapping[str, Mapping[str, int]] | None = None) -> None:
+        self.index = index
+        self.cfg = cfg
+        self.stores = dict(stores)
+        self.sockets = dict(sockets)
+        self.channel_sock = channel
+        self.states = {b: dict(m) for b, m in (states or {}).items()}
+        self.weights = {b: dict(m) for b, m in (weights or {}).items()}
+        self.runtimes: dict[str, BackendRuntime] = {}
+        self.factories: dict[str, Any] = {}
+        self.entries: dict[str, Entry] = {}
+        self.servers: dict[str, asyncio.AbstractServer] = {}
+        self.channel: Channel | None = None
+        self.generation = 0
+        self.draining: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------- serving
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop: asyncio.Future[None] = loop.create_future()
+
+        def on_signal(signum: int) -> None:
+            log.info("worker %d got %s; draining", self.index, signal.Signals(signum).name)
+            if not stop.done():
+                stop.set_result(None)
+
+        def master_gone() -> None:
+            if not stop.done():
+                log.warning("worker %d: the master's channel closed; stopping", self.index)
+                stop.set_result(None)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        self.channel = Channel(self.channel_sock, self._message, master_gone)
+        self.runtimes = self._build_runtimes(self.cfg, {})
+        for fe in self.cfg.frontends.values():
+            await self._serve(fe, self.sockets[fe.name])
+        self.channel.send({"op": "ready", "pid": os.getpid()})
+        await stop
+        await self._drain(list(self.servers), self.cfg.global_.grace)
+
+    async def _serve(self, fe: config.FrontendConfig, sock: socket.socket) -> None:
+        factory = make_protocol_factory(fe, self.runtimes)
+        self.factories[fe.name] = factory
+        entry = self.entries[fe.name] = Entry(factory)
+        loop = asyncio.get_running_loop()
+        self.servers[fe.name] = await loop.create_server(entry, sock=sock)
+        log.info("worker %d serving frontend %s on %s", self.index, fe.name, fe.bind)
+
+    async def _drain(self, names: list[str], grace: float) -> None:
+        """Stop accepting on frontends ``names`` and let their connections finish."""
+        servers = [self.servers.pop(n) for n in names if n in self.servers]
+        factories = [self.factories.pop(n) for n in names if n in self.factories]
+        for n in names:
+            self.entries.pop(n, None)
+            self.sockets.pop(n, None)
+        drained = [asyncio.ensure_future(s.wait_closed()) for s in servers]
+        await asyncio.sleep(0)    # wait_closed must be waiting before close()
+        for s in servers:
+            s.close()
+        for f in factories:
+            f.drain()
+        try:
+            await asyncio.wait_for(asyncio.gather(*drained), grace)
+        except asyncio.TimeoutError:
+            log.warning("worker %d: connections still open after a %.1fs grace; closing them",
+                        self.index, grace)
+            for f in factories:
+                f.abort_all()
+
+    def _build_runtimes(self, cfg: config.Config, old: Mapping[str, BackendRuntime]
+                        ) -> dict[str, BackendRuntime]:
+        out = {}
+        for name, bc in cfg.backends.items():
+            secret = load_secret(cfg, bc, os.environ)
+            rt = BackendRuntime(bc, secret, self.stores.get(name), previous=old.get(name))
+            for server, state in self.states.get(name, {}).items():
+                apply_state(rt, server, state)
+            for server, weight in self.weights.get(name, {}).items():
+                apply_weight(rt, server, weight)
+            out[name] = rt
+        return out
+
+    # ----------------------------------------------------- the master's orders
+
+    def _message(self, msg: dict[str, Any], fds: list[int]) -> None:
+        op = msg.get("op")
+        if op == "config":
+            asyncio.ensure_future(self._reload(msg, fds))
+            return
+        for fd in fds:
+            os.close(fd)
+        if op == "state":
+            b, s, st = msg["backend"], msg["server"], msg["state"]
+            self.states.setdefault(b, {})[s] = st
+            rt = self.runtimes.get(b)
+            if rt is not None:
+                apply_state(rt, s, st)
+        elif op == "weight":
+            b, s, w = msg["backend"], msg["server"], int(msg["weight"])
+            self.weights.setdefault(b, {})[s] = w
+            rt = self.runtimes.get(b)
+            if rt is not None:
+                apply_weight(rt, s, w)
+        elif op == "stats":
+            assert self.channel is not None
+            self.channel.send({"op": "stats", "id": msg.get("id"), "data": self.stats()})
+        else:
+            log.warning("worker %d: unknown control message %r", self.index, op)
+
+    async def _reload(self, msg: dict[str, Any], fds: list[int]) -> None:
+        assert self.channel is not None
+        gen = int(msg.get("generation", 0))
+        names = list(msg.get("sockets", []))
+        store_names = list(msg.get("stores", []))
+        new_socks = {}
+        try:
+            for name, fd in zip(names, fds):
+                new_socks[name] = socket.socket(fileno=fd)
+            stores = dict(self.stores)
+            for (name, entries), fd in zip(store_names, fds[len(names):]):
+                stores[name] = SharedStore(int(entries), fd=fd)
+            cfg = decode_config(msg["cfg"])
+            stores = {n: st for n, st in stores.items() if learns(cfg, n)}
+            self.states = {b: dict(m) for b, m in msg.get("states", {}).items()}
+            self.weights = {b: {s: int(w) for s, w in m.items()}
+                            for b, m in msg.get("weights", {}).items()}
+            self.stores = stores
+            runtimes = self._build_runtimes(cfg, self.runtimes)
+        except Exception as e:
+            log.exception("worker %d: reload to generation %d failed", self.index, gen)
+            for s in new_socks.values():
+                s.close()
+            self.channel.send({"op": "applied", "generation": gen, "error": str(e)})
+            return
+        # Everything is built: swap, frontend by frontend, without yielding.
+        old, self.runtimes = self.runtimes, runtimes
+        removed = [n for n in self.factories if n not in cfg.frontends or n in new_socks]
+        for fe in cfg.frontends.values():
+            factory = self.factories.get(fe.name)
+            if factory is None or fe.name in new_socks:
+                continue
+            if factory.fe.mode == fe.mode:
+                factory.fe = fe
+                factory.be = runtimes[fe.backend]
+            else:                      # http <-> tcp: a new factory; the old one drains
+                self.factories[fe.name] = new = make_protocol_factory(fe, runtimes)
+                self.entries[fe.name].factory = new
+                factory.drain()
+        self.cfg = cfg
+        for name, rt in old.items():
+            rt.retire(runtimes.get(name))
+        self.generation = gen
+        # Frontends removed, or moved to another address, drain beside.
+        if removed:
+            task = asyncio.ensure_future(self._drain(removed, cfg.global_.grace))
+            self.draining.add(task)
+            task.add_done_callback(self.draining.discard)
+        try:
+            for name, sock in new_socks.items():
+                self.sockets[name] = sock
+                await self._serve(cfg.frontends[name], sock)
+        except Exception as e:
+            log.exception("worker %d: serving a new frontend failed", self.index)
+            self.channel.send({"op": "applied", "generation": gen, "error": str(e)})
+            return
+        log.info("worker %d: now at config generation %d", self.index, gen)
+        self.channel.send({"op": "applied", "generation": gen})
+
+    def stats(self) -> dict[str, Any]:
+        """This worker's counters, in the shape of docs/admin.md (summed by the master)."""
+        fes = {}
+        for name, f in self.factories.items():
+            d = f.counters.snapshot()
+            d["connections"]["active"] = f.connections
+            fes[name] = d
+        bes = {}
+        for name, rt in self.runtimes.items():
+            d = rt.counters.snapshot()
+            d["queued"] = len(rt.queue)
+            d["outcomes"] = rt.outcomes
+            store = rt.persistence.store
+            d["sessions"] = len(store) if store is not None else None
+            servers = {}
+            for i, sname in enumerate(rt.names):
+                sd = rt.server_counters[i].snapshot()
+                sd["active"] = rt.table.conns(i)
+                sd["pooled"] = len(rt.pools[i].idle)
+                servers[sname] = sd
+            d["servers"] = servers
+            bes[name] = d
+        return {"pid": os.getpid(), "generation": self.generation,
+                "frontends": fes, "backends": bes}
+
+
+def serve(index: int, cfg: config.Config, stores: Mapping[str, SessionStore | None],
+          sockets: Mapping[str, socket.socket], channel: socket.socket,
+          states: Mapping[str, Mapping[str, str]] | None = None,
+          weights: Mapping[str, Mapping[str, int]] | None = None) -> None:
+    """Run worker ``index`` in this (forked) process until it stops."""
+    import uvloop
+    w = Worker(index, cfg, stores, sockets, channel, states, weights)
+    uvloop.run(w.run())

@@ -1,0 +1,304 @@
+"""Hot reload of a running balancer (SIGHUP, global.watch): real processes, real sockets."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from conftest import ROOT
+from test_run import DEMO, SECRET, fastlb_env, free_ports, get, kill_all, stop, wait_listening
+from test_workers import alive, tree
+
+
+@pytest.fixture
+def servers() -> Iterator[list[int]]:
+    """Three demo backends, s1..s3 (each answers with its name in X-Backend)."""
+    ports = free_ports(3)
+    proc = subprocess.Popen([sys.executable, DEMO, *map(str, ports)], cwd=ROOT,
+                            stderr=subprocess.DEVNULL)
+    try:
+        for port in ports:
+            wait_listening(port, proc)
+        yield ports
+    finally:
+        stop(proc)
+
+
+def write(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)     # a reader never sees half a file
+
+
+def config_text(port: int, servers: dict[str, int], workers: int = 2, extra: str = "",
+                frontends: str = "") -> str:
+    items = ",\n  ".join(f'{{ name = "{n}", address = "127.0.0.1:{p}" }}'
+                         for n, p in servers.items())
+    return f"""
+[global]
+workers = {workers}
+grace = "2s"
+{extra}
+[frontends.web]
+bind = "127.0.0.1:{port}"
+backend = "app"
+{frontends}
+[backends.app]
+sticky = {{ mode = "insert", secret_env = "TEST_FASTLB_SECRET" }}
+servers = [
+  {items}
+]
+"""
+
+
+class Balancer:
+    def __init__(self, path: str, port: int) -> None:
+        self.path = path
+        self.port = port
+        self.proc = subprocess.Popen([sys.executable, "-m", "fastlb", "run", "-c", path],
+                                     cwd=ROOT, env=fastlb_env(TEST_FASTLB_SECRET=SECRET),
+                                     stderr=subprocess.PIPE, text=True)
+        self.pids: set[int] = set()
+        self.log: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        wait_listening(port, self.proc)
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    def hup(self) -> None:
+        self.pids |= tree(self.proc.pid)
+        self.proc.send_signal(signal.SIGHUP)
+
+    def wait_log(self, text: str, count: int = 1, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if sum(text in line for line in list(self.log)) >= count:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"{text!r} x{count} not logged; log:\n" + "".join(self.log[-30:]))
+
+    def stop(self) -> None:
+        self.pids |= tree(self.proc.pid)
+        stop(self.proc)  # type: ignore[arg-type]
+        kill_all(self.pids)
+
+
+@pytest.fixture
+def balancer(tmp_path: Any) -> Iterator[Any]:
+    made: list[Balancer] = []
+
+    def start(text: str, port: int) -> Balancer:
+        path = os.path.join(str(tmp_path), "lb.toml")
+        write(path, text)
+        b = Balancer(path, port)
+        made.append(b)
+        return b
+
+    yield start
+    for b in made:
+        b.stop()
+
+
+def backends_seen(port: int, n: int = 12, conn: http.client.HTTPConnection | None = None
+                  ) -> set[str]:
+    seen = set()
+    for _ in range(n):
+        r, _ = get(port, conn=conn)
+        assert r.status == 200
+        seen.add(r.getheader("X-Backend") or "")
+    return seen
+
+
+def test_sighup_applies_a_new_server_set_to_new_and_open_connections(
+        balancer: Any, servers: list[int]) -> None:
+    s1, s2, s3 = servers
+    port = free_ports(1)[0]
+    lb = balancer(config_text(port, {"s1": s1, "s2": s2}), port)
+    keep = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    assert backends_seen(port, conn=keep) == {"s1", "s2"}
+    write(lb.path, config_text(port, {"s2": s2, "s3": s3}))
+    lb.hup()
+    lb.wait_log("reloaded")
+    assert backends_seen(port) == {"s2", "s3"}                 # new connections
+    assert backends_seen(port, conn=keep) == {"s2", "s3"}      # the open keep-alive one
+    keep.close()
+
+
+def test_a_bad_config_on_reload_is_logged_and_the_running_one_stays(
+        balancer: Any, servers: list[int]) -> None:
+    s1, s2, _ = servers
+    port = free_ports(1)[0]
+    lb = balancer(config_text(port, {"s1": s1, "s2": s2}), port)
+    write(lb.path, config_text(port, {"s1": s1, "s2": s2}).replace("servers = [",
+                                                                   "servres = ["))
+    lb.hup()
+    lb.wait_log("reload refused")
+    assert any("backends.app.servres: unknown key" in line for line in lb.log)
+    assert backends_seen(port) == {"s1", "s2"}
+    assert lb.proc.poll() is None
+
+
+def test_sticky_sessions_survive_a_reload_when_the_server_keeps_its_name(
+        balancer: Any, servers: list[int]) -> None:
+    s1, s2, s3 = servers
+    port = free_ports(1)[0]
+    lb = balancer(config_text(port, {"s1": s1, "s2": s2}), port)
+    r, _ = get(port)
+    pinned = r.getheader("X-Backend")
+    cookie = next(c.split(";")[0] for c in r.msg.get_all("Set-Cookie") or []
+                  if c.startswith("SRVID="))
+    # The pinned server stays (same name), another one is added.
+    write(lb.path, config_text(port, {"s3": s3, "s1": s1, "s2": s2}))
+    lb.hup()
+    lb.wait_log("reloaded")
+    for _ in range(10):
+        r, _ = get(port, headers={"Cookie": cookie})
+        assert r.getheader("X-Backend") == pinned
+        assert not [c for c in r.msg.get_all("Set-Cookie") or []
+                    if c.startswith("SRVID=")]             # still valid: not re-issued
+
+
+def test_reload_adds_and_removes_listeners_and_keeps_unchanged_ones(
+        balancer: Any, servers: list[int]) -> None:
+    s1, s2, _ = servers
+    port, port2 = free_ports(2)
+    two = {"s1": s1, "s2": s2}
+    lb = balancer(config_text(port, two), port)
+    keep = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    get(port, conn=keep)
+    extra = f'[frontends.api]\nbind = "127.0.0.1:{port2}"\nbackend = "app"\n'
+    write(lb.path, config_text(port, two) + extra)
+    lb.hup()
+    lb.wait_log("reloaded")
+    r, _ = get(port2)
+    assert r.status == 200
+    r, _ = get(port, conn=keep)              # the old listener's connection goes on
+    assert r.status == 200
+    write(lb.path, config_text(port, two))
+    lb.hup()
+    lb.wait_log("reloaded", 2)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            get(port2)
+        except OSError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"port {port2} still answers after its frontend was removed")
+    assert get(port, conn=keep)[0].status == 200
+    keep.close()
+
+
+def test_watch_reloads_when_the_file_changes(balancer: Any, servers: list[int]) -> None:
+    s1, s2, s3 = servers
+    port = free_ports(1)[0]
+    lb = balancer(config_text(port, {"s1": s1}, extra="watch = true"), port)
+    assert backends_seen(port, 4) == {"s1"}
+    write(lb.path, config_text(port, {"s3": s3}, extra="watch = true"))
+    lb.wait_log("reloaded", timeout=10)
+    assert backends_seen(port, 4) == {"s3"}
+
+
+def test_twenty_reloads_under_load_fail_no_request(balancer: Any, servers: list[int]) -> None:
+    # Keep-alive clients and new-connection clients run a bounded load while
+    # the file alternates between two server sets and SIGHUP reloads it 20
+    # times; every request must get a 200 from a server of one of the sets.
+    s1, s2, s3 = servers
+    port = free_ports(1)[0]
+    sets = [{"s1": s1, "s2": s2}, {"s2": s2, "s3": s3}]
+    lb = balancer(config_text(port, sets[0]), port)
+    stop_at = time.monotonic() + 60          # a hard bound, whatever happens
+    done = threading.Event()
+    ok = [0] * 6
+    failures: list[str] = []
+
+    def client(k: int, keepalive: bool) -> None:
+        conn = None
+        n = 0
+        while not done.is_set() and n < 5000 and time.monotonic() < stop_at:
+            n += 1
+            try:
+                if conn is None or not keepalive:
+                    if conn is not None:
+                        conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                r, _ = get(port, conn=conn)
+                if r.status != 200:
+                    failures.append(f"status {r.status}")
+                else:
+                    ok[k] += 1
+            except (OSError, http.client.HTTPException) as e:
+                failures.append(f"{type(e).__name__}: {e}")
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(k, k % 2 == 0)) for k in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(20):
+            time.sleep(0.15)
+            write(lb.path, config_text(port, sets[(i + 1) % 2]))
+            lb.hup()
+        lb.wait_log("reloaded", 1)
+        time.sleep(0.5)
+    finally:
+        done.set()
+        for t in threads:
+            t.join(30)
+    assert failures == [], failures[:5]
+    assert sum(ok) >= 2000, ok
+    assert all(ok), ok                 # keep-alive and new-connection clients all ran
+    # The last file written (set 0) is what serves now.
+    lb.wait_log("reloaded", 1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and backends_seen(port) != {"s1", "s2"}:
+        time.sleep(0.1)
+    assert backends_seen(port) == {"s1", "s2"}
+
+
+def test_sigterm_lets_a_request_in_flight_finish_then_exits(
+        balancer: Any, servers: list[int]) -> None:
+    # Graceful stop: listeners close, the request in flight (a 1 s answer)
+    # completes within global.grace (2 s here), then every process exits.
+    s1, s2, _ = servers
+    port = free_ports(1)[0]
+    lb = balancer(config_text(port, {"s1": s1, "s2": s2}), port)
+    result: list[Any] = []
+
+    def slow() -> None:
+        try:
+            r, body = get(port, "/slow?ms=1000")
+            result.append((r.status, r.getheader("Connection"), body))
+        except Exception as e:   # noqa: BLE001 - the assertion below reports it
+            result.append(e)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)                     # the request is at the server now
+    pids = tree(lb.proc.pid)
+    lb.proc.send_signal(signal.SIGTERM)
+    t.join(10)
+    assert result and not isinstance(result[0], Exception), result
+    status, connection, _ = result[0]
+    assert status == 200 and connection == "close"
+    assert lb.proc.wait(10) == 0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.02)
+    assert not any(alive(p) for p in pids)
