@@ -42,13 +42,14 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 import httptools
 import orjson
 
 from . import metrics
-from .config import Address, parse_address
+from .config import Address, Config, parse_address
+from .errors import ConfigError
 
 log = logging.getLogger("fastlb.admin")
 
@@ -61,6 +62,7 @@ REQUEST_TIMEOUT = 10.0      # a request's head and body, from its first byte
 IDLE_TIMEOUT = 60.0         # a kept-alive connection waiting for its next request
 WRITE_TIMEOUT = 10.0        # a client that does not read its response
 
+TOKEN_MIN = 16              # bytes of a bearer token: shorter ones are guessable
 STATES = ("ready", "drain", "maint")     # what POST .../state accepts
 WEIGHT_MAX = 256                          # as a server's `weight` in docs/config.md
 MAXCONN_MAX = 1 << 30
@@ -159,6 +161,45 @@ def json_response(status: int, value: Any, headers: tuple[tuple[str, str], ...] 
 def load_page() -> bytes:
     """The status page, shipped as package data beside this module."""
     return resources.files("fastlb").joinpath("status.html").read_bytes()
+
+
+def load_token(cfg: Config, environ: Mapping[str, str]) -> bytes | None:
+    """The bearer token from the variable ``admin.token_env`` names (None if it names none).
+
+    Raises ConfigError naming the file and ``admin.token_env`` when the
+    variable is unset, shorter than ``TOKEN_MIN`` bytes or not one visible
+    ASCII word (RFC 6750 tokens carry no spaces).  As ``sticky.load_secret``,
+    this runs where the environment is read: start-up and reload.
+    """
+    if cfg.admin is None or cfg.admin.token_env is None:
+        return None
+    var = cfg.admin.token_env
+    value = environ.get(var)
+    if value is None:
+        raise ConfigError(cfg.path, "admin.token_env", f"environment variable {var} is not set")
+    token = value.strip().encode("utf-8")
+    if len(token) < TOKEN_MIN:
+        raise ConfigError(cfg.path, "admin.token_env", f"environment variable {var} holds "
+                          f"{len(token)} bytes; an admin token needs {TOKEN_MIN} at least")
+    if not re.fullmatch(rb"[\x21-\x7e]+", token):
+        raise ConfigError(cfg.path, "admin.token_env", f"environment variable {var} must "
+                          "hold visible ASCII characters only")
+    return token
+
+
+async def serve(cfg: Config, control: Control, environ: Mapping[str, str]) -> AdminServer | None:
+    """Start the admin listener ``cfg.admin`` describes; None when there is no [admin].
+
+    Raises ConfigError (the token, ``load_token``) or OSError (the address
+    cannot be listened on).  The caller closes the server it gets.
+    """
+    if cfg.admin is None:
+        return None
+    server = AdminServer(control, load_token(cfg, environ))
+    await server.start(cfg.admin.bind)
+    log.info("admin API on http://%s/%s", cfg.admin.bind,
+             " (bearer token required)" if server.token else "")
+    return server
 
 
 # ------------------------------------------------------------------ parsing
