@@ -395,7 +395,10 @@ class AdminServer:
             return json_response(500, {"error": "internal error (logged)"})
 
     async def _route(self, req: Request) -> Response:
-        parsed = httptools.parse_url(req.target) if req.target.startswith(b"/") else None
+        try:
+            parsed = httptools.parse_url(req.target) if req.target.startswith(b"/") else None
+        except httptools.HttpParserInvalidURLError:
+            parsed = None
         if parsed is None or parsed.path is None:
             raise HTTPError(400, "the request target must be an absolute path")
         raw = parsed.path.decode("latin-1")
@@ -438,10 +441,10 @@ class AdminServer:
                             headers=(("WWW-Authenticate", 'Bearer realm="fastlb"'),))
 
     def _check_host(self, req: Request) -> None:
-        if self.token is not None:
+        # A browser always sends Host; a client without one (HTTP/1.0) is no rebinding page.
+        if self.token is not None or "host" not in req.headers:
             return
-        host = _host_name(req.headers.get("host", b""))
-        if host is None:
+        if _host_name(req.headers["host"]) is None:
             raise HTTPError(403, "without an admin token the Host must be an IP address or "
                                  "localhost (DNS rebinding guard)")
 

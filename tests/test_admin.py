@@ -296,7 +296,9 @@ def test_token_is_compared_with_compare_digest(secured: AdminRunner,
 def test_without_a_token_the_host_must_be_an_address(runner: AdminRunner) -> None:
     for host in ("127.0.0.1", "localhost:9100", "[::1]:9100", "127.0.0.1:1"):
         assert runner.request("GET", "/stats", headers={"Host": host})[0] == 200, host
-    for host in ("evil.example", "evil.example:9100", "127.0.0.1.nip.io"):
+    raw = runner.raw(b"GET /stats HTTP/1.0\r\n\r\n")        # no Host at all: not a browser
+    assert _statuses(raw) == [200]
+    for host in ("evil.example", "evil.example:9100", "127.0.0.1.nip.io", ""):
         status, _, body = runner.request("GET", "/stats", headers={"Host": host})
         assert status == 403 and "DNS rebinding" in _error(body)
 
@@ -550,6 +552,21 @@ def test_metrics_parse_strictly_and_hold_every_family(runner: AdminRunner,
     assert _sample(fams, "fastlb_server_latency_seconds_sum", **s1) == 0.123
     assert _sample(fams, "fastlb_backend_latency_seconds_bucket", backend="app", le="10.0") \
         == 20
+
+
+def test_docs_list_every_metric_family_and_route() -> None:
+    from conftest import ROOT
+
+    with open(f"{ROOT}/docs/admin.md") as f:
+        doc = f.read()
+    for name, kind, _ in metrics.FAMILIES:
+        assert f"| `fastlb_{name}` | {kind}" in doc, name
+    server = admin.AdminServer(FakeControl(), None)
+    for pattern, methods in server.routes:
+        path = "/" + "/".join({"*": "B"}.get(p, p) for p in pattern)
+        path = re.sub(r"(servers)/B", r"\1/S", path)
+        for method in methods:
+            assert f"`{method} {path}`" in doc, (method, path)
 
 
 def test_metrics_escape_label_values_and_keep_empty_families() -> None:
