@@ -1,8 +1,8 @@
 """Demo backends for ``make run``: small HTTP/1.1 servers that say who answered.
 
-    python examples/demo_backends.py [PORT ...]      (default: 9001 9002)
+    python examples/demo_backends.py [[NAME=]PORT ...]      (default: 9001 9002)
 
-Server i is named s1, s2, ... and listens on 127.0.0.1:PORT.  Every answer
+Server i is named s1, s2, ... (or NAME) and listens on 127.0.0.1:PORT.  Every answer
 names the server in its body and in an ``X-Backend`` header, echoes the
 request's Cookie and X-Forwarded-* headers, and sets an application session
 cookie (JSESSIONID) on a client's first visit, so fastlb's sticky modes can
@@ -184,20 +184,23 @@ def run_one(name: str, port: int) -> int:
 
 
 def cli(argv: list[str]) -> int:
-    """One process per backend (s1, s2, ... in port order), so killing one
-    backend's PID takes down that server only; this parent forwards SIGTERM
-    and SIGINT to them and exits when all have exited."""
+    """One process per backend (named s1, s2, ... in port order, or NAME=PORT),
+    so killing one backend's PID takes down that server only; this parent
+    forwards SIGTERM and SIGINT to them and exits when all have exited."""
+    servers: list[tuple[str, int]] = []
     try:
-        ports = [int(a) for a in argv] or [9001, 9002]
+        for i, a in enumerate(argv or ["9001", "9002"], 1):
+            name, eq, port = a.rpartition("=")
+            servers.append((name if eq else f"s{i}", int(port)))
     except ValueError:
-        print("usage: demo_backends.py [PORT ...]", file=sys.stderr)
+        print("usage: demo_backends.py [[NAME=]PORT ...]", file=sys.stderr)
         return 2
     children: dict[int, str] = {}
-    for i, port in enumerate(ports, 1):
+    for name, port in servers:
         pid = os.fork()
         if pid == 0:
-            os._exit(run_one(f"s{i}", port))
-        children[pid] = f"s{i}"
+            os._exit(run_one(name, port))
+        children[pid] = name
 
     def forward(signum: int, _frame: object) -> None:
         for pid in children:

@@ -386,6 +386,8 @@ cdef bytes _rw_edited(bytes value, Py_ssize_t w, bytes out)
 cdef bytes _rw_apply(RwCookieEdit edit, bytes value, bytes name)
 cdef Py_ssize_t _rw_start_line_end(Py_ssize_t head_len, const HeaderSpan* hdrs,
                                    Py_ssize_t nhdrs) noexcept nogil
+cdef void _rw_put_start_line(RwBuf* o, const unsigned char* buf, Py_ssize_t start_off,
+                             Py_ssize_t end, bint request) noexcept nogil
 cdef bint _rw_is_hop(const HeaderSpan* h, bint upgrading) noexcept nogil
 cdef void _rw_put_canon(RwBuf* o, const unsigned char* buf, const HeaderSpan* h,
                         int64_t content_length) noexcept nogil

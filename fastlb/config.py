@@ -104,7 +104,7 @@ class FrontendConfig:
     mode: str = "http"
     timeouts: FrontendTimeouts = FrontendTimeouts()
     maxconn: int = 10000
-    max_head: int = 8192
+    max_head: int = 16384
     max_headers: int = 100
     max_body: int = 0            # 0: unlimited; else a larger Content-Length gets 413
     accept_proxy: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()

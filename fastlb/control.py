@@ -15,9 +15,12 @@ applied it.  Anything wrong is logged and returned, and the running
 config stays.  Servers keep their state and weight across a reload when
 they keep their backend and name.
 
-Server state: the admin state (ready, drain, maint) and the health state
-(up, down) make the effective state the workers apply: maint, else down,
-else drain, else up.  Without health checks every server is up.
+Server state: ``fastlb.health.HealthChecker`` (one for the balancer, in
+this loop) combines the admin state (ready, drain, maint), active and
+passive health and slow start into each server's effective state and
+weight; every change it reports is sent to every worker at once.
+Weights set through the admin API are kept across reloads while the
+server keeps its name.
 
 Limits: no I/O to clients or servers here (the health checker checks
 servers); counters live in the workers and restart with them.
@@ -38,6 +41,7 @@ from . import config
 from ._version import __version__
 from .channel import Channel
 from .errors import ConfigError, ConfigErrors, ListenError
+from .health import HealthChecker, StateChange, WeightChange
 from .master import Master
 from .proxy import BackendRuntime, listener
 from .sessions import SessionStore
@@ -85,9 +89,8 @@ class Balancer:
         self.master: Master | None = None
         self.generation = 0
         self.started = time.time()
-        self.admin: dict[tuple[str, str], str] = {}        # admin state if not ready
-        self.health: dict[tuple[str, str], str] = {}       # "down" if a check says so
-        self.weights: dict[tuple[str, str], int] = {}      # run-time weight overrides
+        self.health = HealthChecker(cfg.backends, self._on_state, self._on_weight)
+        self.weights: dict[tuple[str, str], int] = {}      # admin API weight overrides
         self.ids = itertools.count(1)
         self.pending: dict[int, tuple[dict[int, Any], asyncio.Future[None], set[int]]] = {}
         self.applied: dict[int, tuple[dict[int, str | None], asyncio.Future[None]]] = {}
@@ -97,6 +100,7 @@ class Balancer:
 
     async def start(self, master: Master) -> None:
         self.master = master
+        self.health.start()
         if self.cfg.global_.watch:
             self._spawn(self._watch())
 
@@ -121,6 +125,12 @@ class Balancer:
                 got_a[slot] = msg.get("error")
                 if not fut.done() and set(got_a) >= {i for i, _ in self._channels()}:
                     fut.set_result(None)
+        elif op == "passive":
+            try:
+                self.health.passive(str(msg["backend"]), str(msg["server"]),
+                                    str(msg.get("kind") or "connect"), bool(msg.get("ok")))
+            except (KeyError, ValueError) as e:
+                log.debug("control: passive report from worker %d ignored: %s", slot, e)
         elif op == "ready":
             pass
         else:
@@ -129,6 +139,7 @@ class Balancer:
     async def close(self) -> None:
         for t in list(self.tasks):
             t.cancel()
+        await self.health.stop()
 
     def worker_args(self) -> dict[str, Any]:
         """What a worker forked now starts with (beside its sockets and channel)."""
@@ -182,11 +193,14 @@ class Balancer:
                 fresh.append((name, bc.sticky.learn_max_entries))  # type: ignore[union-attr]
             else:
                 stores[name] = None
-        # Forget the states and weights of servers that are gone.
+        # Health follows the new server sets (kept servers keep their state);
+        # admin weights of servers that are gone are forgotten.
         live = {(b, s.name) for b, bc in cfg.backends.items() for s in bc.servers}
-        for m in (self.admin, self.health, self.weights):
-            for k in [k for k in m if k not in live]:
-                del m[k]
+        for k in [k for k in self.weights if k not in live]:
+            del self.weights[k]
+        self.health.update(cfg.backends)
+        for (b, sname), w in self.weights.items():
+            self.health.set_weight(b, sname, w)
         self.generation += 1
         gen = self.generation
         loop = asyncio.get_running_loop()
@@ -235,13 +249,7 @@ class Balancer:
     # -------------------------------------------------------- server states
 
     def effective(self, backend: str, server: str) -> str:
-        key = (backend, server)
-        admin = self.admin.get(key, "ready")
-        if admin == "maint":
-            return "maint"
-        if self.health.get(key) == "down":
-            return "down"
-        return "drain" if admin == "drain" else "up"
+        return self.health.state(backend, server)
 
     def state_map(self, cfg: config.Config | None = None) -> dict[str, dict[str, str]]:
         """Effective states that are not "up", by backend and server."""
@@ -249,17 +257,20 @@ class Balancer:
         out: dict[str, dict[str, str]] = {}
         for b, bc in cfg.backends.items():
             for s in bc.servers:
-                st = self.effective(b, s.name)
+                st = self.health.state(b, s.name)
                 if st != "up":
                     out.setdefault(b, {})[s.name] = st
         return out
 
     def weight_map(self, cfg: config.Config | None = None) -> dict[str, dict[str, int]]:
+        """Effective weights that differ from the configured ones."""
         cfg = cfg or self.cfg
         out: dict[str, dict[str, int]] = {}
-        for (b, s), w in self.weights.items():
-            if b in cfg.backends:
-                out.setdefault(b, {})[s] = w
+        for b, bc in cfg.backends.items():
+            for s in bc.servers:
+                w = self.health.weight(b, s.name)
+                if w != s.weight:
+                    out.setdefault(b, {})[s.name] = w
         return out
 
     def _server(self, backend: str, server: str) -> config.ServerConfig:
@@ -275,34 +286,20 @@ class Balancer:
         for _, ch in self._channels():
             ch.send(msg)
 
-    def _publish_state(self, backend: str, server: str, before: str, reason: str) -> None:
-        after = self.effective(backend, server)
-        if after == before:
-            return
-        (log.warning if after == "down" else log.info)(
-            "backend %s: server %s is %s (was %s): %s", backend, server, after, before, reason)
-        self._broadcast({"op": "state", "backend": backend, "server": server, "state": after})
+    def _on_state(self, e: StateChange) -> None:
+        self._broadcast({"op": "state", "backend": e.backend, "server": e.server,
+                         "state": e.state})
+
+    def _on_weight(self, e: WeightChange) -> None:
+        self._broadcast({"op": "weight", "backend": e.backend, "server": e.server,
+                         "weight": e.weight})
 
     async def set_state(self, backend: str, server: str, state: str) -> None:
-        """Admin state: ready, drain or maint."""
+        """Admin state: ready, drain or maint (the checker logs and publishes it)."""
         self._server(backend, server)
         if state not in ADMIN_STATES:
             raise ValueError(f"state must be one of {', '.join(ADMIN_STATES)}, not {state!r}")
-        before = self.effective(backend, server)
-        if state == "ready":
-            self.admin.pop((backend, server), None)
-        else:
-            self.admin[(backend, server)] = state
-        self._publish_state(backend, server, before, f"admin: {state}")
-
-    def set_health(self, backend: str, server: str, up: bool, reason: str) -> None:
-        """The health checker's verdict."""
-        before = self.effective(backend, server)
-        if up:
-            self.health.pop((backend, server), None)
-        else:
-            self.health[(backend, server)] = "down"
-        self._publish_state(backend, server, before, reason)
+        self.health.set_admin(backend, server, state)
 
     async def set_weight(self, backend: str, server: str, weight: int) -> None:
         self._server(backend, server)
@@ -310,8 +307,7 @@ class Balancer:
             raise ValueError("weight must be an integer 0..256")
         self.weights[(backend, server)] = weight
         log.info("backend %s: server %s weight %d (admin)", backend, server, weight)
-        self._broadcast({"op": "weight", "backend": backend, "server": server,
-                         "weight": weight})
+        self.health.set_weight(backend, server, weight)
 
     async def add_server(self, backend: str, server: dict[str, Any]) -> None:
         """Add a server at run time (kept until the next reload of the file)."""
@@ -380,20 +376,24 @@ class Balancer:
             d.update(bind=str(fe.bind), mode=fe.mode)
             out_fe[name] = d
         out_be = {}
+        health = self.health.snapshot()
         for name, bc in cfg.backends.items():
             d = dict(bes.get(name, {}))
             servers = d.get("servers", {})
             d.update(balance=bc.balance, sticky=bc.sticky.mode if bc.sticky else None)
             out_srv = {}
+            snap = health.get(name, {})
             for s in bc.servers:
                 sd = dict(servers.get(s.name, {}))
-                key = (name, s.name)
-                sd.update(address=str(s.address), state=self.effective(name, s.name),
-                          admin=self.admin.get(key, "ready"), weight=s.weight,
-                          effective_weight=self.weights.get(key, s.weight), backup=s.backup,
-                          health={"checked": bc.check is not None,
-                                  "reason": "" if key not in self.health else "check failed",
-                                  "since": self.started, "last": None})
+                h = snap.get(s.name, {})
+                sd.update(address=str(s.address), state=h.get("state", "up"),
+                          admin=h.get("admin", "ready"),
+                          weight=self.weights.get((name, s.name), s.weight),
+                          effective_weight=h.get("weight", s.weight), backup=s.backup,
+                          health={"checked": bool(h.get("checked")),
+                                  "reason": h.get("reason", ""),
+                                  "since": h.get("since", self.started),
+                                  "last": h.get("last")})
                 out_srv[s.name] = sd
             d["servers"] = out_srv
             out_be[name] = d

@@ -38,6 +38,7 @@ import socket
 from typing import Any, Mapping
 
 from . import config
+from .accesslog import AccessLog
 from .channel import Channel
 from .proxy import BackendRuntime, make_protocol_factory
 from .proxy.listener import ProtocolFactory
@@ -120,6 +121,7 @@ class Worker:
         self.channel: Channel | None = None
         self.generation = 0
         self.draining: set[asyncio.Task[None]] = set()
+        self.access_log: AccessLog | None = None
 
     # ------------------------------------------------------------- serving
 
@@ -140,15 +142,19 @@ class Worker:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, on_signal, signum)
         self.channel = Channel(self.channel_sock, self._message, master_gone)
+        self._open_log(self.cfg)
         self.runtimes = self._build_runtimes(self.cfg, {})
         for fe in self.cfg.frontends.values():
             await self._serve(fe, self.sockets[fe.name])
         self.channel.send({"op": "ready", "pid": os.getpid()})
         await stop
         await self._drain(list(self.servers), self.cfg.global_.grace)
+        if self.access_log is not None:
+            self.access_log.close()
 
     async def _serve(self, fe: config.FrontendConfig, sock: socket.socket) -> None:
         factory = make_protocol_factory(fe, self.runtimes)
+        factory.access_log = self.access_log
         self.factories[fe.name] = factory
         entry = self.entries[fe.name] = Entry(factory)
         loop = asyncio.get_running_loop()
@@ -176,18 +182,39 @@ class Worker:
             for f in factories:
                 f.abort_all()
 
+    def _open_log(self, cfg: config.Config) -> None:
+        """Open (or, on a reload, reopen: log rotation) the JSON access log."""
+        path = cfg.global_.access_log
+        old = self.access_log
+        if old is not None and old.path == path:
+            old.flush()
+            old.open()
+            return
+        self.access_log = AccessLog(path) if path else None
+        if old is not None:
+            old.close()
+
     def _build_runtimes(self, cfg: config.Config, old: Mapping[str, BackendRuntime]
                         ) -> dict[str, BackendRuntime]:
         out = {}
         for name, bc in cfg.backends.items():
             secret = load_secret(cfg, bc, os.environ)
             rt = BackendRuntime(bc, secret, self.stores.get(name), previous=old.get(name))
+            if bc.passive.failures > 0:
+                rt.on_passive = self._passive_reporter(name)
             for server, state in self.states.get(name, {}).items():
                 apply_state(rt, server, state)
             for server, weight in self.weights.get(name, {}).items():
                 apply_weight(rt, server, weight)
             out[name] = rt
         return out
+
+    def _passive_reporter(self, backend: str) -> Any:
+        def report(server: str, kind: str, ok: bool) -> None:
+            if self.channel is not None:
+                self.channel.send({"op": "passive", "backend": backend, "server": server,
+                                   "kind": kind, "ok": ok})
+        return report
 
     # ----------------------------------------------------- the master's orders
 
@@ -230,6 +257,7 @@ class Worker:
                 stores[name] = SharedStore(int(entries), fd=fd)
             cfg = decode_config(msg["cfg"])
             stores = {n: st for n, st in stores.items() if learns(cfg, n)}
+            self._open_log(cfg)
             self.states = {b: dict(m) for b, m in msg.get("states", {}).items()}
             self.weights = {b: {s: int(w) for s, w in m.items()}
                             for b, m in msg.get("weights", {}).items()}
@@ -250,9 +278,11 @@ class Worker:
                 continue
             if factory.fe.mode == fe.mode:
                 factory.fe = fe
+                factory.access_log = self.access_log
                 factory.be = runtimes[fe.backend]
             else:                      # http <-> tcp: a new factory; the old one drains
                 self.factories[fe.name] = new = make_protocol_factory(fe, runtimes)
+                new.access_log = self.access_log
                 self.entries[fe.name].factory = new
                 factory.drain()
         self.cfg = cfg

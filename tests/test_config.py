@@ -116,7 +116,7 @@ def test_defaults_are_the_documented_ones(tmp_path: Path) -> None:
     cfg = load_text(tmp_path, doc())
     fe, be = cfg.frontends["web"], cfg.backends["app"]
     assert (fe.mode, fe.maxconn, fe.max_head, fe.max_headers, fe.max_body, fe.xff) == \
-        ("http", 10000, 8192, 100, 0, True)
+        ("http", 10000, 16384, 100, 0, True)
     assert (fe.timeouts.client_head, fe.timeouts.client_idle) == (10.0, 60.0)
     assert (be.balance, be.hash_key, be.bound, be.retries, be.maxqueue, be.sticky, be.seed) == \
         ("roundrobin", None, None, 2, 100, None, 0)

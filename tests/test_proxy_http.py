@@ -323,8 +323,8 @@ BAD_REQUESTS = [
           b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
     (400, b"GET / HTTP/1.1\r\nHost: a\r\n  folded\r\n\r\n"),
     (400, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
-    (414, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n"),
-    (431, b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X-Big: " + b"b" * 9000 + b"\r\n\r\n"),
+    (414, b"GET /" + b"a" * 16000 + b" HTTP/1.1\r\nHost: a\r\n\r\n"),
+    (431, b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X-Big: " + b"b" * 17000 + b"\r\n\r\n"),
     (501, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: foo, chunked\r\n\r\n"),
     (505, b"GET / HTTP/3.0\r\nHost: a\r\n\r\n"),
 ]

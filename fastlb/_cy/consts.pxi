@@ -3,9 +3,11 @@
 
 cdef enum:
     # Default cap on a request or response head.  HAProxy's default bufsize
-    # is 16 KiB with 1 KiB kept for rewrites; nginx's large_client_header_buffers
-    # is 8 KiB per line.  8 KiB holds real browsers' heads with heavy cookies.
-    DEF_MAX_HEAD = 8192
+    # is 16 KiB with 1 KiB kept for rewrites, so it forwards heads up to
+    # 15 KiB; nginx's large_client_header_buffers is 8 KiB per line.  fastlb
+    # takes every head HAProxy takes (a client must not get 431 from fastlb
+    # where HAProxy forwards), at 16 KiB of scanner buffer per connection.
+    DEF_MAX_HEAD = 16384
     # Default cap on header lines; HAProxy's tune.http.maxhdr is 101.
     DEF_MAX_HEADERS = 100
 
@@ -14,15 +16,19 @@ cdef enum:
 
 cdef enum:
     # Default cap on a request-target.  RFC 9110 4.1 asks for at least 8000
-    # octets; the head cap (DEF_MAX_HEAD) bounds it anyway.
-    DEF_MAX_TARGET = 8000
+    # octets; HAProxy forwards any target that fits its 15 KiB head (16 KiB
+    # bufsize less the 1 KiB rewrite reserve), so fastlb takes those too and
+    # answers 414 past them (HAProxy: 400).  Below DEF_MAX_HEAD, so a target
+    # too long to fit the head is refused for its length (414), not 431.
+    DEF_MAX_TARGET = 15360
     # Default cap on one chunk-size line (size and extensions) or trailer
     # line.  Real extensions are rare and short; 4 KiB is nginx's
     # client_header_buffer_size scale and keeps the trailer copy small.
     DEF_MAX_CHUNK_LINE = 4096
-    # Cap on a whole trailer section, as on a head: trailer fields are
-    # header fields (RFC 9112 7.1.2), so the same budget applies.
-    MAX_TRAILER_SECTION = DEF_MAX_HEAD
+    # Cap on a whole trailer section: trailer fields are header fields (RFC
+    # 9112 7.1.2), so a head-sized budget applies; 8 KiB, the head cap before
+    # it grew to HAProxy's, as trailers carry checksums, not cookies.
+    MAX_TRAILER_SECTION = 8192
     # Spare bytes after a head or trailer-line buffer: the field-value scan
     # loads 16 bytes at a time and may read up to 15 past a line's LF.
     FLB_PAD = 16

@@ -312,6 +312,20 @@ cdef Py_ssize_t _rw_start_line_end(Py_ssize_t head_len, const HeaderSpan* hdrs,
     return hdrs[0].line_off if nhdrs else head_len - 2
 
 
+cdef void _rw_put_start_line(RwBuf* o, const unsigned char* buf, Py_ssize_t start_off,
+                             Py_ssize_t end, bint request) noexcept nogil:
+    # The start line as received, but with this proxy's own HTTP-version: an
+    # intermediary that is not a tunnel MUST send its own version in what it
+    # forwards (RFC 9110 2.5), so "HTTP/1.x" with x > 1, which the scanner
+    # handled as 1.1, goes on as "HTTP/1.1" (HAProxy does the same); 1.0
+    # stays 1.0.  The scanner checked the syntax (RFC 9112 2.3, 3, 4): a
+    # request line ends "HTTP/1.d" CRLF, a status line starts "HTTP/1.d".
+    cdef Py_ssize_t digit = o.n + (end - start_off - 3 if request else 7)
+    _rw_ob_put(o, buf + start_off, end - start_off)
+    if o.data[digit] > 49:
+        o.data[digit] = 49
+
+
 cdef bint _rw_is_hop(const HeaderSpan* h, bint upgrading) noexcept nogil:
     # RFC 9110 7.6.1: a proxy removes Connection, the fields it names and the
     # other hop-by-hop fields; the scanner marks all of them HF_HOP.
@@ -437,7 +451,7 @@ cdef class RequestRewriter:
         # line, a copy of the Host value and fixed names.
         _rw_ob_reserve(o, 2 * head_len + PyBytes_GET_SIZE(client_addr) + RW_ADDED_MAX
                        + (PyBytes_GET_SIZE(self.proto_line) if self.proto_line is not None else 0))
-        _rw_ob_put(o, buf + start_off, start - start_off)   # empty lines before it go
+        _rw_put_start_line(o, buf, start_off, start, True)   # empty lines before it go
         for i in range(nhdrs):
             h = &hdrs[i]
             if _rw_is_hop(h, upgrading):
@@ -547,7 +561,7 @@ cdef class ResponseRewriter:
         _rw_ob_reserve(o, head_len + nhdrs * (plen + 1) + RW_ADDED_MAX
                        + (PyBytes_GET_SIZE(set_cookie_line) if set_cookie_line is not None else 0)
                        + (PyBytes_GET_SIZE(connection) if connection is not None else 0))
-        _rw_ob_put(o, buf + start_off, _rw_start_line_end(head_len, hdrs, nhdrs) - start_off)
+        _rw_put_start_line(o, buf, start_off, _rw_start_line_end(head_len, hdrs, nhdrs), False)
         for i in range(nhdrs):
             h = &hdrs[i]
             if _rw_is_hop(h, upgrading):

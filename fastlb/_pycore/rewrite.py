@@ -29,10 +29,12 @@ Decisions (the same in both cores):
   balancer behind another proxy that sets them.
 * Connection upstream: the data plane keeps pooled keep-alive connections,
   persistent by default in HTTP/1.1 (RFC 9112 9.3), so no Connection field
-  is sent.  The request line, version included, is forwarded unchanged; an
-  HTTP/1.0 request gets ``Connection: keep-alive`` only when the rewriter
-  is built with ``http10_keep_alive=True`` (otherwise the server closes after
-  its response and the pool drops that connection).  An upgrade keeps the
+  is sent.  The request line is forwarded unchanged but for its version
+  (HTTP/1.x with x > 1 goes on as HTTP/1.1, RFC 9110 2.5; so does a status
+  line's toward the client); an HTTP/1.0 request gets
+  ``Connection: keep-alive`` only when the rewriter is built with
+  ``http10_keep_alive=True`` (otherwise the server closes after its
+  response and the pool drops that connection).  An upgrade keeps the
   Upgrade field and sends ``Connection: upgrade`` (RFC 9110 7.8).  Toward
   the client, ``connection=`` (e.g. ``b"close"``) lets the shell announce
   that it will close (RFC 9112 9.6).
@@ -244,6 +246,20 @@ def _start_line_end(head_len: int, hdrs: list[dict[str, int]]) -> int:
     return hdrs[0]["line_off"] if hdrs else head_len - 2
 
 
+def _start_line(buf: bytes, start_off: int, end: int, request: bool) -> bytes:
+    # The start line as received, but with this proxy's own HTTP-version: an
+    # intermediary that is not a tunnel MUST send its own version in what it
+    # forwards (RFC 9110 2.5), so "HTTP/1.x" with x > 1, which the scanner
+    # handled as 1.1, goes on as "HTTP/1.1" (HAProxy does the same); 1.0
+    # stays 1.0.  The scanner checked the syntax (RFC 9112 2.3, 3, 4): a
+    # request line ends "HTTP/1.d" CRLF, a status line starts "HTTP/1.d".
+    line = buf[start_off:end]
+    digit = len(line) - 3 if request else 7
+    if line[digit] > 0x31:
+        line = line[:digit] + b"1" + line[digit + 1:]
+    return line
+
+
 def _check_done(s: Any) -> None:
     # Rewriting half a head would forward a truncated one.
     _not_none(s)
@@ -309,7 +325,7 @@ class RequestRewriter:
                       hdrs: list[dict[str, int]], content_length: int,
                       client_addr: bytes, upgrading: bool = False) -> bytes:
         start = _start_line_end(head_len, hdrs)
-        out = [buf[start_off:start]]   # empty lines before the request line go
+        out = [_start_line(buf, start_off, start, True)]   # empty lines before it go
         xff_values = []
         host = None
         cookie_name = self.cookie_name
@@ -402,7 +418,7 @@ class ResponseRewriter:
                       app_prefix: bytes | None = None, upgrading: bool = False,
                       connection: bytes | None = None) -> bytes:
         start = _start_line_end(head_len, hdrs)
-        out = [buf[start_off:start]]
+        out = [_start_line(buf, start_off, start, False)]
         for h in hdrs:
             kind = h["kind"]
             if _is_hop(h, upgrading):

@@ -8,9 +8,6 @@ backends)``, the protocol factory a listener passes to
 
 from __future__ import annotations
 
-import asyncio
-from typing import Callable
-
 from ..config import FrontendConfig
 from .backend import BackendRuntime
 from .client import HttpFactory
@@ -19,8 +16,9 @@ __all__ = ["BackendRuntime", "make_protocol_factory"]
 
 
 def make_protocol_factory(fe: FrontendConfig, backends: dict[str, BackendRuntime]
-                          ) -> Callable[[], asyncio.BaseProtocol]:
-    """The protocol factory serving frontend ``fe`` (its backend looked up by name)."""
+                          ) -> HttpFactory:
+    """The protocol factory serving frontend ``fe`` (its backend looked up by name):
+    an HttpFactory, or its TcpFactory subclass for a tcp frontend."""
     be = backends[fe.backend]
     if fe.mode == "tcp":
         from .tcp import TcpFactory

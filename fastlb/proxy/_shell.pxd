@@ -64,6 +64,7 @@ cdef class Counters:
     cdef int64_t resp[5]                # 1xx .. 5xx
     cdef int64_t lat[N_LE + 1]          # latency histogram, +Inf last
     cdef public double lat_sum
+    cdef public int streak              # consecutive failures reported (passive health)
     cdef void response(self, int status, double seconds) noexcept
 
 
@@ -140,6 +141,10 @@ cdef class ClientProtocol:
     cdef bint sticky                    # the backend has sticky sessions (choose reads the clock)
     cdef bint edits                     # persistence.edits_responses
     cdef bint log_each                  # the access log takes debug lines (read per connection)
+    cdef object alog                    # the JSON access log (fastlb.accesslog), or None
+    cdef str sticky_reason              # access-log reason when the affinity was honoured
+    cdef str pick_reason                # ... when the algorithm picked
+    cdef bint passive_on                # report results to passive health checks
     cdef RequestRewriter rewriter
     cdef ResponseRewriter resp_rewriter
     cdef Picker picker                  # the backend's: slots are C calls
@@ -241,5 +246,6 @@ cdef class ClientProtocol:
     cdef _keep_own(self, UpstreamProtocol up)
     cdef _drop_own(self)
     cdef _free_slot(self)
+    cdef _passive(self, int i, str kind, bint ok)
     cdef _close(self, bint linger=*)
     cdef _log_access(self)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from .. import _core
 from ..config import BackendConfig, FrontendConfig
@@ -80,6 +80,8 @@ class BackendRuntime:
             self.pools.append(pool)
             self.server_counters.append(prev[2] if prev is not None else Counters())
         self.counters: Counters = previous.counters if previous is not None else Counters()
+        # Passive health: called with (server name, kind, ok); set by the worker.
+        self.on_passive: Callable[[str, str, bool], None] | None = None
         self.proxy_builders = [_PROXY_BUILDERS.get(s.send_proxy or "") for s in cfg.servers]
         self.queue: deque[Waiter] = deque()
         self.persistence = make_persistence(cfg, self.table, self.picker, secret, store)
@@ -91,6 +93,12 @@ class BackendRuntime:
         # client protocols add to it.
         self.outcome_counts: list[int] = (previous.outcome_counts if previous is not None
                                           else [0] * len(Outcome))
+
+    def report(self, i: int, kind: str, ok: bool) -> None:
+        """A live-traffic result of server i for passive health (``on_passive``
+        gets the server's name: the worker sends it to the master's checker)."""
+        if self.on_passive is not None:
+            self.on_passive(self.names[i], kind, ok)
 
     def by_name(self) -> dict[str, tuple[tuple[str, int], Pool, Counters]]:
         """Each server's (address, pool, counters), by name (for a successor)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from ..config import FrontendConfig
 from ._shell import ClientProtocol, Counters
@@ -46,6 +46,7 @@ class HttpFactory:
         self.parked: deque[Parkable] = deque()
         self.draining = False
         self.counters = Counters()      # the frontend's; a reload keeps the factory
+        self.access_log: Any = None     # fastlb.accesslog.AccessLog, set by the worker
 
     @property
     def connections(self) -> int:

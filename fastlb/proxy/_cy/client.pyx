@@ -40,6 +40,9 @@ cdef enum:
 LABELS = [o.label for o in Outcome]
 cdef int O_VALID = Outcome.VALID
 cdef int O_REPINNED = Outcome.REPINNED
+cdef int O_SPILLED = Outcome.SPILLED
+# Access-log reason of an honoured affinity, by persistence mode.
+STICKY_REASONS = {"insert": "cookie", "prefix": "cookie", "learn": "learned", "hash": "hash"}
 
 # Client states.
 cdef enum:
@@ -112,6 +115,10 @@ cdef class ClientProtocol:
                                         **p.rewriter_kwargs)
         self.resp_rewriter = ResponseRewriter(**p.response_rewriter_kwargs)
         self.picker = be.picker
+        self.alog = self.factory.access_log
+        self.passive_on = be.cfg.passive.failures > 0
+        self.sticky_reason = STICKY_REASONS.get(p.mode, "balance")
+        self.pick_reason = "hash" if be.cfg.hash_key is not None else "balance"
         self.pools = be.pools
         self.queue = be.queue
         self.outcome_counts = be.outcome_counts
@@ -336,6 +343,8 @@ cdef class ClientProtocol:
             return
         self.status = code
         self.resp_started = True
+        if self.passive_on:
+            self._passive(self.server, "5xx", code < 500)
         kind = s.body_kind
         self.close_after = (not self.keep_alive or self.eof or self.draining
                             or not self.req_done
@@ -599,6 +608,8 @@ cdef class ClientProtocol:
             return
         log.warning("backend %s: connect to server %s failed: %s", self.be.name,
                     self.be.names[i], e or type(e).__name__)
+        if self.passive_on:
+            self._passive(i, "connect", False)
         self._free_slot()
         self._redispatch()
 
@@ -724,12 +735,19 @@ cdef class ClientProtocol:
                             self.be.name, self.be.names[self.server])
                 self._redispatch()
                 return
+        if self.resp_started and self.pending_head is not None:
+            # The head is still held for the first body bytes: nothing reached
+            # the client, which can still get an answer (HAProxy's 502 too).
+            self.pending_head = None
+            self.resp_started = False
         if self.resp_started:
             log.warning("backend %s: server %s failed mid-response", self.be.name,
                         self.be.names[self.server])
             self._close()
             return
         if why == F_TIMEOUT:
+            if self.passive_on:
+                self._passive(self.server, "timeout", False)
             self._reply(504, "server response timeout")
         elif why == F_BAD:
             self._reply(502, "bad response from server")
@@ -824,6 +842,18 @@ cdef class ClientProtocol:
             if self.queue:
                 self.be.wake()
 
+    cdef _passive(self, int i, str kind, bint ok):
+        """Tell passive health a result of server i: every failure, and the first
+        success after failures (a success alone costs nothing)."""
+        cdef Counters c = <Counters>self.srv_counts[i]
+        if ok:
+            if c.streak:
+                c.streak = 0
+                self.be.report(i, kind, True)
+        else:
+            c.streak += 1
+            self.be.report(i, kind, False)
+
     cdef _close(self, bint linger=False):
         """Close; with ``linger``, half-close first and read (discarding) for up to
         LINGER seconds, so a client still sending does not get a reset that could
@@ -846,7 +876,7 @@ cdef class ClientProtocol:
     cdef _log_access(self):
         """Count the request (its status, latency, bytes and final persistence
         outcome) and log it, once."""
-        cdef int out
+        cdef int out = -1
         cdef double secs = 0.0
         cdef Counters c
         if self.accounted:
@@ -873,6 +903,20 @@ cdef class ClientProtocol:
                 out = O_REPINNED          # a VALID choice served elsewhere
             self.outcome_counts[out] += 1
             outcome = LABELS[out]
+        if self.alog is not None:
+            if self.tries or self.race_retried or out == O_REPINNED or out == O_SPILLED:
+                reason = "redispatch"
+            elif choice is None:
+                reason = "-"
+            elif out == O_VALID:
+                reason = self.sticky_reason
+            else:
+                reason = self.pick_reason
+            self.alog.add((wall_now(), self.peer, self.fe.name, self.be.name,
+                           self.be.names[self.server] if self.server >= 0 else "-",
+                           self.scanner.method_bytes(), self.scanner.target(), self.status,
+                           secs, self.req_bytes, self.resp_bytes, reason, outcome,
+                           self.tries + self.race_retried))
         if self.log_each:
             s = self.scanner
             server = self.be.names[self.server] if self.server >= 0 else "-"

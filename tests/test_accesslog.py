@@ -1,0 +1,84 @@
+"""The JSON access log: one line per request, written in batches by each worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+from typing import Any
+
+import uvloop
+
+from fastlb import accesslog
+from test_reload import balancer, config_text, servers  # noqa: F401 - fixtures
+from test_run import free_ports, get
+
+
+def read_lines(path: str, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            with open(path) as f:
+                lines = f.read().splitlines()
+            if len(lines) >= n:
+                break
+        time.sleep(0.05)
+    return [json.loads(x) for x in lines]
+
+
+def test_each_request_is_one_json_line_with_server_reason_and_outcome(
+        balancer: Any, servers: list[int], tmp_path: Any) -> None:  # noqa: F811
+    s1, s2, _ = servers
+    port = free_ports(1)[0]
+    log_path = os.path.join(str(tmp_path), "access.log")
+    balancer(config_text(port, {"s1": s1, "s2": s2}, workers=1,
+                         extra=f'access_log = "{log_path}"'), port)
+    r, _ = get(port, "/first?x=1")
+    served = r.getheader("X-Backend")
+    cookie = next(c.split(";")[0] for c in r.msg.get_all("Set-Cookie") or []
+                  if c.startswith("SRVID="))
+    get(port, "/again", headers={"Cookie": cookie})
+    get(port, "/forged", headers={"Cookie": "SRVID=forged"})
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n")
+        assert c.recv(100).startswith(b"HTTP/1.1 400")
+    lines = read_lines(log_path, 4)
+    assert len(lines) == 4, lines
+    first, again, forged, bad = lines
+    assert set(first) == set(accesslog.FIELDS)
+    assert first["frontend"] == "web" and first["backend"] == "app"
+    assert first["server"] == served and first["method"] == "GET"
+    assert first["target"] == "/first?x=1" and first["status"] == 200
+    assert (first["reason"], first["outcome"]) == ("balance", "none")
+    assert first["bytes_in"] > 0 and first["bytes_out"] > 0 and first["duration_ms"] >= 0
+    assert first["time"].endswith("Z") and first["client"].startswith("127.0.0.1:")
+    assert (again["server"], again["reason"], again["outcome"]) == (served, "cookie", "valid")
+    assert (forged["reason"], forged["outcome"]) == ("balance", "invalid")
+    assert (bad["status"], bad["server"], bad["reason"], bad["outcome"]) == (400, "-", "-", "-")
+
+
+def test_records_are_written_in_batches_and_never_grow_without_bound(tmp_path: Any) -> None:
+    path = os.path.join(str(tmp_path), "a.log")
+
+    async def main() -> None:
+        log = accesslog.AccessLog(path)
+        rec = (time.time(), "c", "fe", "be", "s", b"GET", b"/", 200, 0.001, 1, 2, "balance",
+               "none", 0)
+        for _ in range(10):
+            log.add(rec)
+        assert os.path.getsize(path) == 0          # not yet: batched
+        for _ in range(accesslog.BATCH_MAX - 10):
+            log.add(rec)
+        assert len(read_lines(path, accesslog.BATCH_MAX, 1)) == accesslog.BATCH_MAX
+        log.add(rec)
+        await asyncio.sleep(accesslog.FLUSH_EVERY + 0.2)   # the timer flushes the rest
+        assert len(read_lines(path, accesslog.BATCH_MAX + 1, 1)) == accesslog.BATCH_MAX + 1
+        log.pending = [rec] * accesslog.PENDING_MAX       # a writer that fell behind
+        log.add(rec)
+        assert log.dropped == 1
+        log.close()
+
+    uvloop.run(main())
