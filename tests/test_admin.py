@@ -1109,7 +1109,8 @@ def _admin_wired() -> bool:
 
 @pytest.fixture
 def real_run(tmp_path: Any) -> Iterator[dict[str, Any]]:
-    """`fastlb run` (2 workers, [admin] on a free port, a token) before two demo backends."""
+    """`fastlb run` (2 workers, [admin] on a free port with a token, sticky insert, HTTP
+    health checks) before two demo backends."""
     import os
     import subprocess
     import sys
@@ -1136,18 +1137,23 @@ bind = "127.0.0.1:{web}"
 backend = "app"
 
 [backends.app]
+sticky = {{ mode = "insert", secret_env = "TEST_FASTLB_SECRET" }}
+check = {{ type = "http", path = "/health", interval = "200ms", timeout = "200ms" }}
 servers = [
   {{ name = "s1", address = "127.0.0.1:{s1}" }},
   {{ name = "s2", address = "127.0.0.1:{s2}" }},
 ]
 """)
-    env = dict(os.environ, TEST_FASTLB_ADMIN_TOKEN=TOKEN.decode() + "-0123456789")
+    env = dict(os.environ, TEST_FASTLB_ADMIN_TOKEN=TOKEN.decode() + "-0123456789",
+               TEST_FASTLB_SECRET="test-secret-0123456789abcdef")
     lb = None
     try:
         for port in (s1, s2):
             wait_listening(port, demo)
+        log = open(os.path.join(str(tmp_path), "lb.log"), "w")
         lb = subprocess.Popen([sys.executable, "-m", "fastlb", "run", "-c", path], cwd=ROOT,
-                              env=env, stderr=subprocess.DEVNULL)
+                              env=env, stderr=log)
+        log.close()
         wait_listening(web, lb)
         wait_listening(adm, lb)
         yield {"web": web, "admin": adm, "token": env["TEST_FASTLB_ADMIN_TOKEN"].encode()}
@@ -1184,11 +1190,16 @@ def test_real_fastlb_run_drained_from_the_page(real_run: dict[str, Any],
         return json.loads(body)
 
     def served(stats: dict[str, Any]) -> bool:
-        return stats["backends"]["app"]["requests"] >= 6
+        app = stats["backends"]["app"]
+        return app["requests"] >= 6 and all(s["health"]["last"] is not None
+                                            for s in app["servers"].values())
 
     st = webdriver.wait_until(lambda: (lambda s: s if served(s) else None)(stats()), 10,
-                              "the workers' counters summed")
+                              "the workers' counters summed and a health check done")
     check_stats_shape(st)
+    assert st["backends"]["app"]["sticky"] == "insert"
+    assert st["backends"]["app"]["outcomes"]["none"] >= 6
+    assert st["backends"]["app"]["servers"]["s1"]["health"]["last"]["ok"] is True
     assert st["workers"] == 2 and st["frontends"]["web"]["requests"] >= 6
     status, body = _get(adm, "/metrics", token)
     assert status == 200
