@@ -149,6 +149,8 @@ class AdminRunner:
         import uvloop
 
         self.loop = uvloop.new_event_loop()
+        self.loop_errors: list[dict[str, Any]] = []     # what reached the loop's handler
+        self.loop.set_exception_handler(lambda loop, ctx: self.loop_errors.append(ctx))
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.server = admin.AdminServer(control, token)
@@ -215,6 +217,7 @@ def runner(control: FakeControl) -> Iterator[AdminRunner]:
     r = AdminRunner(control, None)
     yield r
     r.stop()
+    assert not r.loop_errors, "an exception escaped into the loop"
 
 
 @pytest.fixture
@@ -222,6 +225,7 @@ def secured(control: FakeControl) -> Iterator[AdminRunner]:
     r = AdminRunner(control, TOKEN)
     yield r
     r.stop()
+    assert not r.loop_errors, "an exception escaped into the loop"
 
 
 def _error(body: bytes) -> str:
@@ -820,6 +824,36 @@ def test_bad_requests_get_a_json_4xx_and_a_close(runner: AdminRunner, request_by
     raw = runner.raw(request_bytes)
     assert _statuses(raw) == [status], raw[:200]
     _error(raw.partition(b"\r\n\r\n")[2])
+
+
+def test_random_bytes_and_splits_always_get_an_answer_or_a_close(runner: AdminRunner) -> None:
+    import random
+
+    rng = random.Random(5)
+    good = [b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            b"POST /backends/app/servers/s1/weight HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"weight\": 3}",
+            b"POST /reload HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"0\r\n\r\n"]
+    for _ in range(60):
+        data = b"".join(rng.choice(good) for _ in range(rng.randint(1, 3)))
+        if rng.random() < 0.5:            # corrupt a few bytes
+            b = bytearray(data)
+            for _ in range(rng.randint(1, 4)):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+            data = bytes(b)
+        with socket.create_connection(("127.0.0.1", runner.port), timeout=5) as s:
+            pos = 0
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                while pos < len(data):        # the server may answer 4xx and close early
+                    step = rng.randint(1, 40)
+                    s.sendall(data[pos:pos + step])
+                    pos += step
+                s.shutdown(socket.SHUT_WR)
+            raw = _read_all(s)
+        for status in _statuses(raw):
+            assert status in (200, 400, 401, 403, 404, 405, 413, 414, 415, 431, 501, 505), raw
+    assert runner.request("GET", "/stats")[0] == 200
 
 
 def test_a_head_arriving_in_pieces_is_measured_in_whole(runner: AdminRunner) -> None:
