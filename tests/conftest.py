@@ -61,3 +61,22 @@ def run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture
+def balancer(tmp_path: Any) -> Iterator[Any]:
+    """``start(config_text, port)``: a real ``fastlb run`` on ``tmp_path/lb.toml``
+    (tests/running.py), stopped with all its processes at the end."""
+    from running import Balancer, write
+    made: list[Any] = []
+
+    def start(text: str, port: int) -> Any:
+        path = os.path.join(str(tmp_path), "lb.toml")
+        write(path, text)
+        b = Balancer(path, port)
+        made.append(b)
+        return b
+
+    yield start
+    for b in made:
+        b.stop()

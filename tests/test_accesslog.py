@@ -12,7 +12,7 @@ from typing import Any
 import uvloop
 
 from fastlb import accesslog
-from test_reload import balancer, config_text, servers  # noqa: F401 - fixtures
+from test_reload import config_text, servers  # noqa: F401 - fixture
 from test_run import free_ports, get
 
 

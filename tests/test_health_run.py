@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import ROOT
-from test_reload import balancer  # noqa: F401 - fixture
+
 from test_run import DEMO, free_ports, get, stop, wait_listening
 
 

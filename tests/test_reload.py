@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,8 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import ROOT
-from test_run import DEMO, SECRET, fastlb_env, free_ports, get, kill_all, stop, wait_listening
+from running import write
+from test_run import DEMO, free_ports, get, stop, wait_listening
 from test_workers import alive, tree
 
 
@@ -30,13 +30,6 @@ def servers() -> Iterator[list[int]]:
         yield ports
     finally:
         stop(proc)
-
-
-def write(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)     # a reader never sees half a file
 
 
 def config_text(port: int, servers: dict[str, int], workers: int = 2, extra: str = "",
@@ -58,58 +51,6 @@ servers = [
   {items}
 ]
 """
-
-
-class Balancer:
-    def __init__(self, path: str, port: int) -> None:
-        self.path = path
-        self.port = port
-        self.proc = subprocess.Popen([sys.executable, "-m", "fastlb", "run", "-c", path],
-                                     cwd=ROOT, env=fastlb_env(TEST_FASTLB_SECRET=SECRET),
-                                     stderr=subprocess.PIPE, text=True)
-        self.pids: set[int] = set()
-        self.log: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        wait_listening(port, self.proc)
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log.append(line)
-
-    def hup(self) -> None:
-        self.pids |= tree(self.proc.pid)
-        self.proc.send_signal(signal.SIGHUP)
-
-    def wait_log(self, text: str, count: int = 1, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if sum(text in line for line in list(self.log)) >= count:
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"{text!r} x{count} not logged; log:\n" + "".join(self.log[-30:]))
-
-    def stop(self) -> None:
-        self.pids |= tree(self.proc.pid)
-        stop(self.proc)  # type: ignore[arg-type]
-        kill_all(self.pids)
-
-
-@pytest.fixture
-def balancer(tmp_path: Any) -> Iterator[Any]:
-    made: list[Balancer] = []
-
-    def start(text: str, port: int) -> Balancer:
-        path = os.path.join(str(tmp_path), "lb.toml")
-        write(path, text)
-        b = Balancer(path, port)
-        made.append(b)
-        return b
-
-    yield start
-    for b in made:
-        b.stop()
 
 
 def backends_seen(port: int, n: int = 12, conn: http.client.HTTPConnection | None = None
