@@ -1142,10 +1142,9 @@ def _admin_wired() -> bool:
 
 
 @pytest.fixture
-def real_run(tmp_path: Any) -> Iterator[dict[str, Any]]:
+def real_run(balancer: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """`fastlb run` (2 workers, [admin] on a free port with a token, sticky insert, HTTP
-    health checks) before two demo backends."""
-    import os
+    health checks) before two demo backends; the conftest fixture stops every process."""
     import subprocess
     import sys
 
@@ -1153,11 +1152,14 @@ def real_run(tmp_path: Any) -> Iterator[dict[str, Any]]:
     from test_run import DEMO, free_ports, stop, wait_listening
 
     s1, s2, web, adm = free_ports(4)
+    token = TOKEN.decode() + "-0123456789"
+    monkeypatch.setenv("TEST_FASTLB_ADMIN_TOKEN", token)
     demo = subprocess.Popen([sys.executable, DEMO, str(s1), str(s2)], cwd=ROOT,
                             stderr=subprocess.DEVNULL)
-    path = os.path.join(str(tmp_path), "lb.toml")
-    with open(path, "w") as f:
-        f.write(f"""
+    try:
+        for port in (s1, s2):
+            wait_listening(port, demo)
+        lb = balancer(f"""
 [global]
 workers = 2
 grace = "1s"
@@ -1177,23 +1179,10 @@ servers = [
   {{ name = "s1", address = "127.0.0.1:{s1}" }},
   {{ name = "s2", address = "127.0.0.1:{s2}" }},
 ]
-""")
-    env = dict(os.environ, TEST_FASTLB_ADMIN_TOKEN=TOKEN.decode() + "-0123456789",
-               TEST_FASTLB_SECRET="test-secret-0123456789abcdef")
-    lb = None
-    try:
-        for port in (s1, s2):
-            wait_listening(port, demo)
-        log = open(os.path.join(str(tmp_path), "lb.log"), "w")
-        lb = subprocess.Popen([sys.executable, "-m", "fastlb", "run", "-c", path], cwd=ROOT,
-                              env=env, stderr=log)
-        log.close()
-        wait_listening(web, lb)
-        wait_listening(adm, lb)
-        yield {"web": web, "admin": adm, "token": env["TEST_FASTLB_ADMIN_TOKEN"].encode()}
+""", web)
+        wait_listening(adm, lb.proc)
+        yield {"web": web, "admin": adm, "token": token.encode(), "lb": lb}
     finally:
-        if lb is not None:
-            stop(lb)                # SIGTERM by PID; the workers follow their master
         stop(demo)
 
 
