@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.deps-stamp
 SOURCES := $(wildcard fastlb/*.pyx fastlb/*.pxd fastlb/_cy/*.pyx fastlb/_cy/*.pxi fastlb/_cy/*.h \
                      fastlb/proxy/*.pyx fastlb/proxy/*.pxd fastlb/proxy/_cy/*.pyx)
 
-.PHONY: run test bench debug build lint clean sysdeps
+.PHONY: run test bench debug build lint clean sysdeps browser
 
 # Debian packages the build needs: a C compiler, Python headers and venv.
 # Installed only when missing (CI and fresh machines run as root).
@@ -20,6 +20,15 @@ sysdeps:
 		sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"; then \
 		echo "installing $(APT_PKGS)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS); \
+	fi
+
+# Headless Chromium and its WebDriver for the status page test
+# (tests/test_admin.py).  Installed only when chromedriver is missing.
+BROWSER_PKGS := chromium chromium-driver
+browser:
+	@if ! command -v chromedriver >/dev/null; then \
+		echo "installing $(BROWSER_PKGS)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PKGS); \
 	fi
 
 $(STAMP): pyproject.toml
@@ -48,7 +57,7 @@ run: build
 	fi; \
 	FASTLB_SECRET="$${FASTLB_SECRET:-$(DEMO_SECRET)}" $(PY) -m fastlb run -c examples/fastlb.toml
 
-test: build
+test: build browser
 	$(PY) -m pytest tests -q
 
 bench: build
@@ -65,4 +74,4 @@ lint: build
 
 clean:
 	rm -rf build $(VENV) fastlb/*.so fastlb/proxy/*.so fastlb/_core.c fastlb/proxy/_shell.c \
-		fastlb/*.html fastlb/proxy/*.html fastlb/_core.stamp *.egg-info
+		$(filter-out fastlb/status.html,$(wildcard fastlb/*.html)) fastlb/proxy/*.html fastlb/_core.stamp *.egg-info
