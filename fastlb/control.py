@@ -41,6 +41,7 @@ from . import config
 from ._version import __version__
 from .channel import Channel
 from .errors import ConfigError, ConfigErrors, ListenError
+from .admin import AdminServer, load_token
 from .health import HealthChecker, StateChange, WeightChange
 from .master import Master
 from .proxy import BackendRuntime, listener
@@ -54,6 +55,7 @@ ADMIN_STATES = ("ready", "drain", "maint")
 STATS_TIMEOUT = 2.0       # a worker that does not answer in time is left out of the sums
 APPLY_TIMEOUT = 10.0      # a worker must confirm a reload within this
 WATCH_EVERY = 1.0         # seconds between looks at a watched config file
+SESSIONS_EVERY = 10.0     # seconds a count of learned sessions is reused
 
 
 def validate(cfg: config.Config, environ: Mapping[str, str]) -> dict[str, bytes | None]:
@@ -83,8 +85,16 @@ def problems(e: BaseException) -> list[str]:
 class Balancer:
     """The master's control plane (see the module doc)."""
 
-    def __init__(self, cfg: config.Config, stores: Mapping[str, SessionStore | None]) -> None:
+    def __init__(self, cfg: config.Config, stores: Mapping[str, SessionStore | None],
+                 admin_sock: socket.socket | None = None,
+                 admin_token: bytes | None = None) -> None:
+        """``admin_sock``: the admin API's listening socket, bound by the caller
+        (so a port in use stops start-up); ``admin_token``: its bearer token
+        (``admin.load_token``)."""
         self.cfg = cfg
+        self.admin_sock = admin_sock
+        self.admin_token = admin_token
+        self.admin_server: AdminServer | None = None
         self.stores = dict(stores)
         self.master: Master | None = None
         self.generation = 0
@@ -95,14 +105,26 @@ class Balancer:
         self.pending: dict[int, tuple[dict[int, Any], asyncio.Future[None], set[int]]] = {}
         self.applied: dict[int, tuple[dict[int, str | None], asyncio.Future[None]]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.session_counts: dict[str, tuple[SessionStore, float, int]] = {}
 
     # ----------------------------------------------------------- App hooks
 
     async def start(self, master: Master) -> None:
         self.master = master
         self.health.start()
+        if self.admin_sock is not None:
+            self.admin_server = AdminServer(self, self.admin_token)
+            await self.admin_server.start(self.admin_sock)
+            assert self.cfg.admin is not None
+            log.info("admin API on http://%s/%s", self.cfg.admin.bind,
+                     " (bearer token required)" if self.admin_token else "")
         if self.cfg.global_.watch:
             self._spawn(self._watch())
+
+    def in_worker(self) -> None:
+        """In a just-forked worker: the admin listener is the master's alone."""
+        if self.admin_sock is not None:
+            self.admin_sock.close()
 
     def worker_started(self, slot: int, ch: Channel) -> None:
         """A worker was forked with the current config, states and weights."""
@@ -140,6 +162,8 @@ class Balancer:
         for t in list(self.tasks):
             t.cancel()
         await self.health.stop()
+        if self.admin_server is not None:
+            await self.admin_server.close()
 
     def worker_args(self) -> dict[str, Any]:
         """What a worker forked now starts with (beside its sockets and channel)."""
@@ -149,20 +173,56 @@ class Balancer:
     # ------------------------------------------------------------- reload
 
     async def reload(self) -> list[str]:
+        """The admin API's reload: the master's (one at a time, as SIGHUP's)."""
+        assert self.master is not None
+        return await self.master.reload()
+
+    async def reload_config(self) -> list[str]:
         """Re-read the config file and apply it; the problems, or [] when applied."""
         path = self.cfg.path
         try:
             cfg = config.load(path)
             validate(cfg, os.environ)
+            token = load_token(cfg, os.environ)
         except (ConfigError, ValueError) as e:
             errs = problems(e)
             for line in errs:
                 log.error("reload refused, the running config stays: %s", line)
             return errs
+        errs = await self._admin_follow(cfg, token)
+        if errs:
+            return errs
         errs = await self.apply(cfg)
         if not errs:
             log.info("reloaded %s: generation %d", path, self.generation)
         return errs
+
+    async def _admin_follow(self, cfg: config.Config, token: bytes | None) -> list[str]:
+        """Apply a reload's [admin]: a new token at once; a new address (or none)
+        by starting the new listener before closing the old one."""
+        old = self.cfg.admin.bind if self.cfg.admin is not None else None
+        new = cfg.admin.bind if cfg.admin is not None else None
+        self.admin_token = token
+        if self.admin_server is not None:
+            self.admin_server.token = token
+        if new == old:
+            return []
+        server = sock = None
+        if new is not None:
+            try:
+                sock = listener.bind("admin", new, 1)[0]
+                server = AdminServer(self, token)
+                await server.start(sock)
+            except ListenError as e:
+                msg = f"{cfg.path}: admin.bind: cannot listen on {new}: {e.reason}"
+                log.error("reload refused, the running config stays: %s", msg)
+                return [msg]
+            log.info("admin API now on http://%s/", new)
+        if self.admin_server is not None:
+            # Closing cannot wait here: this very request may be on the old listener.
+            self._spawn(self.admin_server.close())
+        self.admin_server, self.admin_sock = server, sock
+        return []
 
     async def apply(self, cfg: config.Config) -> list[str]:
         """Send ``cfg`` (validated) to every worker; the problems, or []."""
@@ -379,6 +439,8 @@ class Balancer:
         health = self.health.snapshot()
         for name, bc in cfg.backends.items():
             d = dict(bes.get(name, {}))
+            # The workers share one table: count it here, not once per worker.
+            d["sessions"] = self._sessions(name)
             servers = d.get("servers", {})
             d.update(balance=bc.balance, sticky=bc.sticky.mode if bc.sticky else None)
             out_srv = {}
@@ -403,6 +465,20 @@ class Balancer:
                 "frontends": out_fe, "backends": out_be}
 
     # -------------------------------------------------------------- helpers
+
+    def _sessions(self, backend: str) -> int | None:
+        """Learned sessions of ``backend``; counting scans the table, so a count
+        is reused for SESSIONS_EVERY seconds (the status page polls often)."""
+        store = self.stores.get(backend)
+        if store is None:
+            return None
+        now = time.monotonic()
+        hit = self.session_counts.get(backend)
+        if hit is not None and hit[0] is store and now - hit[1] < SESSIONS_EVERY:
+            return hit[2]
+        n = len(store)
+        self.session_counts[backend] = (store, now, n)
+        return n
 
     def _channels(self) -> list[tuple[int, Channel]]:
         return self.master.channels() if self.master is not None else []

@@ -60,9 +60,10 @@ class App(Protocol):
     """What the master runs besides supervising (reload, health, admin)."""
 
     async def start(self, master: Master) -> None: ...
+    def in_worker(self) -> None: ...            # in a forked worker: drop the master's things
     def worker_started(self, slot: int, ch: Channel) -> None: ...
     def worker_message(self, slot: int, msg: dict[str, Any], fds: list[int]) -> None: ...
-    async def reload(self) -> list[str]: ...
+    async def reload_config(self) -> list[str]: ...
     async def close(self) -> None: ...
 
 
@@ -179,7 +180,7 @@ class Master:
         while True:
             self.again = False
             try:
-                errs = await self.app.reload()
+                errs = await self.app.reload_config()
             except Exception as e:
                 log.exception("reload failed")
                 errs = [f"reload failed: {e}"]
@@ -265,6 +266,8 @@ class Master:
         _die_with_parent()
         if os.getppid() != master:   # the master died before prctl took effect
             return
+        if self.app is not None:
+            self.app.in_worker()
         for s in self.slots:          # the other workers' channels are not ours
             if s.channel is not None:
                 s.channel.sock.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 
 from conftest import ROOT
 from running import write
-from test_run import DEMO, free_ports, get, stop, wait_listening
+from test_run import DEMO, SECRET, fastlb_env, free_ports, get, stop, wait_listening
 from test_workers import alive, tree
 
 
@@ -243,3 +244,40 @@ def test_sigterm_lets_a_request_in_flight_finish_then_exits(
     while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.02)
     assert not any(alive(p) for p in pids)
+
+
+def test_fastlb_reload_asks_the_admin_api_and_reports_refusals(
+        balancer: Any, servers: list[int]) -> None:
+    s1, s2, s3 = servers
+    port, admin = free_ports(2)
+    extra = f'\n[admin]\nbind = "127.0.0.1:{admin}"\n'
+    lb = balancer(config_text(port, {"s1": s1}) + extra, port)
+    wait_listening(admin, lb.proc)
+    write(lb.path, config_text(port, {"s3": s3}) + extra)
+    r = subprocess.run([sys.executable, "-m", "fastlb", "reload", "-c", lb.path], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert backends_seen(port, 4) == {"s3"}
+    write(lb.path, config_text(port, {"s3": s3}).replace('"s3"', '"s 3"') + extra)
+    r = subprocess.run([sys.executable, "-m", "fastlb", "reload", "-c", lb.path], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "backends.app.servers[0].name" in r.stderr
+    assert backends_seen(port, 4) == {"s3"}             # the running config stays
+
+
+def test_admin_address_in_use_stops_start_up_naming_it(
+        tmp_path: Any, servers: list[int]) -> None:
+    import socket as sk
+
+    port, admin = free_ports(2)
+    path = os.path.join(str(tmp_path), "lb.toml")
+    write(path, config_text(port, {"s1": servers[0]}) + f'\n[admin]\nbind = "127.0.0.1:{admin}"\n')
+    with sk.socket() as busy:
+        busy.bind(("127.0.0.1", admin))
+        busy.listen()
+        r = subprocess.run([sys.executable, "-m", "fastlb", "run", "-c", path], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60,
+                           env=fastlb_env(TEST_FASTLB_SECRET=SECRET))
+    assert r.returncode == 3
+    assert f"admin.bind: cannot listen on 127.0.0.1:{admin}" in r.stderr
