@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -258,7 +259,7 @@ def test_each_sticky_mode_holds_across_two_workers(
         stop(proc)
 
 
-MAKE_PORTS = (8080, 9001, 9002)
+MAKE_PORTS = (8080, 9001, 9002, 9100)
 
 
 def test_make_run_answers_on_8080_and_stops_everything() -> None:
@@ -268,7 +269,7 @@ def test_make_run_answers_on_8080_and_stops_everything() -> None:
             if s.connect_ex(("127.0.0.1", p)) == 0:
                 busy.append(p)
     if busy:
-        pytest.skip(f"ports {busy} are in use here; `make run` needs 8080, 9001 and 9002")
+        pytest.skip(f"ports {busy} are in use here; `make run` needs 8080, 9001, 9002 and 9100")
     env = fastlb_env()
     proc = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -296,6 +297,13 @@ def test_make_run_answers_on_8080_and_stops_everything() -> None:
         for _ in range(4):
             r, _ = get(8080, headers={"Cookie": srvid[0]})
             assert r.getheader("X-Backend") == backend
+        # The admin API of the example config: counters, states, the page.
+        r, body = get(9100, "/stats")
+        stats = json.loads(body)
+        assert r.status == 200 and stats["backends"]["app"]["requests"] >= 7
+        assert {s["state"] for s in stats["backends"]["app"]["servers"].values()} == {"up"}
+        r, body = get(9100, "/")
+        assert r.status == 200 and b"<html" in body.lower()
         pids = tree(proc.pid)
         assert len(pids) >= 4   # make, its shell, the demo backends, master, worker
         os.killpg(proc.pid, signal.SIGINT)   # what Ctrl-C in a terminal does
