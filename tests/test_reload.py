@@ -15,22 +15,15 @@ import pytest
 
 from conftest import ROOT
 from running import write
-from test_run import DEMO, SECRET, fastlb_env, free_ports, get, stop, wait_listening
+from test_run import SECRET, demo_servers, fastlb_env, free_ports, get, wait_listening
 from test_workers import alive, tree
 
 
 @pytest.fixture
 def servers() -> Iterator[list[int]]:
     """Three demo backends, s1..s3 (each answers with its name in X-Backend)."""
-    ports = free_ports(3)
-    proc = subprocess.Popen([sys.executable, DEMO, *map(str, ports)], cwd=ROOT,
-                            stderr=subprocess.DEVNULL)
-    try:
-        for port in ports:
-            wait_listening(port, proc)
+    with demo_servers(3) as ports:
         yield ports
-    finally:
-        stop(proc)
 
 
 def config_text(port: int, servers: dict[str, int], workers: int = 2, extra: str = "",

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 import pytest
@@ -53,9 +54,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
-@pytest.fixture
-def backends() -> Iterator[list[int]]:
-    ports = free_ports(2)
+@contextmanager
+def demo_servers(n: int) -> Iterator[list[int]]:
+    """n demo backends on free ports (s1..sN, one process each), stopped by PID."""
+    ports = free_ports(n)
     proc = subprocess.Popen([sys.executable, DEMO, *map(str, ports)], cwd=ROOT,
                             stderr=subprocess.DEVNULL)
     try:
@@ -64,6 +66,12 @@ def backends() -> Iterator[list[int]]:
         yield ports
     finally:
         stop(proc)
+
+
+@pytest.fixture
+def backends() -> Iterator[list[int]]:
+    with demo_servers(2) as ports:
+        yield ports
 
 
 def get(port: int, path: str = "/", headers: dict[str, str] | None = None,
