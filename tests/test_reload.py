@@ -274,3 +274,27 @@ def test_admin_address_in_use_stops_start_up_naming_it(
                            env=fastlb_env(TEST_FASTLB_SECRET=SECRET))
     assert r.returncode == 3
     assert f"admin.bind: cannot listen on 127.0.0.1:{admin}" in r.stderr
+
+
+def test_a_learn_backend_added_by_reload_shares_its_table_across_workers(
+        balancer: Any, servers: list[int]) -> None:
+    # The new learn table is made by the master and sent to the running
+    # workers as a descriptor: a session learned on one worker routes on both.
+    s1, s2, _ = servers
+    port = free_ports(1)[0]
+    lb = balancer(config_text(port, {"s1": s1, "s2": s2}), port)
+    learn = config_text(port, {"s1": s1, "s2": s2}).replace(
+        'sticky = { mode = "insert", secret_env = "TEST_FASTLB_SECRET" }',
+        'sticky = { mode = "learn", cookie = "JSESSIONID" }')
+    write(lb.path, learn)
+    lb.hup()
+    lb.wait_log("reloaded")
+    r, _ = get(port)
+    first = r.getheader("X-Backend")
+    session = next(c.split(";")[0] for c in r.msg.get_all("Set-Cookie") or []
+                   if c.startswith("JSESSIONID="))
+    served = set()
+    for _ in range(30):            # new connections: both workers take some
+        r, _ = get(port, headers={"Cookie": session})
+        served.add(r.getheader("X-Backend"))
+    assert served == {first}
