@@ -120,7 +120,7 @@ class Worker:
         self.servers: dict[str, asyncio.AbstractServer] = {}
         self.channel: Channel | None = None
         self.generation = 0
-        self.draining: set[asyncio.Task[None]] = set()
+        self.draining: set[asyncio.Task[None]] = set()    # drains and reloads running
         self.access_log: AccessLog | None = None
 
     # ------------------------------------------------------------- serving
@@ -221,7 +221,9 @@ class Worker:
     def _message(self, msg: dict[str, Any], fds: list[int]) -> None:
         op = msg.get("op")
         if op == "config":
-            asyncio.ensure_future(self._reload(msg, fds))
+            task = asyncio.ensure_future(self._reload_safely(msg, fds))
+            self.draining.add(task)          # kept referenced until done
+            task.add_done_callback(self.draining.discard)
             return
         for fd in fds:
             os.close(fd)
@@ -242,6 +244,17 @@ class Worker:
             self.channel.send({"op": "stats", "id": msg.get("id"), "data": self.stats()})
         else:
             log.warning("worker %d: unknown control message %r", self.index, op)
+
+    async def _reload_safely(self, msg: dict[str, Any], fds: list[int]) -> None:
+        """_reload, with nothing escaping into the loop: a failure is logged and
+        answered, and the runtimes in place stay (or, past the swap, the new ones)."""
+        try:
+            await self._reload(msg, fds)
+        except Exception as e:
+            log.exception("worker %d: reload failed", self.index)
+            if self.channel is not None:
+                self.channel.send({"op": "applied", "generation": msg.get("generation"),
+                                   "error": str(e)})
 
     async def _reload(self, msg: dict[str, Any], fds: list[int]) -> None:
         assert self.channel is not None
