@@ -96,8 +96,12 @@ RELOAD_VARIANTS: tuple[tuple[str, list[str]], ...] = (
 # re-executes itself, the new worker takes the listening sockets over the
 # master's socketpair (no "expose-fd listeners" / -x needed since 2.x, see
 # "expose-fd listeners" in its configuration.txt) and the old worker soft-stops.
-# hard-stop-after bounds how long old workers may linger.
+# hard-stop-after bounds how long old workers may linger.  A soft-stopping
+# worker closes idle keep-alive connections at once, racing a client's next
+# request (wrk counts a read error); "option idle-close-on-response" (2.6) makes
+# it answer that request with "Connection: close" instead, as HAProxy < 2.4 did.
 HAPROXY_RELOAD_GLOBAL = "    hard-stop-after 30s"
+HAPROXY_RELOAD_DEFAULTS = "    option idle-close-on-response"
 
 
 # ---------------------------------------------------------------- processes
@@ -290,6 +294,8 @@ class Proxy:
         if self.name == "haproxy":
             v["HTTP_DEFAULTS"] = ("    option http-keep-alive\n    http-reuse safe"
                                   if sc.mode == "http" else "")
+            if sc.reload:
+                v["HTTP_DEFAULTS"] += "\n" + HAPROXY_RELOAD_DEFAULTS
             v["COOKIE"] = ("    cookie SRVID insert indirect nocache httponly"
                            if sc.sticky else "")
             v["GLOBAL"] = HAPROXY_RELOAD_GLOBAL if sc.reload else ""
