@@ -11,8 +11,10 @@ scenario, each proxy on its own port and runs wrk against them interleaved
 p99, the proxy's CPU time per request (user + system of every process of
 the proxy during the run, from /proc/PID/stat, divided by requests) and the
 peak RSS (VmHWM summed over its processes), each with its ratio to
-HAProxy's.  The JSON goes to bench/results/e2e-<git sha>.json with the
-command and the machine.  Speed is reported here, never asserted.
+HAProxy's.  The reload scenario instead runs wrk without and with a reload
+of the proxy every second and reports req/s, the dip and failed requests.
+The JSON goes to bench/results/e2e-<git sha>.json with the command and the
+machine.  Speed is reported here, never asserted.
 
 Every process it starts is stopped by PID when it ends, also on failure.
 A proxy that cannot start (e.g. fastlb before its data plane can serve) is
@@ -94,8 +96,9 @@ RELOAD_VARIANTS: tuple[tuple[str, list[str]], ...] = (
     ("keepalive", []), ("close", ["-H", "Connection: close"]))
 # HAProxy's reload: master-worker mode (-W), SIGUSR2 to the master.  The master
 # re-executes itself, the new worker takes the listening sockets over the
-# master's socketpair (no "expose-fd listeners" / -x needed since 2.x, see
-# "expose-fd listeners" in its configuration.txt) and the old worker soft-stops.
+# master's socketpair ("-x sockpair@"; master-worker mode needs no stats socket
+# with "expose-fd listeners", see that keyword in HAProxy 2.6's
+# configuration.txt and -x in its management.txt) and the old worker soft-stops.
 # hard-stop-after bounds how long old workers may linger.  A soft-stopping
 # worker closes idle keep-alive connections at once, racing a client's next
 # request (wrk counts a read error); "option idle-close-on-response" (2.6) makes
