@@ -11,8 +11,10 @@ scenario, each proxy on its own port and runs wrk against them interleaved
 p99, the proxy's CPU time per request (user + system of every process of
 the proxy during the run, from /proc/PID/stat, divided by requests) and the
 peak RSS (VmHWM summed over its processes), each with its ratio to
-HAProxy's.  The JSON goes to bench/results/e2e-<git sha>.json with the
-command and the machine.  Speed is reported here, never asserted.
+HAProxy's.  The reload scenario instead runs wrk without and with a reload
+of the proxy every second and reports req/s, the dip and failed requests.
+The JSON goes to bench/results/e2e-<git sha>.json with the command and the
+machine.  Speed is reported here, never asserted.
 
 Every process it starts is stopped by PID when it ends, also on failure.
 A proxy that cannot start (e.g. fastlb before its data plane can serve) is
@@ -64,6 +66,7 @@ class Scenario:
     browser: bool = False         # send bench/heads.py BROWSER_HEAD
     big: bool = False             # one 100 MiB response, MB/s
     idle: int = 0                 # hold this many idle keep-alive clients; RSS
+    reload: bool = False          # wrk without and with a reload every second
 
 
 SCENARIOS = (
@@ -82,7 +85,26 @@ SCENARIOS = (
     Scenario("big-100mb", "one 100 MiB response over one connection (MB/s)", big=True),
     Scenario("idle-1000", "RSS with 1,000 idle keep-alive clients (one request each)",
              idle=1000),
+    Scenario("reload", "keep-alive and Connection: close GET /, without and with a "
+             "reload every second", reload=True),
 )
+
+# The reload scenario's two wrk variants: the keepalive scenario's settings,
+# and the same with every request on a new connection (what exercises the
+# listeners while the proxy swaps its configuration or its processes).
+RELOAD_VARIANTS: tuple[tuple[str, list[str]], ...] = (
+    ("keepalive", []), ("close", ["-H", "Connection: close"]))
+# HAProxy's reload: master-worker mode (-W), SIGUSR2 to the master.  The master
+# re-executes itself, the new worker takes the listening sockets over the
+# master's socketpair ("-x sockpair@"; master-worker mode needs no stats socket
+# with "expose-fd listeners", see that keyword in HAProxy 2.6's
+# configuration.txt and -x in its management.txt) and the old worker soft-stops.
+# hard-stop-after bounds how long old workers may linger.  A soft-stopping
+# worker closes idle keep-alive connections at once, racing a client's next
+# request (wrk counts a read error); "option idle-close-on-response" (2.6) makes
+# it answer that request with "Connection: close" instead, as HAProxy < 2.4 did.
+HAPROXY_RELOAD_GLOBAL = "    hard-stop-after 30s"
+HAPROXY_RELOAD_DEFAULTS = "    option idle-close-on-response"
 
 
 # ---------------------------------------------------------------- processes
@@ -204,11 +226,58 @@ def render(template: str, dest: str, values: dict[str, Any]) -> str:
     return dest
 
 
+def server_lines(proxy: str, sc: Scenario, b1: int, b2: int, gen: int | None) -> str:
+    """The backend's two server lines in ``proxy``'s syntax.
+
+    ``gen`` is the config generation of the reload scenario (None in the
+    others: no weights written).  Even generations list s1, s2 at weight 10;
+    odd ones s2, s1 with s1 at weight 9, so that each reload really changes
+    the server order and a weight.
+    """
+    servers = [("s1", b1, 10), ("s2", b2, 10)]
+    if gen is not None and gen % 2:
+        servers = [("s2", b2, 10), ("s1", b1, 9)]
+    lines = []
+    for name, port, w in servers:
+        if proxy == "haproxy":
+            extra = f" weight {w}" if gen is not None else ""
+            extra += f" cookie {name}" if sc.sticky else ""
+            lines.append(f"    server {name} 127.0.0.1:{port}{extra}")
+        elif proxy == "nginx":
+            extra = f" weight={w}" if gen is not None else ""
+            lines.append(f"        server 127.0.0.1:{port}{extra};")
+        else:
+            extra = f", weight = {w}" if gen is not None else ""
+            lines.append(f'  {{ name = "{name}", address = "127.0.0.1:{port}"{extra} }},')
+    return "\n".join(lines)
+
+
+# Per proxy: the log it writes (in its directory), the line it logs once per
+# completed reload (to count the reloads that really happened), and the lines
+# worth showing: warnings and errors, less the ones every reload logs
+# (HAProxy's old worker reports its proxies stopped and the master its exit).
+RELOAD_LOG = {
+    "fastlb": ("proxy.log", re.compile(r"reloaded .*: generation \d+")),
+    "haproxy": ("proxy.log", re.compile(r"Loading success")),
+    "nginx": ("error.log", re.compile(r"start worker processes")),
+}
+LOG_PROBLEM = {
+    "fastlb": re.compile(r" (WARNING|ERROR|CRITICAL) |Traceback"),
+    "haproxy": re.compile(r"\[(WARNING|ALERT)\]"),
+    "nginx": re.compile(r"\[(warn|error|crit|alert|emerg)\]"),
+}
+LOG_BENIGN = re.compile(r"Proxy \S+ stopped \(cumulated conns|"
+                        r"Former worker \(\d+\) exited with code 0")
+
+
 class Proxy:
     def __init__(self, name: str, work: str, procs: Procs, b1: int, b2: int) -> None:
         self.name, self.work, self.procs, self.b1, self.b2 = name, work, procs, b1, b2
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.dir = os.path.join(work, name)
+        self.cfg = ""
+        self.gen = 0            # config generation (reload scenario)
 
     def supports(self, sc: Scenario) -> str | None:
         """None, or why this proxy cannot run the scenario."""
@@ -216,31 +285,47 @@ class Proxy:
             return "nginx (open source) has no cookie-insert stickiness"
         return None
 
-    def start(self, sc: Scenario) -> None:
-        self.port = free_port()
-        d = os.path.join(self.work, self.name)
-        os.makedirs(d, exist_ok=True)
-        log = os.path.join(d, "proxy.log")
-        v = {"PORT": self.port, "B1": self.b1, "B2": self.b2, "WORKERS": sc.workers,
-             "THREADS": sc.workers, "MODE": sc.mode, "PREFIX": d}
-        env = dict(os.environ)
+    def write_config(self, sc: Scenario) -> str:
+        """Render this proxy's config for ``sc`` (and ``self.gen`` in the reload
+        scenario) into its directory; the path."""
+        d = self.dir
+        v: dict[str, Any] = {
+            "PORT": self.port, "WORKERS": sc.workers, "THREADS": sc.workers,
+            "MODE": sc.mode, "PREFIX": d,
+            "SERVERS": server_lines(self.name, sc, self.b1, self.b2,
+                                    self.gen if sc.reload else None)}
         if self.name == "haproxy":
             v["HTTP_DEFAULTS"] = ("    option http-keep-alive\n    http-reuse safe"
                                   if sc.mode == "http" else "")
-            sticky = bool(sc.sticky)
-            v["COOKIE"] = "    cookie SRVID insert indirect nocache httponly" if sticky else ""
-            v["S1"] = "cookie s1" if sticky else ""
-            v["S2"] = "cookie s2" if sticky else ""
-            cfg = render("haproxy.cfg", os.path.join(d, "haproxy.cfg"), v)
-            cmd = ["haproxy", "-db", "-f", cfg]
-        elif self.name == "nginx":
+            if sc.reload:
+                v["HTTP_DEFAULTS"] += "\n" + HAPROXY_RELOAD_DEFAULTS
+            v["COOKIE"] = ("    cookie SRVID insert indirect nocache httponly"
+                           if sc.sticky else "")
+            v["GLOBAL"] = HAPROXY_RELOAD_GLOBAL if sc.reload else ""
+            return render("haproxy.cfg", os.path.join(d, "haproxy.cfg"), v)
+        if self.name == "nginx":
             tpl = "nginx-proxy-tcp.conf" if sc.mode == "tcp" else "nginx-proxy.conf"
-            cfg = render(tpl, os.path.join(d, "nginx.conf"), v)
+            # notice: nginx logs "reconfiguring" per reload, which the bench counts.
+            v["LOG_LEVEL"] = "notice" if sc.reload else "warn"
+            return render(tpl, os.path.join(d, "nginx.conf"), v)
+        v["STICKY"] = ('sticky = { mode = "insert", cookie = "SRVID", '
+                       'secret_env = "FASTLB_SECRET" }' if sc.sticky else "")
+        return render("fastlb.toml", os.path.join(d, "fastlb.toml"), v)
+
+    def start(self, sc: Scenario) -> None:
+        self.port = free_port()
+        d = self.dir
+        os.makedirs(d, exist_ok=True)
+        log = os.path.join(d, "proxy.log")
+        env = dict(os.environ)
+        self.gen = 0
+        cfg = self.cfg = self.write_config(sc)
+        if self.name == "haproxy":
+            # -W: master-worker, so that SIGUSR2 to the master reloads (reload scenario).
+            cmd = ["haproxy", *(["-W"] if sc.reload else []), "-db", "-f", cfg]
+        elif self.name == "nginx":
             cmd = ["nginx", "-p", d, "-c", cfg, "-g", "daemon off;"]
         else:
-            v["STICKY"] = ('sticky = { mode = "insert", cookie = "SRVID", '
-                           'secret_env = "FASTLB_SECRET" }' if sc.sticky else "")
-            cfg = render("fastlb.toml", os.path.join(d, "fastlb.toml"), v)
             cmd = [sys.executable, "-m", "fastlb", "run", "-c", cfg]
             env["FASTLB_SECRET"] = DEMO_SECRET
         self.proc = self.procs.start(cmd, env=env, log=log)
@@ -259,6 +344,31 @@ class Proxy:
 
     def pids(self) -> list[int]:
         return tree(self.proc.pid) if self.proc else []
+
+    def reload(self, sc: Scenario) -> None:
+        """Write the next config generation and reload the proxy the way its
+        operators do: fastlb SIGHUP to its master; HAProxy (-W) SIGUSR2 to its
+        master; nginx ``nginx -s reload`` (SIGHUP to the master in its pid file)."""
+        assert self.proc is not None
+        self.gen += 1
+        self.write_config(sc)
+        if self.name == "fastlb":
+            os.kill(self.proc.pid, signal.SIGHUP)
+        elif self.name == "haproxy":
+            os.kill(self.proc.pid, signal.SIGUSR2)
+        else:
+            r = subprocess.run(["nginx", "-p", self.dir, "-c", self.cfg, "-s", "reload"],
+                               capture_output=True, text=True, timeout=10)
+            if r.returncode != 0:
+                raise RuntimeError(f"nginx -s reload: {(r.stderr or r.stdout).strip()}")
+
+    def log_lines(self) -> list[str]:
+        """The lines of the log the reload count comes from."""
+        try:
+            with open(os.path.join(self.dir, RELOAD_LOG[self.name][0]), "rb") as f:
+                return f.read().decode(errors="replace").splitlines()
+        except OSError:
+            return []
 
     def stop(self) -> None:
         if self.proc:
@@ -332,26 +442,42 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 
+def wrk_cmd(port: int, sc: Scenario, duration: float, conns: int, script: str,
+            headers: list[str] | None = None) -> list[str]:
+    return ["wrk", f"-t{sc.threads}", f"-c{max(conns, sc.threads)}", f"-d{int(duration)}s",
+            "--latency", *(headers or []), "-s", script, f"http://127.0.0.1:{port}/"]
+
+
 def run_wrk(port: int, sc: Scenario, duration: float, conns: int,
             script: str) -> dict[str, Any]:
-    cmd = ["wrk", f"-t{sc.threads}", f"-c{max(conns, sc.threads)}", f"-d{int(duration)}s",
-           "--latency", "-s", script, f"http://127.0.0.1:{port}/"]
+    cmd = wrk_cmd(port, sc, duration, conns, script)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
-    out = r.stdout
+    return parse_wrk(r.returncode, r.stdout, r.stderr)
+
+
+def parse_wrk(returncode: int, out: str, stderr: str) -> dict[str, Any]:
+    """wrk's summary: requests, req/s, p50/p99, non-2xx/3xx and socket errors."""
     m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
-    if r.returncode != 0 or not (m and rps and p50 and p99):
-        raise RuntimeError(f"wrk failed: {r.stderr.strip() or out}")
+    if returncode != 0 or not (m and rps and p50 and p99):
+        raise RuntimeError(f"wrk failed: {stderr.strip() or out}")
     if int(m.group(1)) == 0:
         raise RuntimeError("wrk got no response at all in the run")
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
+    # "Socket errors: connect 0, read 3, write 0, timeout 0" (only when not all zero)
+    kinds = {k: 0 for k in ("connect", "read", "write", "timeout")}
+    for k, n in re.findall(r"(connect|read|write|timeout) (\d+)",
+                           errors.group(1) if errors else ""):
+        kinds[k] = int(n)
+    n_non2xx = int(non2xx.group(1)) if non2xx else 0
     return {"requests": int(m.group(1)), "req_s": float(rps.group(1)),
             "p50_ms": _ms(p50.group(1)), "p99_ms": _ms(p99.group(1)),
-            "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-            "socket_errors": errors.group(1).strip() if errors else ""}
+            "non_2xx": n_non2xx,
+            "socket_errors": errors.group(1).strip() if errors else "",
+            "errors": kinds, "failed": n_non2xx + sum(kinds.values())}
 
 
 def read_response(s: socket.socket, buf: memoryview | None = None) -> int:
@@ -491,6 +617,165 @@ def run_scenario(sc: Scenario, proxies: list[Proxy], args: argparse.Namespace,
     return [results[px.name] for px in proxies]
 
 
+def reload_run(px: Proxy, sc: Scenario, args: argparse.Namespace, script: str,
+               headers: list[str], reloading: bool) -> dict[str, Any]:
+    """One wrk run; with ``reloading``, a reload every second while it runs.
+
+    Reloads go at 1, 2, ... s after wrk starts, at most ``duration - 1`` of
+    them, none after wrk ends.  Afterwards it waits (at most 5 s) until the
+    proxy logged every reload as done, then checks that it still answers.
+    """
+    mark = len(px.log_lines())
+    cmd = wrk_cmd(px.port, sc, args.duration, sc.connections or args.connections, script,
+                  headers)
+    wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sent = 0
+    try:
+        t0 = time.monotonic()
+        for i in range(1, args.duration if reloading else 0):
+            left = t0 + i - time.monotonic()
+            if left > 0:
+                try:
+                    wrk.wait(left)        # returns early only if wrk ended
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+            if wrk.poll() is not None:
+                break
+            px.reload(sc)
+            sent += 1
+        out, err = wrk.communicate(timeout=args.duration + 60)
+    finally:
+        if wrk.poll() is None:
+            wrk.kill()
+            wrk.wait(5)
+    res = parse_wrk(wrk.returncode, out, err)
+    pattern = RELOAD_LOG[px.name][1]
+    deadline = time.monotonic() + 5
+    while True:
+        new = px.log_lines()[mark:]
+        done = sum(1 for line in new if pattern.search(line))
+        if done >= sent or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    res.update(reloads_sent=sent, reloads_done=done,
+               log_problems=[line for line in new if LOG_PROBLEM[px.name].search(line)
+                             and not LOG_BENIGN.search(line)][:20])
+    if px.proc is None or px.proc.poll() is not None:
+        raise RuntimeError("the proxy exited during the run")
+    status, _ = http_get(px.port, "/")
+    if status != 200:
+        raise RuntimeError(f"GET / answered {status} after the run")
+    return res
+
+
+def run_reload_scenario(sc: Scenario, proxies: list[Proxy], args: argparse.Namespace,
+                        work: str) -> list[Result]:
+    """Per round and proxy (interleaved), per wrk variant, a baseline run and
+    a run with a reload every second, back to back; the order of the two
+    alternates from round to round so that drift does not favour either."""
+    results = {px.name: Result(px.name) for px in proxies}
+    live: list[Proxy] = []
+    script = lua_script(os.path.join(work, "reload.lua"), sc, [])
+    try:
+        for px in proxies:
+            try:
+                px.start(sc)
+                run_wrk(px.port, sc, 1, sc.connections or args.connections, script)  # warm-up
+            except RuntimeError as e:
+                results[px.name].skipped = f"did not start: {e}"
+                px.stop()
+                continue
+            live.append(px)
+        for rnd in range(args.rounds):
+            order = (False, True) if rnd % 2 == 0 else (True, False)
+            for px in list(live):
+                try:
+                    for variant, headers in RELOAD_VARIANTS:
+                        for reloading in order:
+                            res = reload_run(px, sc, args, script, headers, reloading)
+                            res.update(variant=variant, reloading=reloading, round=rnd)
+                            results[px.name].runs.append(res)
+                except (RuntimeError, OSError) as e:
+                    results[px.name].runs.clear()
+                    results[px.name].skipped = f"failed: {e}"
+                    px.stop()
+                    live.remove(px)
+    finally:
+        for px in live:
+            px.stop()
+    return [results[px.name] for px in proxies]
+
+
+def report_reload(sc: Scenario, results: list[Result]) -> list[dict[str, Any]]:
+    """Per proxy and variant: median req/s without and with reloads, the dip
+    (1 - median with / median without) and failed requests per run (median
+    and total over the rounds), with ratios to HAProxy."""
+    print(f"\n## {sc.name}: {sc.what}")
+    print(f"{'proxy':8} {'variant':9} {'req/s':>8} {'(vs HA)':>8} {'reloading':>9} "
+          f"{'(vs HA)':>8} {'dip':>6} {'failed':>6} {'reloading':>9} {'(vs HA)':>8} "
+          f"{'total':>6} {'reloads':>8} {'p99 ms':>7} {'reloading':>9}")
+    summary: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in results:
+        for variant, _ in RELOAD_VARIANTS:
+            base = [x for x in r.runs if x["variant"] == variant and not x["reloading"]]
+            rel = [x for x in r.runs if x["variant"] == variant and x["reloading"]]
+            if not (base and rel):
+                continue
+            med = statistics.median
+            s = summary[(r.proxy, variant)] = {
+                "req_s": med(x["req_s"] for x in base),
+                "req_s_reloading": med(x["req_s"] for x in rel),
+                "failed": med(x["failed"] for x in base),
+                "failed_reloading": med(x["failed"] for x in rel),
+                "failed_total": sum(x["failed"] for x in base),
+                "failed_reloading_total": sum(x["failed"] for x in rel),
+                "p99_ms": med(x["p99_ms"] for x in base),
+                "p99_ms_reloading": med(x["p99_ms"] for x in rel),
+                "reloads_sent": sum(x["reloads_sent"] for x in rel),
+                "reloads_done": sum(x["reloads_done"] for x in rel),
+                "errors_reloading": {k: sum(x["errors"][k] for x in rel)
+                                     for k in rel[0]["errors"]},
+                "non_2xx_reloading": sum(x["non_2xx"] for x in rel),
+                "dips_per_round": [1 - b["req_s"] / a["req_s"] for a, b in
+                                   zip(sorted(base, key=lambda x: x["round"]),
+                                       sorted(rel, key=lambda x: x["round"]))]}
+            s["dip"] = 1 - s["req_s_reloading"] / s["req_s"]
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {"proxy": r.proxy, "runs": r.runs}
+        if not r.runs:
+            print(f"{r.proxy:8} n/a: {r.skipped}")
+            row["skipped"] = r.skipped
+            rows.append(row)
+            continue
+        for variant, _ in RELOAD_VARIANTS:
+            if (r.proxy, variant) not in summary:
+                continue
+            s = summary[(r.proxy, variant)]
+            b: dict[str, Any] = summary.get(("haproxy", variant)) or {}
+            print(f"{r.proxy:8} {variant:9} {s['req_s']:8.0f} "
+                  f"{ratio(s['req_s'], b.get('req_s')):>8} "
+                  f"{s['req_s_reloading']:9.0f} "
+                  f"{ratio(s['req_s_reloading'], b.get('req_s_reloading')):>8} "
+                  f"{s['dip'] * 100:5.1f}% {s['failed']:6.0f} {s['failed_reloading']:9.0f} "
+                  f"{ratio(s['failed_reloading'], b.get('failed_reloading')):>8} "
+                  f"{s['failed_reloading_total']:6d} "
+                  f"{s['reloads_done']:>3}/{s['reloads_sent']:<4} "
+                  f"{s['p99_ms']:7.2f} {s['p99_ms_reloading']:9.2f}")
+            dips = ", ".join(f"{d * 100:.1f}%" for d in s["dips_per_round"])
+            errs = ", ".join(f"{k} {n}" for k, n in s["errors_reloading"].items() if n)
+            print(f"{'':8} {'':9} dip per round {dips}; failed while reloading, all rounds: "
+                  f"{errs or 'no socket errors'}, non-2xx/3xx {s['non_2xx_reloading']}")
+            problems = [line for x in r.runs if x["variant"] == variant
+                        for line in x["log_problems"]]
+            for line in problems[:5]:
+                print(f"{'':8} log: {line[:160]}")
+            row[variant] = s
+        rows.append(row)
+    return rows
+
+
 def ratio(v: float, base: float | None) -> str:
     return f"{v / base:.2f}x" if base else "-"
 
@@ -599,6 +884,7 @@ def main(argv: list[str]) -> int:
         "git": git_sha(), "command": " ".join([sys.executable, *sys.argv]),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
+                    "loadavg_at_start": os.getloadavg(),
                     "haproxy": version(["haproxy", "-v"]), "nginx": version(["nginx", "-v"]),
                     "python": platform.python_version()},
         "settings": {"duration_s": args.duration, "rounds": args.rounds,
@@ -619,11 +905,17 @@ def main(argv: list[str]) -> int:
         for sc in SCENARIOS:
             if args.only and sc.name not in args.only:
                 continue
-            results = run_scenario(sc, proxies, args, work)
-            out["scenarios"][sc.name] = {"what": sc.what, "results": report(sc, results)}
+            if sc.reload:
+                results = run_reload_scenario(sc, proxies, args, work)
+                rows = report_reload(sc, results)
+            else:
+                results = run_scenario(sc, proxies, args, work)
+                rows = report(sc, results)
+            out["scenarios"][sc.name] = {"what": sc.what, "results": rows}
     finally:
         procs.stop_all()
         shutil.rmtree(work, ignore_errors=True)
+    out["machine"]["loadavg_at_end"] = os.getloadavg()
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     path = os.path.join(ROOT, "bench", "results", f"e2e-{out['git']}.json")
     with open(path, "w") as f:
