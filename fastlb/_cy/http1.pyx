@@ -17,8 +17,8 @@
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint32_t
-from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memchr, memcmp, memcpy
+from libc.stdlib cimport free, malloc
+from libc.string cimport memchr, memcmp, memcpy, memset
 
 # Largest int64: Content-Length must fit (the body is counted in int64).
 cdef int64_t _INT64_MAX = 0x7FFFFFFFFFFFFFFF
@@ -304,7 +304,12 @@ cdef class HeadScanner:
         self.max_head = max_head
         self.max_headers = max_headers
         # FLB_PAD zeroed bytes past the end let flb_ctl_stop read 16 at a time.
-        self.buf = <unsigned char*>calloc(max_head + FLB_PAD, 1)
+        # malloc, not calloc: a head only touches the pages it fills, so an
+        # idle connection's 16 KiB buffer costs one page, not four (the scan
+        # already meets an earlier request's bytes past the current one).
+        self.buf = <unsigned char*>malloc(max_head + FLB_PAD)
+        if self.buf != NULL:
+            memset(self.buf + max_head, 0, FLB_PAD)
         self.hdrs = <HeaderSpan*>malloc(max_headers * sizeof(HeaderSpan))
         if self.buf == NULL or self.hdrs == NULL:
             raise MemoryError()
