@@ -189,7 +189,8 @@ cdef const unsigned char* flb_feed_args(bytes data, Py_ssize_t start,
 # What RequestScanner and ResponseScanner share: the buffer, the line loop,
 # the field table, framing and connection fields.
 cdef class HeadScanner:
-    cdef unsigned char* buf      # the head (owned copy), capacity max_head
+    cdef unsigned char* buf      # the head (owned copy), grown up to max_head
+    cdef Py_ssize_t cap          # bytes allocated for buf (FLB_PAD more), <= max_head
     cdef HeaderSpan* hdrs        # one span per field line, capacity max_headers
     cdef readonly int max_head
     cdef readonly int max_headers
@@ -212,6 +213,7 @@ cdef class HeadScanner:
 
     cpdef int feed(self, bytes data, Py_ssize_t start=*) except -1
     cdef int feed_ptr(self, const unsigned char* p, Py_ssize_t n) noexcept
+    cdef int _grow(self, Py_ssize_t need) noexcept   # 0, or -1 when out of memory
     cpdef void reset(self) noexcept
     cdef void _clear(self) noexcept
     cdef int _scan(self) noexcept

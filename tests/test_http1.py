@@ -137,6 +137,25 @@ def test_head_filling_max_head_exactly_is_accepted(core: ModuleType) -> None:
     assert s.status == DONE
 
 
+def test_large_heads_grow_the_buffer_and_keep_every_span(core: ModuleType) -> None:
+    # The native scanner's buffer starts at 4 KiB and grows while a head
+    # comes in pieces: spans found before a growth must still read right.
+    fields = [b"X-F%d: " % i + bytes([97 + i % 26]) * 400 for i in range(30)]
+    data = req(b"GET /big HTTP/1.1", H, b"Cookie: SRV=s1; JSESSIONID=abc", *fields)
+    assert 12000 < len(data) < 16384
+    whole = feed_pieces(make(core, "req"), [data])
+    for size in (1000, 4095, 4097):
+        pieces = [data[i:i + size] for i in range(0, len(data), size)]
+        s = make(core, "req")
+        assert feed_pieces(s, pieces) == whole
+        assert s.status == DONE and _cookies(s) == [b"s1", b"abc"]
+        assert s.header(s.nhdrs - 1)[:2] == (b"X-F29", b"d" * 400)   # 97 + 29 % 26
+        assert s.head_bytes() == data
+    # Then a small head on the same scanner: the grown buffer is reused.
+    s.reset()
+    assert s.feed(req(b"GET /small HTTP/1.1", H)) == DONE and s.target() == b"/small"
+
+
 def test_too_many_header_lines_are_rejected(core: ModuleType) -> None:
     rejects(core, req(b"GET / HTTP/1.1", H, b"A: 1", b"B: 2"), ErrCode.E_TOO_MANY_HEADERS,
             max_headers=2)

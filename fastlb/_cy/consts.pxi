@@ -8,6 +8,11 @@ cdef enum:
     # takes every head HAProxy takes (a client must not get 431 from fastlb
     # where HAProxy forwards), at 16 KiB of scanner buffer per connection.
     DEF_MAX_HEAD = 16384
+    # A head buffer starts this big and doubles, up to max_head, only for a
+    # head that needs it: most heads are under 2 KiB, and a connection's
+    # buffer lives as long as the connection (1,000 idle clients would
+    # otherwise hold 16 MiB, and the heap fragments as they come and go).
+    HEAD_START = 4096
     # Default cap on header lines; HAProxy's tune.http.maxhdr is 101.
     DEF_MAX_HEADERS = 100
 

@@ -17,7 +17,7 @@
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint32_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy, memset
 
 # Largest int64: Content-Length must fit (the body is counted in int64).
@@ -303,13 +303,14 @@ cdef class HeadScanner:
             raise ValueError("max_head must be >= 16 and max_headers >= 1")
         self.max_head = max_head
         self.max_headers = max_headers
-        # FLB_PAD zeroed bytes past the end let flb_ctl_stop read 16 at a time.
-        # malloc, not calloc: a head only touches the pages it fills, so an
-        # idle connection's 16 KiB buffer costs one page, not four (the scan
-        # already meets an earlier request's bytes past the current one).
-        self.buf = <unsigned char*>malloc(max_head + FLB_PAD)
+        # The buffer grows as heads need (HEAD_START, doubling, up to
+        # max_head); FLB_PAD zeroed bytes past its end let flb_ctl_stop read
+        # 16 at a time.  Not zeroed otherwise: the scan already meets an
+        # earlier request's bytes past the current one.
+        self.cap = HEAD_START if HEAD_START < max_head else max_head
+        self.buf = <unsigned char*>malloc(self.cap + FLB_PAD)
         if self.buf != NULL:
-            memset(self.buf + max_head, 0, FLB_PAD)
+            memset(self.buf + self.cap, 0, FLB_PAD)
         self.hdrs = <HeaderSpan*>malloc(max_headers * sizeof(HeaderSpan))
         if self.buf == NULL or self.hdrs == NULL:
             raise MemoryError()
@@ -356,6 +357,10 @@ cdef class HeadScanner:
         before = self.buf_len
         room = self.max_head - before
         take = n if n < room else room
+        if before + take > self.cap and self._grow(before + take) < 0:
+            self.error = self._overflow_error()    # no memory for it: as if too big
+            self.status = SCAN_ERROR
+            return SCAN_ERROR
         memcpy(self.buf + before, p, take)
         self.buf_len = before + take
         r = self._scan()
@@ -369,6 +374,22 @@ cdef class HeadScanner:
                 self.error = self._overflow_error()
                 self.status = r = SCAN_ERROR
         return r
+
+    cdef int _grow(self, Py_ssize_t need) noexcept:
+        """Room for ``need`` bytes (need <= max_head); offsets stay valid."""
+        cdef Py_ssize_t cap = self.cap
+        cdef unsigned char* nb
+        while cap < need:
+            cap *= 2
+        if cap > self.max_head:
+            cap = self.max_head
+        nb = <unsigned char*>realloc(self.buf, cap + FLB_PAD)
+        if nb == NULL:
+            return -1
+        memset(nb + cap, 0, FLB_PAD)
+        self.buf = nb
+        self.cap = cap
+        return 0
 
     cdef int _scan(self) noexcept:
         cdef const unsigned char* b = self.buf
