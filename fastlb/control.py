@@ -103,7 +103,10 @@ class Balancer:
         self.weights: dict[tuple[str, str], int] = {}      # admin API weight overrides
         self.ids = itertools.count(1)
         self.pending: dict[int, tuple[dict[int, Any], asyncio.Future[None], set[int]]] = {}
-        self.applied: dict[int, tuple[dict[int, str | None], asyncio.Future[None]]] = {}
+        # Reloads waiting for the workers: generation -> (answers by slot, done,
+        # the slots the config was sent to).
+        self.applied: dict[int, tuple[dict[int, str | None], asyncio.Future[None],
+                                      set[int]]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.session_counts: dict[str, tuple[SessionStore, float, int]] = {}
 
@@ -143,10 +146,9 @@ class Balancer:
         elif op == "applied":
             a = self.applied.get(int(msg.get("generation") or 0))
             if a is not None:
-                got_a, fut = a
+                got_a, fut, sent = a
                 got_a[slot] = msg.get("error")
-                if not fut.done() and set(got_a) >= {i for i, _ in self._channels()}:
-                    fut.set_result(None)
+                self._applied_check(got_a, fut, sent)
         elif op == "passive":
             try:
                 self.health.passive(str(msg["backend"]), str(msg["server"]),
@@ -157,6 +159,14 @@ class Balancer:
             pass
         else:
             log.debug("control: worker %d sent %r", slot, op)
+
+    def _applied_check(self, got: dict[int, str | None], fut: asyncio.Future[None],
+                       sent: set[int]) -> None:
+        """A reload is done when every worker it was sent to and still alive
+        answered (one that died meanwhile is restarted with the new config)."""
+        live = {i for i, _ in self._channels()}
+        if not fut.done() and set(got) >= sent & live:
+            fut.set_result(None)
 
     async def close(self) -> None:
         for t in list(self.tasks):
@@ -266,7 +276,6 @@ class Balancer:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         got: dict[int, str | None] = {}
-        self.applied[gen] = (got, fut)
         body = {"op": "config", "generation": gen, "cfg": encode_config(cfg),
                 "sockets": list(added), "stores": fresh,
                 "states": self.state_map(cfg), "weights": self.weight_map(cfg)}
@@ -278,6 +287,8 @@ class Balancer:
         for name in [n for n in old.frontends if n not in cfg.frontends]:
             self.master.remove_sockets(name)
         channels = self._channels()
+        sent = {i for i, _ in channels}
+        self.applied[gen] = (got, fut, sent)
         for slot, ch in channels:
             fds = [group[slot].fileno() for group in added.values()]
             fds += [st.fd for name, _ in fresh
@@ -285,10 +296,16 @@ class Balancer:
             ch.send(body, fds)
         if not channels:
             fut.set_result(None)
+        deadline = time.monotonic() + APPLY_TIMEOUT
         try:
-            await asyncio.wait_for(fut, APPLY_TIMEOUT)
+            while not fut.done() and time.monotonic() < deadline:
+                # Wake now and then: a worker that died is not waited for.
+                await asyncio.wait([fut], timeout=0.2)
+                self._applied_check(got, fut, sent)
+            if not fut.done():
+                raise asyncio.TimeoutError
         except asyncio.TimeoutError:
-            missing = sorted({i for i, _ in channels} - set(got))
+            missing = sorted(sent & {i for i, _ in self._channels()} - set(got))
             got.update({i: "did not confirm the reload in time" for i in missing})
         finally:
             self.applied.pop(gen, None)
