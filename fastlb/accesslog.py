@@ -20,9 +20,12 @@ backend has no stickiness); ``reason``, ``outcome`` and ``server`` are
 ``-`` for a request refused before a server was chosen (a bad request).
 
 Limits: a record waits at most ``FLUSH_EVERY`` in memory (lost if the
-worker is killed); when writing falls behind (a full pipe, a slow disk),
-records beyond ``PENDING_MAX`` are dropped and counted in ``dropped``
-rather than growing the worker's memory.  The file is opened for append
+worker is killed).  Writes never block the worker: the file is opened
+non-blocking (standard output through a descriptor of its own), bytes a
+full pipe does not take wait for the next flush, and when more than
+``BACKLOG_MAX`` bytes wait (a reader that stalled), or ``PENDING_MAX``
+records, what does not fit is dropped and counted in ``dropped`` rather
+than growing the worker's memory.  The file is opened for append
 and reopened on every reload (log rotation: move the file, then reload).
 """
 
@@ -39,6 +42,7 @@ import orjson
 FLUSH_EVERY = 1.0
 BATCH_MAX = 512
 PENDING_MAX = 65536
+BACKLOG_MAX = 4 << 20       # bytes written but not yet taken by the file
 
 log = logging.getLogger("fastlb.access")
 
@@ -54,6 +58,7 @@ class AccessLog:
         self.path = path
         self.pending: list[tuple[Any, ...]] = []
         self.dropped = 0
+        self.backlog = b""      # bytes the file did not take yet
         self.fd = -1
         self.handle: asyncio.TimerHandle | None = None
         self.open()
@@ -61,12 +66,14 @@ class AccessLog:
     def open(self) -> None:
         """(Re)open the file: after a rotation, the next batch goes to a new one."""
         old = self.fd
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK
         if self.path == "-":
-            self.fd = 1
+            # A descriptor of our own on standard output, so O_NONBLOCK does not
+            # change the stdout every other writer shares.
+            self.fd = os.open("/proc/self/fd/1", flags)
         else:
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                              0o640)
-        if old > 2:
+            self.fd = os.open(self.path, flags | os.O_CREAT, 0o640)
+        if old >= 0:
             os.close(old)
 
     def add(self, record: tuple[Any, ...]) -> None:
@@ -85,21 +92,33 @@ class AccessLog:
             self.handle.cancel()
             self.handle = None
         batch, self.pending = self.pending, []
-        if not batch:
+        if not batch and not self.backlog:
             return
         try:
             data = b"".join(orjson.dumps(line(r)) + b"\n" for r in batch)
-            view = memoryview(data)
-            while view:
-                n = os.write(self.fd, view)
-                view = view[n:]
+            if len(self.backlog) + len(data) > BACKLOG_MAX:
+                self.dropped += len(batch)          # the reader stalled: keep what waits
+                data = b""
+            view = memoryview(self.backlog + data)
+            try:
+                while view:
+                    n = os.write(self.fd, view)
+                    view = view[n:]
+            except BlockingIOError:
+                pass                                # the rest waits for the next flush
+            self.backlog = bytes(view)
+            if self.backlog and self.handle is None:
+                self.handle = asyncio.get_running_loop().call_later(FLUSH_EVERY, self.flush)
         except Exception as e:   # the log must never take the data plane down
             self.dropped += len(batch)
             log.warning("access log %s: cannot write %d records: %s", self.path, len(batch), e)
 
     def close(self) -> None:
         self.flush()
-        if self.fd > 2:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        if self.fd >= 0:
             os.close(self.fd)
         self.fd = -1
 

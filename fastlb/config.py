@@ -220,6 +220,9 @@ def load(path: str) -> Config:
         raise ConfigError(path, "", e.strerror or str(e)) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, "", f"invalid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, "", f"not UTF-8 text (TOML is UTF-8): {e.reason} at byte "
+                          f"{e.start}") from None
     r = _Reader(path)
     try:
         cfg = r.config(data)
@@ -388,7 +391,7 @@ class _Reader:
                 self.note(e)
                 broken.add(name)
         fes = self.subtable(top, "", "frontends", _names(top, "frontends"))
-        if not fes and "frontends" not in top:
+        if top.get("frontends", {}) == {}:      # (not a table: subtable reported it)
             self.problem("frontends", "at least one frontend is needed")
         frontends: dict[str, FrontendConfig] = {}
         for name, fe in fes.items():
@@ -474,6 +477,8 @@ class _Reader:
         nets = []
         for i, net in enumerate(proxies):
             try:
+                if not isinstance(net, str):
+                    raise TypeError(net)
                 nets.append(ipaddress.ip_network(net, strict=False))
             except (TypeError, ValueError):
                 self.problem(f"{key}.accept_proxy[{i}]",
@@ -624,6 +629,9 @@ class _Reader:
                     ranges.append(r)
             if ranges:
                 expect = tuple(ranges)
+            elif not items:
+                self.problem(f"{key}.expect", "an empty list accepts no status; leave it "
+                             "out for 200-399")
         interval = self.duration(t, key, "interval", d.interval)
         timeout = self.duration(t, key, "timeout", d.timeout)
         if timeout > interval:

@@ -45,7 +45,7 @@ from .admin import AdminServer, load_token
 from .health import HealthChecker, StateChange, WeightChange
 from .master import Master
 from .proxy import BackendRuntime, listener
-from .sessions import SessionStore
+from .sessions import SessionStore, SharedStore
 from .sticky import load_secret, make_store
 from .worker import encode_config, learns
 
@@ -95,6 +95,8 @@ class Balancer:
         self.admin_sock = admin_sock
         self.admin_token = admin_token
         self.admin_server: AdminServer | None = None
+        # The address the admin API really listens on (None: no listener).
+        self.admin_bind = cfg.admin.bind if admin_sock is not None and cfg.admin else None
         self.stores = dict(stores)
         self.master: Master | None = None
         self.generation = 0
@@ -106,7 +108,7 @@ class Balancer:
         # Reloads waiting for the workers: generation -> (answers by slot, done,
         # the slots the config was sent to).
         self.applied: dict[int, tuple[dict[int, str | None], asyncio.Future[None],
-                                      set[int]]] = {}
+                                      dict[int, Channel]]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.session_counts: dict[str, tuple[SessionStore, float, int]] = {}
 
@@ -128,6 +130,10 @@ class Balancer:
         """In a just-forked worker: the admin listener is the master's alone."""
         if self.admin_sock is not None:
             self.admin_sock.close()
+
+    def worker_fds(self) -> set[int]:
+        """Descriptors a forked worker keeps: the shared session tables."""
+        return {st.fd for st in self.stores.values() if isinstance(st, SharedStore)}
 
     def worker_started(self, slot: int, ch: Channel) -> None:
         """A worker was forked with the current config, states and weights."""
@@ -161,11 +167,11 @@ class Balancer:
             log.debug("control: worker %d sent %r", slot, op)
 
     def _applied_check(self, got: dict[int, str | None], fut: asyncio.Future[None],
-                       sent: set[int]) -> None:
-        """A reload is done when every worker it was sent to and still alive
-        answered (one that died meanwhile is restarted with the new config)."""
-        live = {i for i, _ in self._channels()}
-        if not fut.done() and set(got) >= sent & live:
+                       sent: dict[int, Channel]) -> None:
+        """A reload is done when every worker it was sent to answered, or is gone
+        (a worker restarted since was forked with the new config)."""
+        live = dict(self._channels())
+        if not fut.done() and all(i in got or live.get(i) is not ch for i, ch in sent.items()):
             fut.set_result(None)
 
     async def close(self) -> None:
@@ -199,26 +205,11 @@ class Balancer:
             for line in errs:
                 log.error("reload refused, the running config stays: %s", line)
             return errs
-        errs = await self._admin_follow(cfg, token)
-        if errs:
-            return errs
-        errs = await self.apply(cfg)
-        if not errs:
-            log.info("reloaded %s: generation %d", path, self.generation)
-        return errs
-
-    async def _admin_follow(self, cfg: config.Config, token: bytes | None) -> list[str]:
-        """Apply a reload's [admin]: a new token at once; a new address (or none)
-        by starting the new listener before closing the old one."""
-        old = self.cfg.admin.bind if self.cfg.admin is not None else None
         new = cfg.admin.bind if cfg.admin is not None else None
-        self.admin_token = token
-        if self.admin_server is not None:
-            self.admin_server.token = token
-        if new == old:
-            return []
+        moved = new != self.admin_bind
         server = sock = None
-        if new is not None:
+        if moved and new is not None:
+            # The new admin listener first (a port in use refuses the reload) ...
             try:
                 sock = listener.bind("admin", new, 1)[0]
                 server = AdminServer(self, token)
@@ -227,12 +218,27 @@ class Balancer:
                 msg = f"{cfg.path}: admin.bind: cannot listen on {new}: {e.reason}"
                 log.error("reload refused, the running config stays: %s", msg)
                 return [msg]
-            log.info("admin API now on http://%s/", new)
+        errs = await self.apply(cfg)
+        if self.cfg is not cfg:                 # refused before anything changed
+            if server is not None:
+                await server.close()
+            return errs
+        # ... and only once the config is committed, the admin API follows it.
+        self.admin_token = token
         if self.admin_server is not None:
-            # Closing cannot wait here: this very request may be on the old listener.
-            self._spawn(self.admin_server.close())
-        self.admin_server, self.admin_sock = server, sock
-        return []
+            self.admin_server.token = token
+        if moved:
+            if self.admin_server is not None:
+                # Not awaited: this very request may be on the old listener.
+                self._spawn(self.admin_server.close())
+            self.admin_server, self.admin_sock, self.admin_bind = server, sock, new
+            log.info("admin API now %s", f"on http://{new}/" if new else "off")
+        if errs:
+            for line in errs:
+                log.error("reload applied with problems: %s", line)
+        else:
+            log.info("reloaded %s: generation %d", path, self.generation)
+        return errs
 
     async def apply(self, cfg: config.Config) -> list[str]:
         """Send ``cfg`` (validated) to every worker; the problems, or []."""
@@ -281,13 +287,17 @@ class Balancer:
                 "states": self.state_map(cfg), "weights": self.weight_map(cfg)}
         # Commit in the master first: a worker forked from now on starts with it.
         self.cfg, self.stores = cfg, stores
+        self.master.grace = cfg.global_.grace
+        if cfg.global_.workers != workers:
+            log.warning("global.workers changed from %d to %d: that takes a restart; the "
+                        "rest of the reload applies now", workers, cfg.global_.workers)
         for name, group in added.items():
             self.master.remove_sockets(name)
             self.master.add_sockets(name, group)
         for name in [n for n in old.frontends if n not in cfg.frontends]:
             self.master.remove_sockets(name)
         channels = self._channels()
-        sent = {i for i, _ in channels}
+        sent = dict(channels)
         self.applied[gen] = (got, fut, sent)
         for slot, ch in channels:
             fds = [group[slot].fileno() for group in added.values()]
@@ -305,7 +315,9 @@ class Balancer:
             if not fut.done():
                 raise asyncio.TimeoutError
         except asyncio.TimeoutError:
-            missing = sorted(sent & {i for i, _ in self._channels()} - set(got))
+            now_live = dict(self._channels())
+            missing = sorted(i for i, ch in sent.items()
+                             if i not in got and now_live.get(i) is ch)
             got.update({i: "did not confirm the reload in time" for i in missing})
         finally:
             self.applied.pop(gen, None)

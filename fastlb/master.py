@@ -61,6 +61,7 @@ class App(Protocol):
 
     async def start(self, master: Master) -> None: ...
     def in_worker(self) -> None: ...            # in a forked worker: drop the master's things
+    def worker_fds(self) -> set[int]: ...       # descriptors a forked worker keeps
     def worker_started(self, slot: int, ch: Channel) -> None: ...
     def worker_message(self, slot: int, msg: dict[str, Any], fds: list[int]) -> None: ...
     async def reload_config(self) -> list[str]: ...
@@ -201,7 +202,14 @@ class Master:
             now = time.monotonic()
             for slot in self.slots:
                 if slot.pid == 0 and slot.restart_at <= now and not self.stopping:
-                    self._start(slot)
+                    try:
+                        self._start(slot)
+                    except OSError as e:   # fork or socketpair refused: try again later
+                        slot.failures += 1
+                        delay = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (slot.failures - 1))
+                        slot.restart_at = now + delay
+                        log.error("worker %d cannot be started (%s); retrying in %.1fs",
+                                  slot.index, e, delay)
 
     def add_sockets(self, name: str, group: list[socket.socket]) -> None:
         """A reload added frontend ``name``: later workers get its sockets."""
@@ -280,6 +288,10 @@ class Master:
                     mine[name] = sock
                 else:
                     sock.close()
+        keep = {0, 1, 2, ch.fileno(), *(s.fileno() for s in mine.values())}
+        if self.app is not None:
+            keep |= self.app.worker_fds()
+        _close_inherited(keep)
         self.serve_worker(index, mine, ch)
 
     def _exited(self, slot: _Slot, pid: int) -> None:
@@ -351,6 +363,23 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     except (OSError, AttributeError):
         log.warning("prctl(PR_SET_PDEATHSIG) unavailable: workers outlive a killed master")
+
+
+def _close_inherited(keep: set[int]) -> None:
+    """Close every descriptor the fork copied but ``keep``: the master's admin
+    listener and client connections, health-check sockets, its loop's own
+    descriptors.  A worker holding them would keep ports bound and peers
+    waiting for an EOF after the master closed its copy."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -148,7 +148,7 @@ class Worker:
             await self._serve(fe, self.sockets[fe.name])
         self.channel.send({"op": "ready", "pid": os.getpid()})
         await stop
-        await self._drain(list(self.servers), self.cfg.global_.grace)
+        await self._drain(*self._take(list(self.servers)), self.cfg.global_.grace)
         if self.access_log is not None:
             self.access_log.close()
 
@@ -161,13 +161,19 @@ class Worker:
         self.servers[fe.name] = await loop.create_server(entry, sock=sock)
         log.info("worker %d serving frontend %s on %s", self.index, fe.name, fe.bind)
 
-    async def _drain(self, names: list[str], grace: float) -> None:
-        """Stop accepting on frontends ``names`` and let their connections finish."""
+    def _take(self, names: list[str]) -> tuple[list[Any], list[Any]]:
+        """Take frontends ``names`` out of service bookkeeping: their servers and
+        factories, to drain (done at once, so a successor may take the names)."""
         servers = [self.servers.pop(n) for n in names if n in self.servers]
         factories = [self.factories.pop(n) for n in names if n in self.factories]
         for n in names:
             self.entries.pop(n, None)
             self.sockets.pop(n, None)
+        return servers, factories
+
+    async def _drain(self, servers: list[Any], factories: list[Any], grace: float) -> None:
+        """Stop accepting on ``servers`` and let their factories' connections finish
+        for ``grace`` seconds, then close what is left."""
         drained = [asyncio.ensure_future(s.wait_closed()) for s in servers]
         await asyncio.sleep(0)    # wait_closed must be waiting before close()
         for s in servers:
@@ -221,9 +227,12 @@ class Worker:
     def _message(self, msg: dict[str, Any], fds: list[int]) -> None:
         op = msg.get("op")
         if op == "config":
-            task = asyncio.ensure_future(self._reload_safely(msg, fds))
-            self.draining.add(task)          # kept referenced until done
-            task.add_done_callback(self.draining.discard)
+            # The states and weights it carries are the master's as it sent it:
+            # taken now, so a "state" message right behind it is applied after.
+            self.states = {b: dict(m) for b, m in msg.get("states", {}).items()}
+            self.weights = {b: {s: int(w) for s, w in m.items()}
+                            for b, m in msg.get("weights", {}).items()}
+            self._spawn(self._reload_safely(msg, fds))
             return
         for fd in fds:
             os.close(fd)
@@ -231,14 +240,14 @@ class Worker:
             b, s, st = msg["backend"], msg["server"], msg["state"]
             self.states.setdefault(b, {})[s] = st
             rt = self.runtimes.get(b)
-            if rt is not None:
-                apply_state(rt, s, st)
+            if rt is not None and apply_state(rt, s, st):
+                rt.wake()       # a server up again takes queued requests at once
         elif op == "weight":
             b, s, w = msg["backend"], msg["server"], int(msg["weight"])
             self.weights.setdefault(b, {})[s] = w
             rt = self.runtimes.get(b)
-            if rt is not None:
-                apply_weight(rt, s, w)
+            if rt is not None and apply_weight(rt, s, w):
+                rt.wake()
         elif op == "stats":
             assert self.channel is not None
             self.channel.send({"op": "stats", "id": msg.get("id"), "data": self.stats()})
@@ -270,12 +279,13 @@ class Worker:
                 stores[name] = SharedStore(int(entries), fd=fd)
             cfg = decode_config(msg["cfg"])
             stores = {n: st for n, st in stores.items() if learns(cfg, n)}
+            old_stores, self.stores = self.stores, stores
+            try:
+                runtimes = self._build_runtimes(cfg, self.runtimes)
+            except Exception:
+                self.stores = old_stores
+                raise
             self._open_log(cfg)
-            self.states = {b: dict(m) for b, m in msg.get("states", {}).items()}
-            self.weights = {b: {s: int(w) for s, w in m.items()}
-                            for b, m in msg.get("weights", {}).items()}
-            self.stores = stores
-            runtimes = self._build_runtimes(cfg, self.runtimes)
         except Exception as e:
             log.exception("worker %d: reload to generation %d failed", self.index, gen)
             for s in new_socks.values():
@@ -285,6 +295,7 @@ class Worker:
         # Everything is built: swap, frontend by frontend, without yielding.
         old, self.runtimes = self.runtimes, runtimes
         removed = [n for n in self.factories if n not in cfg.frontends or n in new_socks]
+        gone = self._take(removed)     # before _serve reuses a moved frontend's name
         for fe in cfg.frontends.values():
             factory = self.factories.get(fe.name)
             if factory is None or fe.name in new_socks:
@@ -296,16 +307,14 @@ class Worker:
                 self.factories[fe.name] = new = make_protocol_factory(fe, runtimes)
                 new.access_log = self.access_log
                 self.entries[fe.name].factory = new
-                factory.drain()
+                self._spawn(self._drain([], [factory], cfg.global_.grace))
         self.cfg = cfg
         for name, rt in old.items():
             rt.retire(runtimes.get(name))
         self.generation = gen
         # Frontends removed, or moved to another address, drain beside.
         if removed:
-            task = asyncio.ensure_future(self._drain(removed, cfg.global_.grace))
-            self.draining.add(task)
-            task.add_done_callback(self.draining.discard)
+            self._spawn(self._drain(*gone, cfg.global_.grace))
         try:
             for name, sock in new_socks.items():
                 self.sockets[name] = sock
@@ -316,6 +325,11 @@ class Worker:
             return
         log.info("worker %d: now at config generation %d", self.index, gen)
         self.channel.send({"op": "applied", "generation": gen})
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.draining.add(task)          # kept referenced until done
+        task.add_done_callback(self.draining.discard)
 
     def stats(self) -> dict[str, Any]:
         """This worker's counters, in the shape of docs/admin.md (summed by the master)."""

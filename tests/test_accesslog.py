@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import time
 from typing import Any
@@ -82,3 +83,34 @@ def test_records_are_written_in_batches_and_never_grow_without_bound(tmp_path: A
         log.close()
 
     uvloop.run(main())
+
+
+def test_a_stalled_reader_never_blocks_the_worker(tmp_path: Any) -> None:
+    # A pipe nobody reads (a stuck log shipper): writes must not block the
+    # loop; what does not fit waits, up to BACKLOG_MAX bytes, then is dropped.
+    path = os.path.join(str(tmp_path), "pipe")
+    os.mkfifo(path)
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)   # present, never reads
+
+    async def main() -> None:
+        log = accesslog.AccessLog(path)
+        rec = (time.time(), "c" * 200, "fe", "be", "s", b"GET", b"/" + b"x" * 300, 200,
+               0.001, 1, 2, "balance", "none", 0)
+        for _ in range(40):
+            for _ in range(accesslog.BATCH_MAX):
+                log.add(rec)                 # each BATCH_MAX-th add flushes
+        assert 0 < len(log.backlog) <= accesslog.BACKLOG_MAX
+        assert log.dropped > 0
+        log.close()
+
+    def blocked(signum: int, frame: Any) -> None:
+        raise AssertionError("a write to the stalled pipe blocked the loop")
+
+    old = signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(30)                         # a blocking write would hang here
+    try:
+        uvloop.run(main())
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+        os.close(reader)

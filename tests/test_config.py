@@ -668,3 +668,17 @@ def test_global_grace_watch_and_access_log(tmp_path: Path) -> None:
     cfg = load_text(tmp_path, doc(extra='[global]\ngrace = "30s"\nwatch = true\n'
                                         'access_log = "-"\n'))
     assert (cfg.global_.grace, cfg.global_.watch, cfg.global_.access_log) == (30.0, True, "-")
+
+
+def test_shapes_no_reading_may_accept_or_crash_on(tmp_path: Path) -> None:
+    path = tmp_path / "lb.toml"
+    path.write_bytes(b"[global]\nworkers = 2\n# caf\xe9\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(str(path))
+    assert "not UTF-8" in e.value.reason
+    bad(tmp_path, doc().replace(FRONTEND, "[frontends]\n"), "frontends",
+        "at least one frontend")
+    bad(tmp_path, doc(fe="accept_proxy = [1, true]\n"), "frontends.web.accept_proxy[0]",
+        "is not an address or network")
+    bad(tmp_path, doc(be='check = { type = "http", expect = [] }\n'),
+        "backends.app.check.expect", "accepts no status")

@@ -128,6 +128,7 @@ cdef class ClientProtocol:
     cdef readonly object fe
     cdef readonly object be             # the backend runtime of the current request
     cdef object routes                  # the frontend's Routes, or None
+    cdef dict backends                  # the runtimes routes name (same generation)
     cdef object generation              # the factory's generation this connection serves
     cdef dict made                      # backend runtime -> (router, rewriter, resp_rewriter)
     cdef object loop

@@ -70,9 +70,15 @@ class BackendRuntime:
         old = previous.by_name() if previous is not None else {}
         self.pools = []
         self.server_counters = []
+        old_proxy = ({n: b for n, b in zip(previous.names, previous.proxy_builders)}
+                     if previous is not None else {})
         for s in cfg.servers:
             prev = old.get(s.name)
-            same = prev is not None and prev[0] == (s.address.host, s.address.port)
+            # Idle connections carry over only to the same address, opened the
+            # same way (a connection made without a PROXY header cannot serve
+            # a server that now wants one).
+            same = (prev is not None and prev[0] == (s.address.host, s.address.port)
+                    and old_proxy.get(s.name) is _PROXY_BUILDERS.get(s.send_proxy or ""))
             pool = prev[1] if same and prev is not None else None
             if pool is None or (pool.max_idle, pool.idle_timeout) != (
                     cfg.pool.max_idle, cfg.pool.idle_timeout):
@@ -82,7 +88,8 @@ class BackendRuntime:
         self.counters: Counters = previous.counters if previous is not None else Counters()
         # Passive health: called with (server name, kind, ok); set by the worker.
         self.on_passive: Callable[[str, str, bool], None] | None = None
-        self.proxy_builders = [_PROXY_BUILDERS.get(s.send_proxy or "") for s in cfg.servers]
+        self.proxy_builders: list[Any] = [_PROXY_BUILDERS.get(s.send_proxy or "")
+                                          for s in cfg.servers]
         self.queue: deque[Waiter] = deque()
         self.persistence = make_persistence(cfg, self.table, self.picker, secret, store)
         # What the balancing key is (the TCP relay hashes the client address

@@ -97,6 +97,7 @@ cdef class ClientProtocol:
         self.made = {}
         self.generation = factory.generation
         self.routes = factory.routes
+        self.backends = factory.backends
         self._bind(factory.fe, factory.be)
         self._clear_request()
 
@@ -352,7 +353,9 @@ cdef class ClientProtocol:
         self.status = code
         self.resp_started = True
         if self.passive_on:
-            self._passive(self.server, "5xx", code < 500)
+            # 501 and 505 say what the server does not support, not that it
+            # fails (HAProxy's observe layer7 leaves them out too).
+            self._passive(self.server, "5xx", code < 500 or code == 501 or code == 505)
         kind = s.body_kind
         self.close_after = (not self.keep_alive or self.eof or self.draining
                             or not self.req_done
@@ -475,6 +478,7 @@ cdef class ClientProtocol:
             self.made.clear()
             self.generation = self.factory.generation
             self.routes = self.factory.routes
+            self.backends = self.factory.backends
             self._bind(self.factory.fe, self.factory.be)
         if not self.head_started:
             self.head_started = True
@@ -500,10 +504,11 @@ cdef class ClientProtocol:
         it is not the one this connection's router belongs to, the head is scanned
         again by the chosen backend's router (its cookies, key and pick)."""
         cdef RequestScanner s = self.scanner
-        be = self.factory.backends[self.routes.match(s.host(), s.target())]
+        be = self.backends[self.routes.match(s.host(), s.target())]
         if be is self.be:
             return
         head = s.head_bytes()
+        self._drop_own()            # a private connection is one backend's server
         self._bind(self.fe, be)
         if self.router.route(head, 0, now) != SCAN_DONE:
             raise RuntimeError("a head scanned once did not scan again")
