@@ -298,3 +298,26 @@ def test_a_learn_backend_added_by_reload_shares_its_table_across_workers(
         r, _ = get(port, headers={"Cookie": session})
         served.add(r.getheader("X-Backend"))
     assert served == {first}
+
+
+def test_a_frontend_moved_to_another_address_serves_there_and_leaves_the_old(
+        balancer: Any, servers: list[int]) -> None:
+    s1, s2, _ = servers
+    old, new = free_ports(2)
+    lb = balancer(config_text(old, {"s1": s1, "s2": s2}), old)
+    assert get(old)[0].status == 200
+    write(lb.path, config_text(new, {"s1": s1, "s2": s2}))
+    lb.hup()
+    lb.wait_log("reloaded")
+    wait_listening(new, lb.proc)
+    for _ in range(6):                    # every worker serves the new address
+        assert get(new)[0].status == 200
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            get(old)
+        except OSError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"the old address {old} still answers")

@@ -1,0 +1,51 @@
+"""A worker's side of the control channel, driven directly (real loop, real socket pair)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from fastlb import config
+from fastlb.channel import Channel, pair
+from fastlb.types import BackendState
+from fastlb.worker import Worker, encode_config
+
+TEXT = """
+[frontends.web]
+bind = "127.0.0.1:1"
+backend = "app"
+[backends.app]
+servers = [{ name = "s1", address = "127.0.0.1:2" }, { name = "s2", address = "127.0.0.1:3" }]
+"""
+
+
+def test_a_state_change_right_behind_a_reload_is_not_undone_by_it(tmp_path: Path) -> None:
+    path = tmp_path / "lb.toml"
+    path.write_text(TEXT)
+    cfg = config.load(str(path))
+
+    async def main() -> None:
+        master_end, worker_end = pair()
+        got: list[dict[str, Any]] = []
+        Channel(master_end, lambda msg, fds: got.append(msg))
+        w = Worker(0, cfg, {}, {}, worker_end)
+        w.channel = Channel(worker_end, w._message)
+        w.runtimes = w._build_runtimes(cfg, {})
+        # The reload (its states: none down) and, in the same read, s2 down.
+        w._message({"op": "config", "generation": 1, "cfg": encode_config(cfg),
+                    "sockets": [], "stores": [], "states": {}, "weights": {}}, [])
+        w._message({"op": "state", "backend": "app", "server": "s2", "state": "down"}, [])
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if any(m.get("op") == "applied" for m in got):
+                break
+        assert [m for m in got if m.get("op") == "applied"] == [
+            {"op": "applied", "generation": 1}]
+        rt = w.runtimes["app"]
+        assert w.states == {"app": {"s2": "down"}}
+        assert rt.table.state(rt.table.find(b"s2")) == BackendState.ST_DOWN
+
+    uvloop.run(main())
