@@ -198,7 +198,13 @@ class Worker:
             return
         self.access_log = AccessLog(path) if path else None
         if old is not None:
-            old.close()
+            # Requests in flight still write to it until their connection
+            # rebinds: close it once they had the grace to finish.
+            self._spawn(self._close_log_later(old, cfg.global_.grace))
+
+    async def _close_log_later(self, log_: AccessLog, grace: float) -> None:
+        await asyncio.sleep(grace)
+        log_.close()
 
     def _build_runtimes(self, cfg: config.Config, old: Mapping[str, BackendRuntime]
                         ) -> dict[str, BackendRuntime]:

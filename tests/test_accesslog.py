@@ -114,3 +114,29 @@ def test_a_stalled_reader_never_blocks_the_worker(tmp_path: Any) -> None:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
         os.close(reader)
+
+
+def test_a_request_in_flight_across_a_log_change_is_still_logged(
+        balancer: Any, servers: list[int], tmp_path: Any) -> None:  # noqa: F811
+    import threading
+
+    from running import write
+
+    s1, s2, _ = servers
+    port = free_ports(1)[0]
+    a, b = (os.path.join(str(tmp_path), n) for n in ("a.log", "b.log"))
+    lb = balancer(config_text(port, {"s1": s1, "s2": s2}, workers=1,
+                              extra=f'access_log = "{a}"'), port)
+    done: list[int] = []
+    t = threading.Thread(target=lambda: done.append(get(port, "/slow?ms=800")[0].status))
+    t.start()
+    time.sleep(0.3)
+    write(lb.path, config_text(port, {"s1": s1, "s2": s2}, workers=1,
+                               extra=f'access_log = "{b}"'))
+    lb.hup()
+    lb.wait_log("reloaded")
+    t.join(10)
+    assert done == [200]
+    get(port, "/after")
+    assert [x["target"] for x in read_lines(a, 1)] == ["/slow?ms=800"]
+    assert [x["target"] for x in read_lines(b, 1)] == ["/after"]
