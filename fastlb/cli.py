@@ -29,7 +29,7 @@ from typing import Mapping
 from . import config
 from ._version import __version__
 from .errors import ConfigError, ConfigErrors, ListenError
-from .sticky import load_secret, make_store
+from .sticky import make_store
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
@@ -49,15 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_)
         sp.add_argument("-c", "--config", required=True, metavar="FILE", help="TOML config")
     return p
-
-
-def resolve_secrets(cfg: config.Config, environ: Mapping[str, str]) -> dict[str, bytes | None]:
-    """Each backend's sticky signing key, read from the variable its config names.
-
-    Raises ConfigError naming the backend's ``sticky.secret_env`` key and the
-    variable when it is unset or too short (``sticky.load_secret`` decides).
-    """
-    return {name: load_secret(cfg, be, environ) for name, be in cfg.backends.items()}
 
 
 def serve(cfg: config.Config) -> int:
@@ -160,8 +151,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         cfg = config.load(args.config)
-        if args.command == "run":
-            resolve_secrets(cfg, os.environ)
     except ConfigError as e:
         for err in e.errors if isinstance(e, ConfigErrors) else [e]:
             log.error("config error: %s", err)

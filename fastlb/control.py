@@ -296,14 +296,13 @@ class Balancer:
             self.master.add_sockets(name, group)
         for name in [n for n in old.frontends if n not in cfg.frontends]:
             self.master.remove_sockets(name)
+        store_fds = [st.fd for name, _ in fresh
+                     if isinstance(st := stores[name], SharedStore)]
         channels = self._channels()
         sent = dict(channels)
         self.applied[gen] = (got, fut, sent)
         for slot, ch in channels:
-            fds = [group[slot].fileno() for group in added.values()]
-            fds += [st.fd for name, _ in fresh
-                    for st in [stores[name]] if st is not None and hasattr(st, "fd")]
-            ch.send(body, fds)
+            ch.send(body, [group[slot].fileno() for group in added.values()] + store_fds)
         if not channels:
             fut.set_result(None)
         deadline = time.monotonic() + APPLY_TIMEOUT

@@ -120,7 +120,7 @@ class Worker:
         self.servers: dict[str, asyncio.AbstractServer] = {}
         self.channel: Channel | None = None
         self.generation = 0
-        self.draining: set[asyncio.Task[None]] = set()    # drains and reloads running
+        self.tasks: set[asyncio.Task[None]] = set()    # drains and reloads running
         self.access_log: AccessLog | None = None
 
     # ------------------------------------------------------------- serving
@@ -334,8 +334,8 @@ class Worker:
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
-        self.draining.add(task)          # kept referenced until done
-        task.add_done_callback(self.draining.discard)
+        self.tasks.add(task)             # kept referenced until done
+        task.add_done_callback(self.tasks.discard)
 
     def stats(self) -> dict[str, Any]:
         """This worker's counters, in the shape of docs/admin.md (summed by the master)."""

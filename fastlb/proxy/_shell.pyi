@@ -3,8 +3,6 @@ import asyncio
 import enum
 from typing import Any, Callable
 
-PIPELINE_MAX: int
-HOLD_MAX: int
 LINGER: float
 
 

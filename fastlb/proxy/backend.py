@@ -133,10 +133,6 @@ class BackendRuntime:
         """Requests per final persistence outcome, by Outcome label."""
         return {o.label: self.outcome_counts[o] for o in Outcome}
 
-    def has_usable(self) -> bool:
-        """Some server could take traffic if it had a free slot."""
-        return bool(self.picker.npool)
-
     def redispatch(self, tried: set[int], key: int, now: float) -> int:
         """Another server than those in ``tried`` (the picker's choice), else any; -1: none."""
         first = -1

@@ -21,9 +21,6 @@ RESPONSE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 cdef class Counters:
     """Requests, bytes, responses by class, errors, retries and latency of one thing."""
 
-    def __init__(self):
-        self.requests = 0
-
     cdef void response(self, int status, double seconds) noexcept:
         cdef int k = status // 100 - 1
         cdef int b = 0

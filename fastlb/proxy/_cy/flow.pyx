@@ -17,9 +17,6 @@ cdef enum:
     C_PIPELINE_MAX = 64 * 1024
     C_HOLD_MAX = 64 * 1024
 
-PIPELINE_MAX = C_PIPELINE_MAX
-HOLD_MAX = C_HOLD_MAX
-
 
 cdef double mono_now() noexcept nogil:
     # uvloop's loop.time() reads the same clock (libuv's uv_hrtime), cached per
