@@ -55,7 +55,7 @@ def serve(cfg: config.Config) -> int:
     """Bind every frontend, then run the master and its workers until stopped."""
     from .admin import load_token
     from .control import Balancer, validate
-    from .master import Master
+    from .master import Master, hold_signals
     from .proxy.listener import bind, bind_frontends
     from .worker import serve as serve_worker
 
@@ -70,6 +70,7 @@ def serve(cfg: config.Config) -> int:
     except ConfigError as e:
         log.error("config error: %s", e)
         return EXIT_CONFIG
+    hold_signals()     # until the master acts on them: see fastlb.master
     admin_sock = None
     if cfg.admin is not None:
         try:

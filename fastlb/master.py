@@ -20,7 +20,11 @@ its signal handlers and runs a loop of its own).
 Signals: SIGTERM or SIGINT stop (the listening sockets are closed, the
 workers get SIGTERM and ``grace`` seconds to finish what is in flight, the
 stragglers SIGKILL); SIGHUP asks the App to reload (without an App it is
-logged and ignored).
+logged and ignored).  ``hold_signals`` blocks these three from before the
+ports are bound until the handlers and the first workers exist, so a signal
+sent as soon as a port answers is acted on, never the default (which would
+kill the master).  Workers ignore SIGHUP: ``pkill -HUP fastlb`` reloads
+once, through the master, and kills no worker.
 
 Limits: the master decides nothing about traffic; it never reads a
 client's bytes.
@@ -48,8 +52,18 @@ BACKOFF_MAX = 5.0
 # Exit code of a worker whose set-up or serving raised.
 EXIT_WORKER_FAILED = 70
 PR_SET_PDEATHSIG = 1   # linux/prctl.h
+# Held (blocked) from start-up until the master can act on them.
+HELD = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 log = logging.getLogger("fastlb.master")
+
+
+def hold_signals() -> None:
+    """Block SIGTERM, SIGINT and SIGHUP until ``Master.run`` has handlers for
+    them; one that arrives meanwhile waits and is handled then.  Call it
+    before binding: an open port is what callers take as "started"."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+
 
 # Runs a worker in the forked child until it stops: (slot, its sockets by
 # frontend, its end of the control channel).
@@ -118,6 +132,7 @@ class Master:
     def run(self) -> int:
         """Supervise until SIGTERM/SIGINT; return 0 once every worker is gone."""
         import uvloop
+        hold_signals()
         try:
             uvloop.run(self._main())
         finally:
@@ -139,6 +154,7 @@ class Master:
             await self.app.start(self)
         for slot in self.slots:
             self._start(slot)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)   # held since hold_signals
         supervise = asyncio.ensure_future(self._supervise())
         await self._stop
         supervise.cancel()
@@ -268,9 +284,11 @@ class Master:
                 os.close(fd)
 
     def _worker(self, index: int, master: int, ch: socket.socket) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)   # reloads go through the master
         signal.set_wakeup_fd(-1)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
         _die_with_parent()
         if os.getppid() != master:   # the master died before prctl took effect
             return

@@ -65,15 +65,16 @@ def run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str
 
 @pytest.fixture
 def balancer(tmp_path: Any) -> Iterator[Any]:
-    """``start(config_text, port)``: a real ``fastlb run`` on ``tmp_path/lb.toml``
-    (tests/running.py), stopped with all its processes at the end."""
+    """``start(config_text, port, poll=)``: a real ``fastlb run`` on
+    ``tmp_path/lb.toml`` (tests/running.py), returned once ``port`` answers
+    (polled every ``poll`` s), stopped with all its processes at the end."""
     from running import Balancer, write
     made: list[Any] = []
 
-    def start(text: str, port: int) -> Any:
+    def start(text: str, port: int, poll: float = 0.05) -> Any:
         path = os.path.join(str(tmp_path), "lb.toml")
         write(path, text)
-        b = Balancer(path, port)
+        b = Balancer(path, port, poll)
         made.append(b)
         return b
 

@@ -23,7 +23,7 @@ def write(path: str, text: str) -> None:
 
 
 class Balancer:
-    def __init__(self, path: str, port: int) -> None:
+    def __init__(self, path: str, port: int, poll: float = 0.05) -> None:
         self.path = path
         self.port = port
         self.proc = subprocess.Popen([sys.executable, "-m", "fastlb", "run", "-c", path],
@@ -33,7 +33,7 @@ class Balancer:
         self.log: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
-        wait_listening(port, self.proc)
+        wait_listening(port, self.proc, poll=poll)
 
     def _read(self) -> None:
         assert self.proc.stderr is not None

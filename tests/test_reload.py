@@ -72,6 +72,36 @@ def test_sighup_applies_a_new_server_set_to_new_and_open_connections(
     keep.close()
 
 
+def test_a_sighup_sent_as_soon_as_the_port_answers_reloads(
+        balancer: Any, servers: list[int]) -> None:
+    # The port is bound before the master's loop has signal handlers; the
+    # signals are held meanwhile, so this SIGHUP reloads instead of killing it.
+    s1, s2, s3 = servers
+    port = free_ports(1)[0]
+    lb = balancer(config_text(port, {"s1": s1, "s2": s2}), port, poll=0.001)
+    write(lb.path, config_text(port, {"s3": s3}))
+    lb.hup()
+    lb.wait_log("reloaded")
+    assert lb.proc.poll() is None
+    assert backends_seen(port) == {"s3"}
+
+
+def test_sighup_to_a_worker_neither_kills_it_nor_reloads(
+        balancer: Any, servers: list[int]) -> None:
+    s1, s2, _ = servers
+    port = free_ports(1)[0]
+    lb = balancer(config_text(port, {"s1": s1, "s2": s2}), port)
+    lb.wait_log("worker 1 started")
+    workers = tree(lb.proc.pid) - {lb.proc.pid}
+    assert len(workers) == 2
+    for pid in workers:
+        os.kill(pid, signal.SIGHUP)
+    time.sleep(0.3)
+    assert all(alive(pid) for pid in workers)
+    assert backends_seen(port) == {"s1", "s2"}
+    assert not any("restarting" in line or "reload" in line for line in lb.log)
+
+
 def test_a_bad_config_on_reload_is_logged_and_the_running_one_stays(
         balancer: Any, servers: list[int]) -> None:
     s1, s2, _ = servers

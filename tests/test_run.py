@@ -32,7 +32,8 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def wait_listening(port: int, proc: subprocess.Popen[Any], timeout: float = 20) -> None:
+def wait_listening(port: int, proc: subprocess.Popen[Any], timeout: float = 20,
+                   poll: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "process exited early"
@@ -40,7 +41,7 @@ def wait_listening(port: int, proc: subprocess.Popen[Any], timeout: float = 20) 
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
-            time.sleep(0.05)
+            time.sleep(poll)
     raise AssertionError(f"nothing listens on {port}")
 
 
