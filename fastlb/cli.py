@@ -91,7 +91,8 @@ def serve(cfg: config.Config) -> int:
     balancer = Balancer(cfg, {name: make_store(be) for name, be in cfg.backends.items()},
                         admin_sock, token)
 
-    def worker(index: int, socks: Mapping[str, socket.socket], ch: socket.socket) -> None:
+    def worker(index: int, socks: Mapping[str, Mapping[int, socket.socket]],
+               ch: socket.socket) -> None:
         # Runs in the forked worker, with the master's state at the fork.
         serve_worker(index, sockets=socks, channel=ch, **balancer.worker_args())
 

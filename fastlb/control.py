@@ -244,15 +244,19 @@ class Balancer:
         """Send ``cfg`` (validated) to every worker; the problems, or []."""
         assert self.master is not None
         old = self.cfg
-        workers = len(self.master.slots)
-        added: dict[str, list[socket.socket]] = {}
+        workers, was = cfg.global_.workers, len(self.master.slots)
+        added: dict[str, list[socket.socket]] = {}    # new or moved frontends: new groups
+        grown: dict[str, list[socket.socket]] = {}    # kept ones: sockets for more workers
         try:
             for fe in cfg.frontends.values():
                 prev = old.frontends.get(fe.name)
                 if prev is None or prev.bind != fe.bind:
                     added[fe.name] = listener.bind(fe.name, fe.bind, workers)
+                elif len(group := self.master.sockets[fe.name]) < workers:
+                    grown[fe.name] = listener.grow(fe.name, group, workers - len(group))
         except ListenError as e:
             listener.close_all(added)
+            listener.close_all(grown)
             log.error("reload refused, the running config stays: %s", e)
             return [f"{cfg.path}: {e}"]
         stores: dict[str, SessionStore | None] = {}
@@ -283,26 +287,36 @@ class Balancer:
         fut: asyncio.Future[None] = loop.create_future()
         got: dict[int, str | None] = {}
         body = {"op": "config", "generation": gen, "cfg": encode_config(cfg),
-                "sockets": list(added), "stores": fresh,
+                "fresh": list(added), "stores": fresh,
                 "states": self.state_map(cfg), "weights": self.weight_map(cfg)}
+        held = {i: self.master.assigned(i) for i in range(was)}   # what each worker serves
         # Commit in the master first: a worker forked from now on starts with it.
         self.cfg, self.stores = cfg, stores
         self.master.grace = cfg.global_.grace
-        if cfg.global_.workers != workers:
-            log.warning("global.workers changed from %d to %d: that takes a restart; the "
-                        "rest of the reload applies now", workers, cfg.global_.workers)
         for name, group in added.items():
             self.master.remove_sockets(name)
             self.master.add_sockets(name, group)
+        for name, extra in grown.items():
+            self.master.sockets[name].extend(extra)
         for name in [n for n in old.frontends if n not in cfg.frontends]:
             self.master.remove_sockets(name)
         store_fds = [st.fd for name, _ in fresh
                      if isinstance(st := stores[name], SharedStore)]
-        channels = self._channels()
+        # Workers that stay are told which sockets they serve now; more workers
+        # are forked first (so a socket a worker gives up is already served),
+        # fewer are retired last (once the others serve their sockets).
+        channels = [(i, ch) for i, ch in self._channels() if i < workers]
+        if workers > was:
+            self.master.resize(workers)
         sent = dict(channels)
         self.applied[gen] = (got, fut, sent)
         for slot, ch in channels:
-            ch.send(body, [group[slot].fileno() for group in added.values()] + store_fds)
+            now = self.master.assigned(slot, workers)
+            adopt = [(name, k) for name, group in now.items() for k in group
+                     if name in added or k not in held[slot].get(name, {})]
+            ch.send({**body, "listen": {name: sorted(g) for name, g in now.items()},
+                     "adopt": adopt},
+                    [now[name][k].fileno() for name, k in adopt] + store_fds)
         if not channels:
             fut.set_result(None)
         deadline = time.monotonic() + APPLY_TIMEOUT
@@ -320,6 +334,8 @@ class Balancer:
             got.update({i: "did not confirm the reload in time" for i in missing})
         finally:
             self.applied.pop(gen, None)
+        if workers < was:
+            self.master.resize(workers)
         return [f"worker {i}: {err}" for i, err in sorted(got.items()) if err]
 
     async def _watch(self) -> None:

@@ -1,8 +1,13 @@
 """master: run N worker processes on shared listening sockets and keep them alive.
 
-The master owns the listening sockets (one per worker slot and frontend,
-bound by ``listener.bind_frontends``) and forks one worker per slot; the
-worker serves its slot's sockets.  When a worker dies the master starts a
+The master owns the listening sockets (at start one per worker slot and
+frontend, bound by ``listener.bind_frontends``, all in one SO_REUSEPORT
+group per frontend) and forks one worker per slot; slot i serves socket k
+of each frontend for every k with k % workers == i (``assigned``).  A
+reload that changes ``workers`` (``resize``) binds more sockets when there
+are fewer than workers and never closes one: the sockets of a slot that
+goes are served by the slots that stay, so a connection queued in any of
+them is accepted, never reset.  When a worker dies the master starts a
 new one on the same slot, so the connections queued in that slot's sockets
 are served by the successor.  A worker that dies soon after it started is
 restarted after a back-off that doubles up to ``BACKOFF_MAX``, so a crash
@@ -65,9 +70,11 @@ def hold_signals() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
 
 
-# Runs a worker in the forked child until it stops: (slot, its sockets by
-# frontend, its end of the control channel).
-ServeWorker = Callable[[int, Mapping[str, socket.socket], socket.socket], None]
+# A worker's listening sockets: by frontend, by index in the frontend's group.
+Assigned = Mapping[str, Mapping[int, socket.socket]]
+# Runs a worker in the forked child until it stops: (slot, its sockets,
+# its end of the control channel).
+ServeWorker = Callable[[int, Assigned, socket.socket], None]
 
 
 class App(Protocol):
@@ -91,6 +98,7 @@ class _Slot:
     restart_at: float = 0.0
     channel: Channel | None = None
     pidfd: int = -1
+    retired: bool = False       # dropped by a reload to fewer workers: not restarted
 
 
 class Master:
@@ -113,15 +121,17 @@ class Master:
                 raise ValueError("a Master needs build or serve_worker")
             factories = build
 
-            def serve_worker(index: int, socks: Mapping[str, socket.socket],
-                             ch: socket.socket) -> None:
-                listener.serve(socks, factories, grace)
+            def serve_worker(index: int, socks: Assigned, ch: socket.socket) -> None:
+                # Without an App nothing resizes: one socket per frontend.
+                listener.serve({n: next(iter(g.values())) for n, g in socks.items()},
+                               factories, grace)
 
         self.sockets: dict[str, list[socket.socket]] = {k: list(v) for k, v in sockets.items()}
         self.serve_worker = serve_worker
         self.grace = grace
         self.app = app
         self.slots = [_Slot(i) for i in range(workers)]
+        self.retiring: list[_Slot] = []     # slots a resize dropped, until they exit
         self.stopping = False
         self.reloading: asyncio.Task[list[str]] | None = None
         self.again = False          # a reload was asked for while one ran
@@ -218,18 +228,58 @@ class Master:
             now = time.monotonic()
             for slot in self.slots:
                 if slot.pid == 0 and slot.restart_at <= now and not self.stopping:
-                    try:
-                        self._start(slot)
-                    except OSError as e:   # fork or socketpair refused: try again later
-                        slot.failures += 1
-                        delay = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (slot.failures - 1))
-                        slot.restart_at = now + delay
-                        log.error("worker %d cannot be started (%s); retrying in %.1fs",
-                                  slot.index, e, delay)
+                    self._try_start(slot)
+
+    def _try_start(self, slot: _Slot) -> None:
+        try:
+            self._start(slot)
+        except OSError as e:   # fork or socketpair refused: the supervisor tries again
+            assert self._wake is not None
+            slot.failures += 1
+            delay = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (slot.failures - 1))
+            slot.restart_at = time.monotonic() + delay
+            log.error("worker %d cannot be started (%s); retrying in %.1fs",
+                      slot.index, e, delay)
+            self._wake.set()
 
     def add_sockets(self, name: str, group: list[socket.socket]) -> None:
         """A reload added frontend ``name``: later workers get its sockets."""
         self.sockets[name] = group
+
+    def assigned(self, index: int, workers: int | None = None,
+                 sockets: Mapping[str, list[socket.socket]] | None = None
+                 ) -> dict[str, dict[int, socket.socket]]:
+        """The sockets slot ``index`` serves (of ``sockets``, with ``workers``
+        slots; by default the master's own): socket k goes to slot k % workers."""
+        n = len(self.slots) if workers is None else workers
+        groups = self.sockets if sockets is None else sockets
+        return {name: {k: s for k, s in enumerate(g) if k % n == index}
+                for name, g in groups.items()}
+
+    def resize(self, workers: int) -> None:
+        """Run ``workers`` slots from now on.  More: new slots are forked (the
+        caller bound enough sockets first and told the staying workers which
+        to serve).  Fewer: the dropped slots' workers are retired (they drain
+        and exit); their sockets stay open here and are served by the
+        staying slots."""
+        n = len(self.slots)
+        if workers > n:
+            new = [_Slot(i) for i in range(n, workers)]
+            self.slots += new             # first: each fork sees the final count
+            for slot in new:
+                self._try_start(slot)
+        elif workers < n:
+            for slot in self.slots[workers:]:
+                slot.retired = True
+                if slot.pid:
+                    self.retiring.append(slot)
+                    if slot.channel is not None and not slot.channel.closed:
+                        slot.channel.send({"op": "retire"})    # a gentler SIGTERM
+                    else:
+                        _kill(slot.pid, signal.SIGTERM)
+            del self.slots[workers:]
+        if workers != n:
+            log.info("now %d worker(s), was %d", workers, n)
 
     def remove_sockets(self, name: str) -> None:
         for s in self.sockets.pop(name, []):
@@ -294,19 +344,17 @@ class Master:
             return
         if self.app is not None:
             self.app.in_worker()
-        for s in self.slots:          # the other workers' channels are not ours
+        for s in self.slots + self.retiring:    # the other workers' channels are not ours
             if s.channel is not None:
                 s.channel.sock.close()
             if s.pidfd >= 0:
                 os.close(s.pidfd)
-        mine = {}
+        mine = self.assigned(index)
         for name, group in self.sockets.items():
-            for i, sock in enumerate(group):
-                if i == index:
-                    mine[name] = sock
-                else:
-                    sock.close()
-        keep = {0, 1, 2, ch.fileno(), *(s.fileno() for s in mine.values())}
+            for k, sock in enumerate(group):
+                if k not in mine[name]:
+                    sock.close()      # not by fd number: the object would close it again
+        keep = {0, 1, 2, ch.fileno(), *(s.fileno() for g in mine.values() for s in g.values())}
         if self.app is not None:
             keep |= self.app.worker_fds()
         _close_inherited(keep)
@@ -330,6 +378,12 @@ class Master:
         if slot.pid != pid:
             return
         slot.pid = 0
+        if slot.retired:
+            if slot in self.retiring:
+                self.retiring.remove(slot)
+            log.info("worker %d (pid %d) %s after a reload to fewer workers", slot.index, pid,
+                     _describe(status))
+            return
         if self.stopping:
             return
         now = time.monotonic()
@@ -350,13 +404,14 @@ class Master:
         """Close the listening sockets, SIGTERM the workers, SIGKILL stragglers."""
         self.stopping = True
         listener.close_all(self.sockets)
-        live = {s.pid for s in self.slots if s.pid}
+        slots = self.slots + self.retiring
+        live = {s.pid for s in slots if s.pid}
         for pid in live:
             _kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.grace + 2.0
-        while time.monotonic() < deadline and any(s.pid for s in self.slots):
+        while time.monotonic() < deadline and any(s.pid for s in slots):
             await asyncio.sleep(0.02)
-        for slot in self.slots:
+        for slot in slots:
             if slot.pid:
                 log.warning("worker pid %d still running after the grace; killing it", slot.pid)
                 _kill(slot.pid, signal.SIGKILL)

@@ -13,11 +13,19 @@ channel (``fastlb.channel``):
   their server.  Frontends the reload adds are served on the sockets the
   master sends with the message; removed ones stop accepting and their
   connections are drained for ``global.grace``.  Unchanged frontends keep
-  their sockets: no connection is refused at any moment.
+  their sockets: no connection is refused at any moment.  When the number
+  of workers changes, the message also says which of each frontend's
+  sockets this worker serves now (``listen``): it starts accepting on the
+  ones sent along (``adopt``) and stops on the ones it no longer serves
+  (the master keeps them open, so what is queued there stays).
 * ``state`` / ``weight``: a server's effective state (up, down, drain,
   maint) or weight, decided by the master (health checks, slow start, the
   admin API), applied to the picker (idempotent).
 * ``stats``: answered with this worker's counters (the master sums them).
+* ``retire``: a reload to fewer workers dropped this one: stop as on
+  SIGTERM, but let idle keep-alive connections carry one more request
+  (answered with ``Connection: close``) within ``global.grace``, so no
+  client races a close with its next request.
 
 Up the channel go ``ready``, ``applied`` (the answer to ``config``) and
 ``passive`` (live-traffic failures for the master's health checker).
@@ -104,30 +112,33 @@ class Worker:
     """The worker's runtime; ``run()`` serves until SIGTERM or the master's end."""
 
     def __init__(self, index: int, cfg: config.Config, stores: Mapping[str, SessionStore | None],
-                 sockets: Mapping[str, socket.socket], channel: socket.socket,
+                 sockets: Mapping[str, Mapping[int, socket.socket]], channel: socket.socket,
                  states: Mapping[str, Mapping[str, str]] | None = None,
                  weights: Mapping[str, Mapping[str, int]] | None = None) -> None:
         self.index = index
         self.cfg = cfg
         self.stores = dict(stores)
-        self.sockets = dict(sockets)
+        # By frontend, by the socket's index in the frontend's group.
+        self.sockets = {name: dict(group) for name, group in sockets.items()}
         self.channel_sock = channel
         self.states = {b: dict(m) for b, m in (states or {}).items()}
         self.weights = {b: dict(m) for b, m in (weights or {}).items()}
         self.runtimes: dict[str, BackendRuntime] = {}
         self.factories: dict[str, Any] = {}
         self.entries: dict[str, Entry] = {}
-        self.servers: dict[str, asyncio.AbstractServer] = {}
+        self.servers: dict[str, dict[int, asyncio.AbstractServer]] = {}
         self.channel: Channel | None = None
         self.generation = 0
         self.tasks: set[asyncio.Task[None]] = set()    # drains and reloads running
         self.access_log: AccessLog | None = None
+        self.stop: asyncio.Future[None] | None = None
+        self.retiring = False
 
     # ------------------------------------------------------------- serving
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        stop: asyncio.Future[None] = loop.create_future()
+        stop = self.stop = loop.create_future()
 
         def on_signal(signum: int) -> None:
             log.info("worker %d got %s; draining", self.index, signal.Signals(signum).name)
@@ -148,38 +159,57 @@ class Worker:
             await self._serve(fe, self.sockets[fe.name])
         self.channel.send({"op": "ready", "pid": os.getpid()})
         await stop
-        await self._drain(*self._take(list(self.servers)), self.cfg.global_.grace)
+        await self._drain(*self._take(list(self.servers)), self.cfg.global_.grace,
+                          close_idle=not self.retiring)
         if self.access_log is not None:
             self.access_log.close()
 
-    async def _serve(self, fe: config.FrontendConfig, sock: socket.socket) -> None:
+    async def _serve(self, fe: config.FrontendConfig, socks: Mapping[int, socket.socket]
+                     ) -> None:
         factory = make_protocol_factory(fe, self.runtimes)
         factory.access_log = self.access_log
         self.factories[fe.name] = factory
-        entry = self.entries[fe.name] = Entry(factory)
-        loop = asyncio.get_running_loop()
-        self.servers[fe.name] = await loop.create_server(entry, sock=sock)
+        self.entries[fe.name] = Entry(factory)
+        self.servers[fe.name] = {}
+        await self._accept(fe.name, socks)
         log.info("worker %d serving frontend %s on %s", self.index, fe.name, fe.bind)
+
+    async def _accept(self, name: str, socks: Mapping[int, socket.socket]) -> None:
+        """Accept on ``socks`` too (sockets of frontend ``name``'s group)."""
+        loop = asyncio.get_running_loop()
+        for k, sock in socks.items():
+            self.sockets.setdefault(name, {})[k] = sock
+            self.servers[name][k] = await loop.create_server(self.entries[name], sock=sock)
+
+    def _release(self, name: str, keep: set[int]) -> None:
+        """Stop accepting on frontend ``name``'s sockets but ``keep``; their
+        connections go on (another worker accepts on the sockets now)."""
+        for k in [k for k in self.servers.get(name, {}) if k not in keep]:
+            self.servers[name].pop(k).close()
+            self.sockets[name].pop(k, None)
 
     def _take(self, names: list[str]) -> tuple[list[Any], list[Any]]:
         """Take frontends ``names`` out of service bookkeeping: their servers and
         factories, to drain (done at once, so a successor may take the names)."""
-        servers = [self.servers.pop(n) for n in names if n in self.servers]
+        servers = [srv for n in names if n in self.servers
+                   for srv in self.servers.pop(n).values()]
         factories = [self.factories.pop(n) for n in names if n in self.factories]
         for n in names:
             self.entries.pop(n, None)
             self.sockets.pop(n, None)
         return servers, factories
 
-    async def _drain(self, servers: list[Any], factories: list[Any], grace: float) -> None:
+    async def _drain(self, servers: list[Any], factories: list[Any], grace: float,
+                     close_idle: bool = True) -> None:
         """Stop accepting on ``servers`` and let their factories' connections finish
-        for ``grace`` seconds, then close what is left."""
+        for ``grace`` seconds, then close what is left (``close_idle``: see
+        ``HttpFactory.drain``)."""
         drained = [asyncio.ensure_future(s.wait_closed()) for s in servers]
         await asyncio.sleep(0)    # wait_closed must be waiting before close()
         for s in servers:
             s.close()
         for f in factories:
-            f.drain()
+            f.drain(close_idle)
         try:
             await asyncio.wait_for(asyncio.gather(*drained), grace)
         except asyncio.TimeoutError:
@@ -254,6 +284,11 @@ class Worker:
             rt = self.runtimes.get(b)
             if rt is not None and apply_weight(rt, s, w):
                 rt.wake()
+        elif op == "retire":
+            log.info("worker %d retired by a reload to fewer workers; draining", self.index)
+            self.retiring = True
+            if self.stop is not None and not self.stop.done():
+                self.stop.set_result(None)
         elif op == "stats":
             assert self.channel is not None
             self.channel.send({"op": "stats", "id": msg.get("id"), "data": self.stats()})
@@ -274,14 +309,16 @@ class Worker:
     async def _reload(self, msg: dict[str, Any], fds: list[int]) -> None:
         assert self.channel is not None
         gen = int(msg.get("generation", 0))
-        names = list(msg.get("sockets", []))
+        fresh = set(msg.get("fresh", []))          # frontends new or moved: new groups
+        listen = {name: set(ks) for name, ks in msg.get("listen", {}).items()}
+        adopt = [(str(name), int(k)) for name, k in msg.get("adopt", [])]
         store_names = list(msg.get("stores", []))
-        new_socks = {}
+        new_socks: dict[str, dict[int, socket.socket]] = {}
         try:
-            for name, fd in zip(names, fds):
-                new_socks[name] = socket.socket(fileno=fd)
+            for (name, k), fd in zip(adopt, fds):
+                new_socks.setdefault(name, {})[k] = socket.socket(fileno=fd)
             stores = dict(self.stores)
-            for (name, entries), fd in zip(store_names, fds[len(names):]):
+            for (name, entries), fd in zip(store_names, fds[len(adopt):]):
                 stores[name] = SharedStore(int(entries), fd=fd)
             cfg = decode_config(msg["cfg"])
             stores = {n: st for n, st in stores.items() if learns(cfg, n)}
@@ -294,17 +331,18 @@ class Worker:
             self._open_log(cfg)
         except Exception as e:
             log.exception("worker %d: reload to generation %d failed", self.index, gen)
-            for s in new_socks.values():
-                s.close()
+            for group in new_socks.values():
+                for s in group.values():
+                    s.close()
             self.channel.send({"op": "applied", "generation": gen, "error": str(e)})
             return
         # Everything is built: swap, frontend by frontend, without yielding.
         old, self.runtimes = self.runtimes, runtimes
-        removed = [n for n in self.factories if n not in cfg.frontends or n in new_socks]
+        removed = [n for n in self.factories if n not in cfg.frontends or n in fresh]
         gone = self._take(removed)     # before _serve reuses a moved frontend's name
         for fe in cfg.frontends.values():
             factory = self.factories.get(fe.name)
-            if factory is None or fe.name in new_socks:
+            if factory is None or fe.name in fresh:
                 continue
             if factory.fe.mode == fe.mode:
                 factory.access_log = self.access_log
@@ -322,9 +360,14 @@ class Worker:
         if removed:
             self._spawn(self._drain(*gone, cfg.global_.grace))
         try:
-            for name, sock in new_socks.items():
-                self.sockets[name] = sock
-                await self._serve(cfg.frontends[name], sock)
+            for name, socks in new_socks.items():
+                if name in fresh:
+                    await self._serve(cfg.frontends[name], socks)
+                else:                  # a socket another worker served before
+                    await self._accept(name, socks)
+            for name in self.servers:
+                if name not in fresh and name in listen:
+                    self._release(name, listen[name])
         except Exception as e:
             log.exception("worker %d: serving a new frontend failed", self.index)
             self.channel.send({"op": "applied", "generation": gen, "error": str(e)})
@@ -364,7 +407,7 @@ class Worker:
 
 
 def serve(index: int, cfg: config.Config, stores: Mapping[str, SessionStore | None],
-          sockets: Mapping[str, socket.socket], channel: socket.socket,
+          sockets: Mapping[str, Mapping[int, socket.socket]], channel: socket.socket,
           states: Mapping[str, Mapping[str, str]] | None = None,
           weights: Mapping[str, Mapping[str, int]] | None = None) -> None:
     """Run worker ``index`` in this (forked) process until it stops."""

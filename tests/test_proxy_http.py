@@ -715,6 +715,21 @@ def test_drain_closes_idle_connections_and_finishes_in_flight_ones(proxy_for, ba
     assert p.run(lambda: p.factory.connections) == 0
 
 
+def test_a_soft_drain_serves_an_idle_connection_once_more_then_closes(proxy_for,
+                                                                      backends) -> None:
+    # A worker retired by a reload: an idle keep-alive client is not raced
+    # with a close; its next request is answered with Connection: close.
+    p = proxy_for(one(backends))
+    idle = p.client()
+    assert idle.get("/warm").status == 200
+    p.run(lambda: p.factory.drain(close_idle=False))
+    assert not idle.closed(0.3)
+    r = idle.get("/again")
+    assert r.status == 200 and r.header("connection") == "close"
+    assert idle.closed(2.0)
+    assert p.run(lambda: p.factory.connections) == 0
+
+
 def test_concurrent_mixed_load_leaves_no_slot_or_connection_behind(proxy_for, backends) -> None:
     p = proxy_for(servers={"maxconn": 4}, be={"maxqueue": 200}, pool={"max_idle": 3})
     failures: list[str] = []

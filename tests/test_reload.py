@@ -16,7 +16,7 @@ import pytest
 from conftest import ROOT
 from running import write
 from test_run import SECRET, demo_servers, fastlb_env, free_ports, get, wait_listening
-from test_workers import alive, tree
+from test_workers import alive, tree, wait_for
 
 
 @pytest.fixture
@@ -178,6 +178,52 @@ def test_watch_reloads_when_the_file_changes(balancer: Any, servers: list[int]) 
     assert backends_seen(port, 4) == {"s3"}
 
 
+class Load:
+    """A bounded load on ``port`` while the ``with`` block runs: keep-alive
+    and new-connection clients (alternating), each at most 5,000 requests
+    and 60 s.  ``ok`` counts 200s per client; ``failures`` keeps the rest."""
+
+    def __init__(self, port: int, clients: int = 6) -> None:
+        self.port = port
+        self.stop_at = time.monotonic() + 60          # a hard bound, whatever happens
+        self.done = threading.Event()
+        self.ok = [0] * clients
+        self.failures: list[str] = []
+        self.threads = [threading.Thread(target=self._client, args=(k, k % 2 == 0))
+                        for k in range(clients)]
+
+    def __enter__(self) -> "Load":
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        for t in self.threads:
+            t.join(30)
+
+    def _client(self, k: int, keepalive: bool) -> None:
+        conn = None
+        n = 0
+        while not self.done.is_set() and n < 5000 and time.monotonic() < self.stop_at:
+            n += 1
+            try:
+                if conn is None or not keepalive:
+                    if conn is not None:
+                        conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                r, _ = get(self.port, conn=conn)
+                if r.status != 200:
+                    self.failures.append(f"status {r.status}")
+                else:
+                    self.ok[k] += 1
+            except (OSError, http.client.HTTPException) as e:
+                self.failures.append(f"{type(e).__name__}: {e}")
+                conn = None
+        if conn is not None:
+            conn.close()
+
+
 def test_twenty_reloads_under_load_fail_no_request(balancer: Any, servers: list[int]) -> None:
     # Keep-alive clients and new-connection clients run a bounded load while
     # the file alternates between two server sets and SIGHUP reloads it 20
@@ -186,55 +232,73 @@ def test_twenty_reloads_under_load_fail_no_request(balancer: Any, servers: list[
     port = free_ports(1)[0]
     sets = [{"s1": s1, "s2": s2}, {"s2": s2, "s3": s3}]
     lb = balancer(config_text(port, sets[0]), port)
-    stop_at = time.monotonic() + 60          # a hard bound, whatever happens
-    done = threading.Event()
-    ok = [0] * 6
-    failures: list[str] = []
-
-    def client(k: int, keepalive: bool) -> None:
-        conn = None
-        n = 0
-        while not done.is_set() and n < 5000 and time.monotonic() < stop_at:
-            n += 1
-            try:
-                if conn is None or not keepalive:
-                    if conn is not None:
-                        conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                r, _ = get(port, conn=conn)
-                if r.status != 200:
-                    failures.append(f"status {r.status}")
-                else:
-                    ok[k] += 1
-            except (OSError, http.client.HTTPException) as e:
-                failures.append(f"{type(e).__name__}: {e}")
-                conn = None
-        if conn is not None:
-            conn.close()
-
-    threads = [threading.Thread(target=client, args=(k, k % 2 == 0)) for k in range(6)]
-    for t in threads:
-        t.start()
-    try:
+    with Load(port) as load:
         for i in range(20):
             time.sleep(0.15)
             write(lb.path, config_text(port, sets[(i + 1) % 2]))
             lb.hup()
         lb.wait_log("reloaded", 1)
         time.sleep(0.5)
-    finally:
-        done.set()
-        for t in threads:
-            t.join(30)
-    assert failures == [], failures[:5]
-    assert sum(ok) >= 2000, ok
-    assert all(ok), ok                 # keep-alive and new-connection clients all ran
+    assert load.failures == [], load.failures[:5]
+    assert sum(load.ok) >= 2000, load.ok
+    assert all(load.ok), load.ok       # keep-alive and new-connection clients all ran
     # The last file written (set 0) is what serves now.
     lb.wait_log("reloaded", 1)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and backends_seen(port) != {"s1", "s2"}:
         time.sleep(0.1)
     assert backends_seen(port) == {"s1", "s2"}
+
+
+def listening_sockets(pid: int, port: int) -> int:
+    """How many listening sockets on ``port`` process ``pid`` holds."""
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:
+                inodes.add(fields[9])
+    held = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            held.add(target)
+    return len(held)
+
+
+def test_a_reload_changing_workers_forks_or_retires_them_and_fails_no_request(
+        balancer: Any, servers: list[int]) -> None:
+    # 2 -> 3 -> 1 -> 4 -> 2 workers under load: a new worker serves the
+    # sockets bound for it; a retired one's sockets are served by the others
+    # (a socket nobody served would leave its clients hanging: failures).
+    s1, s2, _ = servers
+    port = free_ports(1)[0]
+    pool = {"s1": s1, "s2": s2}
+    lb = balancer(config_text(port, pool, workers=2), port)
+    lb.wait_log("worker 1 started")
+
+    def workers() -> set[int]:
+        return tree(lb.proc.pid) - {lb.proc.pid}
+
+    with Load(port) as load:
+        for i, n in enumerate((3, 1, 4, 2)):
+            time.sleep(0.3)
+            write(lb.path, config_text(port, pool, workers=n))
+            lb.hup()
+            lb.wait_log("reloaded", i + 1)
+            wait_for(lambda: len(workers()) == n)
+            time.sleep(0.3)
+            sockets = max(n, 3 if i < 2 else 4)   # never fewer than ever needed
+            held = [listening_sockets(pid, port) for pid in workers()]
+            assert sum(held) == sockets and max(held) - min(held) <= 1, held
+        time.sleep(0.3)
+    assert load.failures == [], load.failures[:5]
+    assert all(load.ok), load.ok
+    assert "now 2 worker(s), was 4" in "".join(lb.log)
+    lb.wait_log("after a reload to fewer workers", 2 + 2)
 
 
 def test_sigterm_lets_a_request_in_flight_finish_then_exits(

@@ -36,7 +36,8 @@ def test_a_state_change_right_behind_a_reload_is_not_undone_by_it(tmp_path: Path
         w.runtimes = w._build_runtimes(cfg, {})
         # The reload (its states: none down) and, in the same read, s2 down.
         w._message({"op": "config", "generation": 1, "cfg": encode_config(cfg),
-                    "sockets": [], "stores": [], "states": {}, "weights": {}}, [])
+                    "fresh": [], "listen": {}, "adopt": [], "stores": [], "states": {},
+                    "weights": {}}, [])
         w._message({"op": "state", "backend": "app", "server": "s2", "state": "down"}, [])
         for _ in range(50):
             await asyncio.sleep(0.01)

@@ -27,7 +27,7 @@ class Parkable(Protocol):
     """A connection the factory can hold over maxconn, let in later, drain and abort."""
 
     def unpark(self) -> None: ...
-    def drain(self) -> None: ...
+    def drain(self, close_idle: bool = True) -> None: ...
     def abort(self) -> None: ...
 
 
@@ -68,12 +68,13 @@ class HttpFactory:
         self.be = backends[fe.backend]
         self.generation += 1
 
-    def drain(self) -> None:
+    def drain(self, close_idle: bool = True) -> None:
         """Finish what is in flight, then close: idle keep-alive connections close
-        now, the others after their current response (which says Connection: close)."""
+        now (or, without ``close_idle``, after one more response), the others
+        after their current response (which says Connection: close)."""
         self.draining = True
         for c in list(self.active) + list(self.parked):
-            c.drain()
+            c.drain(close_idle)
 
     def abort_all(self) -> None:
         """Close every client connection now (the end of a drain's grace period)."""

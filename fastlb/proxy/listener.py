@@ -53,24 +53,25 @@ def _reason(e: OSError) -> str:
     return e.strerror or str(e)
 
 
-def bind(name: str, address: Address, count: int = 1,
-         backlog: int = BACKLOG) -> list[socket.socket]:
+def bind(name: str, address: Address, count: int = 1, backlog: int = BACKLOG,
+         probe: bool = True) -> list[socket.socket]:
     """``count`` listening sockets on ``address`` sharing it with SO_REUSEPORT.
 
     A probe bind without SO_REUSEPORT comes first: SO_REUSEPORT alone would
     let two fastlb instances of the same user share a port silently and
-    split its traffic.  Port 0 picks a free port, shared by all ``count``
-    sockets.  Raises ListenError; closes what it opened on failure.
+    split its traffic (``probe=False`` skips it, to add sockets to a group
+    of ours).  Port 0 picks a free port, shared by all ``count`` sockets.
+    Raises ListenError; closes what it opened on failure.
     """
     host = "127.0.0.1" if address.host == "localhost" else address.host
     family = _family(host)
     sockaddr: tuple[str, int] = (host, address.port)
     socks: list[socket.socket] = []
     try:
-        if address.port:
-            with socket.socket(family, socket.SOCK_STREAM) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                probe.bind(sockaddr)
+        if address.port and probe:
+            with socket.socket(family, socket.SOCK_STREAM) as alone:
+                alone.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                alone.bind(sockaddr)
         for _ in range(count):
             s = socket.socket(family, socket.SOCK_STREAM)
             socks.append(s)
@@ -87,6 +88,13 @@ def bind(name: str, address: Address, count: int = 1,
             s.close()
         raise ListenError(name, address, _reason(e)) from None
     return socks
+
+
+def grow(name: str, group: list[socket.socket], count: int) -> list[socket.socket]:
+    """``count`` more sockets in ``group``'s SO_REUSEPORT group (its address and
+    port, even one port 0 picked).  Raises ListenError."""
+    host, port = group[0].getsockname()[:2]
+    return bind(name, Address(host, port), count, probe=False)
 
 
 def bind_frontends(frontends: Iterable[FrontendConfig],

@@ -168,7 +168,7 @@ class TcpClientProtocol(ProxyReceiver, asyncio.Protocol):
             log.exception("tcp %s: unexpected error on accept", self.peer)
             self._close()
 
-    def drain(self) -> None:
+    def drain(self, close_idle: bool = True) -> None:
         """A relay has no request boundary: it ends by itself (or by abort)."""
 
     def abort(self) -> None:

@@ -235,14 +235,16 @@ cdef class ClientProtocol:
             log.exception("client %s: unexpected error", self.peer)
             self._fail(500, "internal error")
 
-    def drain(self):
+    def drain(self, bint close_idle=True):
         """The balancer is stopping: close when nothing is in flight."""
         try:
             # Only a keep-alive connection idle between requests closes now (its
             # client may retry, RFC 9112 9.3.1); a fresh or parked one is served
-            # once, since its request may already be on the way.
+            # once, since its request may already be on the way.  Without
+            # close_idle it too is served once more (no race with a request
+            # the client is sending): the drain's grace ends what stays idle.
             self.draining = True
-            if (self.state == C_HEAD and self.requests and not self.partial
+            if (close_idle and self.state == C_HEAD and self.requests and not self.partial
                     and not self.buf and not self.gate.reasons & PARKED):
                 self._close()
         except Exception:
