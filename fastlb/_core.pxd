@@ -446,6 +446,10 @@ cdef class ServerTable:
 # one and swap it in whole.  pick returns a server number or -1 (nothing
 # usable, or every usable server full).  The pool holds regular servers that
 # are UP with weight > 0, or, when there is none, backup servers that are.
+# The consistent-hash pickers (ring, maglev) also say, in `detour`, whether
+# the key's own server (its first candidate) took it: 0 yes, 1 no, it was
+# not UP, 2 no, it was full (maxconn or over its bound); the other pickers
+# leave 0.  Hash-mode stickiness reports these as repinned and spilled.
 cimport cython   # @cython.final: the hot helpers below are direct calls, inlinable
 
 cdef uint64_t eps_to_factor(double eps) except? 1   # bound=eps -> bound_factor
@@ -464,6 +468,7 @@ cdef class Picker:
     # conns[i] < ceil((1 + eps) * (pool_conns + 1) * weight[i] / pool_weight).
     cdef readonly uint64_t bound_factor
     cdef readonly int builds           # _build calls that succeeded (init, weight changes)
+    cdef readonly int detour           # the last pick: 0, 1 (own server not UP), 2 (full)
 
     cpdef void init(self, ServerTable t) except *
     cdef int _check(self, int i) except -1            # bound to a table, 0 <= i < n

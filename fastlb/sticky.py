@@ -324,12 +324,16 @@ _KEY_KINDS = {"cookie": KeyKind.KEY_COOKIE, "header": KeyKind.KEY_HEADER,
 
 
 class HashPersistence(Persistence):
-    """Stateless: the Router hashes the key; VALID when the key was there."""
+    """Stateless: the Router hashes the key.  A keyed request is VALID when
+    the key's own server took it, REPINNED when that server was not up
+    (down, maint, or drain: the hash moves a draining server's keys, as
+    HAProxy's weight 0 does) and SPILLED when it was full; NONE without a key."""
 
     mode = "hash"
+    _by_detour = (VALID, REPINNED, SPILLED)     # by Picker.detour
 
     def choose(self, router: Any, now: float) -> Choice:
-        out = VALID if router.keyed else NONE
+        out = self._by_detour[router.picker.detour] if router.keyed else NONE
         self.counts[out] += 1
         return self._plain[out][router.server]
 

@@ -494,6 +494,33 @@ def test_hash_mode_is_valid_when_keyed(core: ModuleType) -> None:
     assert c.outcome == Outcome.NONE and c.server >= 0
 
 
+@pytest.mark.parametrize("balance", ["ring", "maglev"])
+def test_hash_mode_reports_a_moved_key_as_repinned_or_spilled(core: ModuleType,
+                                                              balance: str) -> None:
+    # The key's own server down, draining or in maint: repinned; at maxconn:
+    # spilled; back to normal: valid on its own server again.
+    lb = Lb(core, StickyConfig(mode="hash"), balance=balance, hash_key=("cookie", "SID"),
+            maxconn=1)
+    home = lb.request(T0, b"SID=u1")
+    assert home.outcome == Outcome.VALID
+    i = home.server
+    for setter in (lb.picker.set_down, lb.picker.set_drain, lb.picker.set_maint):
+        setter(i)
+        c = lb.request(T0, b"SID=u1")
+        assert c.outcome == Outcome.REPINNED and c.server not in (i, -1)
+        lb.picker.set_up(i)
+    lb.picker.take_conn(i)                      # at maxconn = 1
+    c = lb.request(T0, b"SID=u1")
+    assert c.outcome == Outcome.SPILLED and c.server not in (i, -1)
+    lb.picker.drop_conn(i)
+    c = lb.request(T0, b"SID=u1")
+    assert c.outcome == Outcome.VALID and c.server == i
+    assert lb.request(T0).outcome == Outcome.NONE
+    counts = lb.p.counts
+    assert (counts[Outcome.VALID], counts[Outcome.REPINNED], counts[Outcome.SPILLED],
+            counts[Outcome.NONE]) == (2, 3, 1, 1)
+
+
 def test_hash_mode_header_key(core: ModuleType) -> None:
     lb = Lb(core, StickyConfig(mode="hash"), balance="ring", hash_key=("header", "X-User"))
     a = lb.request(T0, extra=b"X-User: alice\r\n")

@@ -122,7 +122,9 @@ cdef class MaglevPicker(Picker):
         FLB_CHECK(c < m)
         s = tbl[c]
         if states[s] == ST_UP and self._fits(s):
+            self.detour = 0
             return s
+        self.detour = 1 if states[s] != ST_UP else 2     # the key's own server: no
         step = mix64(key_hash) % (m - 1) + 1
         for _j in range(1, m):
             c += step

@@ -115,6 +115,7 @@ cdef class RingPicker(Picker):
                 lo = mid + 1
             else:
                 hi = mid
+        self.detour = 0
         for _j in range(np):
             if lo == np:
                 lo = 0
@@ -122,6 +123,8 @@ cdef class RingPicker(Picker):
             s = own[lo]
             if states[s] == ST_UP and self._fits(s):
                 return s
+            if _j == 0:         # the key's own server did not take it
+                self.detour = 1 if states[s] != ST_UP else 2
             lo += 1
         return -1
 

@@ -64,10 +64,13 @@ class MaglevPicker(Picker):
         m = self.size
         c = ((key_hash >> 32) * m) >> 32
         step = mix64(key_hash) % (m - 1) + 1
-        for _ in range(m):
+        self.detour = 0
+        for j in range(m):
             s = table[c]
             if self.table.states[s] == ST_UP and self._fits(s):
                 return s
+            if j == 0:
+                self.detour = 1 if self.table.states[s] != ST_UP else 2
             c = (c + step) % m
         return self._scan_fit(key_hash % self.npool)
 

@@ -49,10 +49,13 @@ class RingPicker(Picker):
         tier = int(self.pool_is_backup)
         points, owner = self.points[tier], self.owner[tier]
         start = bisect.bisect_left(points, key_hash)
+        self.detour = 0
         for j in range(len(points)):
             s = owner[(start + j) % len(points)]
             if self.table.states[s] == ST_UP and self._fits(s):
                 return s
+            if j == 0:
+                self.detour = 1 if self.table.states[s] != ST_UP else 2
         return -1
 
 

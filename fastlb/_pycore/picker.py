@@ -52,6 +52,7 @@ class Picker:
         self.pool_is_backup = False
         self.pool_conns = 0
         self.builds = 0
+        self.detour = 0     # see _core.pxd: 0, 1 (own server not UP), 2 (full)
 
     def init(self, t: ServerTable) -> None:
         if t is None:
