@@ -246,22 +246,21 @@ class Master:
         """A reload added frontend ``name``: later workers get its sockets."""
         self.sockets[name] = group
 
-    def assigned(self, index: int, workers: int | None = None,
-                 sockets: Mapping[str, list[socket.socket]] | None = None
+    def assigned(self, index: int, workers: int | None = None
                  ) -> dict[str, dict[int, socket.socket]]:
-        """The sockets slot ``index`` serves (of ``sockets``, with ``workers``
-        slots; by default the master's own): socket k goes to slot k % workers."""
+        """The sockets slot ``index`` serves with ``workers`` slots (by default
+        as many as now): socket k of each frontend goes to slot k % workers."""
         n = len(self.slots) if workers is None else workers
-        groups = self.sockets if sockets is None else sockets
         return {name: {k: s for k, s in enumerate(g) if k % n == index}
-                for name, g in groups.items()}
+                for name, g in self.sockets.items()}
 
     def resize(self, workers: int) -> None:
         """Run ``workers`` slots from now on.  More: new slots are forked (the
-        caller bound enough sockets first and told the staying workers which
+        caller bound enough sockets first, and tells the staying workers which
         to serve).  Fewer: the dropped slots' workers are retired (they drain
-        and exit); their sockets stay open here and are served by the
-        staying slots."""
+        for ``grace`` and exit, or are killed a little after); their sockets
+        stay open here and are served by the staying slots (the caller told
+        them first)."""
         n = len(self.slots)
         if workers > n:
             new = [_Slot(i) for i in range(n, workers)]
@@ -277,6 +276,8 @@ class Master:
                         slot.channel.send({"op": "retire"})    # a gentler SIGTERM
                     else:
                         _kill(slot.pid, signal.SIGTERM)
+                    assert self.loop is not None
+                    self.loop.call_later(self.grace + 2.0, self._overdue, slot, slot.pid)
             del self.slots[workers:]
         if workers != n:
             log.info("now %d worker(s), was %d", workers, n)
@@ -325,6 +326,13 @@ class Master:
         log.info("worker %d started, pid %d", slot.index, pid)
         if self.app is not None:
             self.app.worker_started(slot.index, slot.channel)
+
+    def _overdue(self, slot: _Slot, pid: int) -> None:
+        """A retired worker should have exited by now."""
+        if slot.pid == pid and slot in self.retiring:
+            log.warning("retired worker %d (pid %d) still running after the grace; killing it",
+                        slot.index, pid)
+            _kill(pid, signal.SIGKILL)
 
     def _message(self, index: int, msg: dict[str, Any], fds: list[int]) -> None:
         if self.app is not None:

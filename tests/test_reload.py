@@ -301,6 +301,28 @@ def test_a_reload_changing_workers_forks_or_retires_them_and_fails_no_request(
     lb.wait_log("after a reload to fewer workers", 2 + 2)
 
 
+def test_a_retired_worker_that_hangs_is_killed_and_its_socket_still_served(
+        balancer: Any, servers: list[int]) -> None:
+    s1, s2, _ = servers
+    port = free_ports(1)[0]
+    pool = {"s1": s1, "s2": s2}
+    lb = balancer(config_text(port, pool, workers=2), port)
+    lb.wait_log("worker 1 started")
+    hung = next(int(line.split("pid ")[1]) for line in lb.log if "worker 1 started" in line)
+    os.kill(hung, signal.SIGSTOP)           # accepts nothing, reads no message
+    try:
+        write(lb.path, config_text(port, pool, workers=1))
+        lb.hup()
+        lb.wait_log("reloaded")
+        for _ in range(20):                 # new connections: both sockets answer
+            assert get(port)[0].status == 200
+        lb.wait_log("still running after the grace; killing it")
+        wait_for(lambda: not alive(hung))
+    finally:
+        if alive(hung):
+            os.kill(hung, signal.SIGKILL)
+
+
 def test_sigterm_lets_a_request_in_flight_finish_then_exits(
         balancer: Any, servers: list[int]) -> None:
     # Graceful stop: listeners close, the request in flight (a 1 s answer)
