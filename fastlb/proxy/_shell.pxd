@@ -134,7 +134,7 @@ cdef class Binding:
     cdef str sticky_reason              # access-log reason when the affinity was honoured
     cdef str pick_reason                # ... when the algorithm picked
     cdef bint passive_on                # report results to passive health checks
-    cdef dict router_kwargs             # every Router argument (BackendRuntime.make_router's)
+    cdef tuple router_args              # every Router argument (BackendRuntime.make_router's), in order
     # Shared by the connections: a rewrite is one call that returns new bytes.
     cdef RequestRewriter rewriter
     cdef ResponseRewriter resp_rewriter

@@ -79,9 +79,16 @@ cdef class Binding:
         self.sticky_reason = STICKY_REASONS.get(p.mode, "balance")
         self.pick_reason = "hash" if be.cfg.hash_key is not None else "balance"
         self.passive_on = be.cfg.passive.failures > 0
-        # BackendRuntime.make_router's arguments, computed once.
-        self.router_kwargs = dict(max_head=fe.max_head, max_headers=fe.max_headers,
-                                  **p.router_kwargs)
+        # BackendRuntime.make_router's arguments, computed once and passed by
+        # position (no keyword dict per connection); max_target keeps the
+        # Router's default, read off one made here.
+        kw = p.router_kwargs
+        first = Router(be.picker, max_head=fe.max_head, max_headers=fe.max_headers, **kw)
+        self.router_args = (be.picker, kw["key_kind"], kw["key_name"], kw["affinity_cookie"],
+                            kw["seed"], fe.max_head, fe.max_headers,
+                            first.scanner.max_target, kw["auto_pick"])
+        if len(kw) != 5:
+            raise TypeError(f"Router arguments changed: {sorted(kw)}")
         self.rewriter = RequestRewriter(xff=fe.xff, http10_keep_alive=True,
                                         **p.rewriter_kwargs)
         self.resp_rewriter = ResponseRewriter(**p.response_rewriter_kwargs)
@@ -106,7 +113,7 @@ cdef class Binding:
 
     cdef Router new_router(self):
         """One connection's Router (it owns the connection's head buffer)."""
-        return Router(self.picker, **self.router_kwargs)
+        return Router(*self.router_args)
 
 
 cdef class FactoryBase:
