@@ -1031,3 +1031,62 @@ def test_private_connections_are_freed_with_their_clients(proxy_for, pp_backend)
         alive = live(p, UpstreamProtocol)
     assert not pp_backend.writers                         # every one closed with its client
     assert alive - before < 10, f"{alive - before} closed UpstreamProtocols still alive"
+
+
+# ------------------------------------------------- one request per connection
+
+def test_connection_close_clients_each_get_their_answer(proxy_for, backends) -> None:
+    """`Connection: close` on every request: each new client connection is
+    answered and closed, counted once, leaves no state behind, and its
+    request goes out on a pooled server connection (a new client does not
+    need a new server connection), with its own address in X-Forwarded-For."""
+    p = proxy_for()
+    for _ in range(10):
+        c = p.client()
+        r = c.get("/c", "Connection: close\r\n")
+        assert r.status == 200 and r.header("connection") == "close"
+        assert c.closed()                       # the proxy closed after the answer
+        c.close()
+    received = [rec for b in backends for rec in b.received]
+    assert len(received) == 10
+    assert {rec.header("x-forwarded-for") for rec in received} == {"127.0.0.1"}
+    assert [len(b.received) for b in backends] == [5, 5]          # round robin
+    assert sum(b.accepted for b in backends) < 10                  # pooled, not one each
+    deadline = time.monotonic() + 5
+    while p.run(lambda: len(p.factory.active)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert p.run(lambda: len(p.factory.active)) == 0
+    assert p.run(lambda: p.factory.counters.conns_total) == 10
+    assert p.run(lambda: p.factory.counters.requests) == 10
+
+
+def test_swap_applies_to_connections_accepted_after_it(proxy_for, backends) -> None:
+    """A reload's frontend settings reach the next accepted connection (what a
+    connection reads of its frontend is cached per reload generation), while a
+    connection accepted before it keeps its own until its next request."""
+    from dataclasses import replace
+
+    p = proxy_for(one(backends))
+    old = p.client()
+    assert old.get("/a").status == 200
+    assert backends[0].received[-1].header("x-forwarded-for") == "127.0.0.1"
+    fe = replace(p.fe_cfg, xff=False)
+    p.run(lambda: p.factory.swap(fe, {"app": p.backend}))
+    c = p.client()
+    assert c.get("/b", "X-Forwarded-For: 10.9.9.9\r\n").status == 200
+    assert backends[0].received[-1].header("x-forwarded-for") == "10.9.9.9"
+    assert old.get("/c", "X-Forwarded-For: 10.9.9.9\r\n").status == 200
+    assert backends[0].received[-1].header("x-forwarded-for") == "10.9.9.9"
+    c.close()
+    old.close()
+
+
+def test_peer_is_formatted_for_logs(proxy_for, backends) -> None:
+    """The client's "host:port" (log lines, the access log) names the peer."""
+    p = proxy_for(one(backends))
+    c = p.client()
+    assert c.get("/").status == 200
+    port = c.sock.getsockname()[1]
+    peers = p.run(lambda: [x.peer for x in p.factory.active])
+    assert peers == [f"127.0.0.1:{port}"]
+    c.close()

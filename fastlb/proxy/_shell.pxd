@@ -134,7 +134,7 @@ cdef class Binding:
     cdef str sticky_reason              # access-log reason when the affinity was honoured
     cdef str pick_reason                # ... when the algorithm picked
     cdef bint passive_on                # report results to passive health checks
-    cdef tuple router_args              # every Router argument (BackendRuntime.make_router's), in order
+    cdef tuple router_args              # BackendRuntime.make_router's Router arguments, in order
     # Shared by the connections: a rewrite is one call that returns new bytes.
     cdef RequestRewriter rewriter
     cdef ResponseRewriter resp_rewriter
@@ -196,7 +196,7 @@ cdef class ClientProtocol:
     cdef object t_write                 # transport.write, looked up once
     cdef readonly ReadGate gate
     cdef Timer timer
-    cdef Timer write_timer              # the client stopped reading our response (made when needed)
+    cdef Timer write_timer              # the client stopped reading our response (made on need)
     cdef readonly Router router
     cdef RequestScanner scanner
     cdef ChunkedFramer framer           # made at the first chunked request body
