@@ -1090,3 +1090,44 @@ def test_peer_is_formatted_for_logs(proxy_for, backends) -> None:
     peers = p.run(lambda: [x.peer for x in p.factory.active])
     assert peers == [f"127.0.0.1:{port}"]
     c.close()
+
+
+def _get_from(port: int, source: str, raw: bytes) -> bytes:
+    """One request on a new connection from ``source``; the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5,
+                                  source_address=(source, 0)) as s:
+        s.sendall(raw)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def test_new_connections_from_other_addresses_hash_their_own(proxy_for, backends) -> None:
+    """balance = source over many short connections from several addresses: each
+    address keeps its server, as a connection's first request hashes its own
+    client address (never an earlier connection's)."""
+    p = proxy_for(be={"balance": "source"})
+    raw = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    sources = [f"127.0.0.{i}" for i in range(2, 10)]
+    servers: dict[str, set[str]] = {s: set() for s in sources}
+    for _ in range(3):
+        for src in sources:
+            out = _get_from(p.port, src, raw)
+            assert out.startswith(b"HTTP/1.1 200"), out[:80]
+            servers[src].add(backends[0].name if b'"s1"' in out else backends[1].name)
+    assert all(len(v) == 1 for v in servers.values()), servers
+    assert len(set().union(*servers.values())) == 2      # the addresses do spread
+
+
+def test_a_bad_request_leaves_nothing_for_the_next_connection(proxy_for, backends) -> None:
+    """A connection closed on a malformed head; the next connections' requests
+    are scanned from a clean state."""
+    p = proxy_for(one(backends))
+    for _ in range(3):
+        bad = _get_from(p.port, "127.0.0.1", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        assert bad.startswith(b"HTTP/1.1 400")
+        good = _get_from(p.port, "127.0.0.1",
+                         b"GET /ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        assert good.startswith(b"HTTP/1.1 200"), good[:80]
+    assert [r.target for r in backends[0].received] == ["/ok"] * 3

@@ -135,6 +135,8 @@ cdef class Binding:
     cdef str pick_reason                # ... when the algorithm picked
     cdef bint passive_on                # report results to passive health checks
     cdef tuple router_args              # BackendRuntime.make_router's Router arguments, in order
+    cdef bint reuse                     # a closed connection's router may serve the next one
+    cdef list spare                     # such routers, reset (at most SPARE_ROUTERS)
     # Shared by the connections: a rewrite is one call that returns new bytes.
     cdef RequestRewriter rewriter
     cdef ResponseRewriter resp_rewriter
@@ -158,6 +160,7 @@ cdef class Binding:
     cdef int max_headers
 
     cdef Router new_router(self)
+    cdef give_back(self, Router router)
 
 # The native half of client.HttpFactory: what every accepted connection
 # reads (C fields, Bindings cached per runtime) and maxconn's accounting.

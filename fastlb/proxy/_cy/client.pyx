@@ -19,8 +19,9 @@
 import asyncio
 import logging
 
-from fastlb._core cimport BODY_CHUNKED, BODY_LENGTH, BODY_UNTIL_CLOSE, M_CONNECT, M_DELETE, \
-    M_GET, M_HEAD, M_OPTIONS, M_PUT, M_TRACE, SCAN_DONE, SCAN_ERROR, SCAN_MORE
+from fastlb._core cimport BODY_CHUNKED, BODY_LENGTH, BODY_UNTIL_CLOSE, KEY_NONE, KEY_SOURCE, \
+    KEY_URI, M_CONNECT, M_DELETE, M_GET, M_HEAD, M_OPTIONS, M_PUT, M_TRACE, SCAN_DONE, \
+    SCAN_ERROR, SCAN_MORE
 
 from fastlb.errors import from_core_code
 from fastlb.proxy import proxyproto
@@ -36,6 +37,12 @@ LINGER = 2.0
 # Response bodies up to this size are joined to their head for one write.
 cdef enum:
     SMALL_BODY = 16384
+
+# Closed connections' routers a Binding keeps for new ones: enough for a burst
+# of accepts within one loop iteration; each holds a head buffer (grown up
+# to max_head) and max_headers header spans.
+cdef enum:
+    SPARE_ROUTERS = 64
 
 LABELS = [o.label for o in Outcome]
 cdef int O_VALID = Outcome.VALID
@@ -89,6 +96,13 @@ cdef class Binding:
                             first.scanner.max_target, kw["auto_pick"])
         if len(kw) != 5:
             raise TypeError(f"Router arguments changed: {sorted(kw)}")
+        # A Router counts the requests that lacked their balancing key (their
+        # hash); every other state of it is reset between requests.  Where that
+        # counter is never used, a closed connection's router, reset, is the
+        # same as a new one, so it serves the next accepted connection instead
+        # of a new Router and its head buffers.
+        self.reuse = kw["key_kind"] in (KEY_NONE, KEY_URI, KEY_SOURCE)
+        self.spare = []
         self.rewriter = RequestRewriter(xff=fe.xff, http10_keep_alive=True,
                                         **p.rewriter_kwargs)
         self.resp_rewriter = ResponseRewriter(**p.response_rewriter_kwargs)
@@ -113,7 +127,15 @@ cdef class Binding:
 
     cdef Router new_router(self):
         """One connection's Router (it owns the connection's head buffer)."""
+        if self.spare:
+            return self.spare.pop()
         return Router(*self.router_args)
+
+    cdef give_back(self, Router router):
+        """A closed connection's router: kept for the next one, if it can be."""
+        if self.reuse and len(self.spare) < SPARE_ROUTERS:
+            router.reset()
+            self.spare.append(router)
 
 
 cdef class FactoryBase:
@@ -479,6 +501,11 @@ cdef class ClientProtocol:
             self._drop_server()
             self._drop_own()
             self.factory._leave(self)
+            if self.made is None and self.router is not None:
+                # Nothing reads this connection's head any more.
+                self.binding.give_back(self.router)
+                self.router = None
+                self.scanner = None
         except Exception:
             log.exception("client %s: unexpected error at close", self._peer())
 
