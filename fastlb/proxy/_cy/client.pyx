@@ -11,7 +11,13 @@
 # peer inside ``accept_proxy`` must open with a header whose source then
 # stands for the client; a connection to a ``send_proxy`` server starts
 # with a header, is private to this client connection and kept (``own``)
-# only for its next request.  Limits: no parsing and no per-header objects
+# only for its next request.  The accept path is native too: FactoryBase
+# (the native base of client.HttpFactory) makes the protocol, admits it
+# under maxconn and lets it leave with C calls, and a Binding per backend
+# runtime and reload generation holds what a connection reads of its
+# frontend and backend (settings, shared rewriters, spare routers), so an
+# accept allocates little more than the protocol, its gate, its timer and
+# (when no spare is left) a router.  Limits: no parsing and no per-header objects
 # here; persistence decisions belong to the backend's Persistence (a Python
 # call per request and per response head); health is not judged here (a
 # failed connect marks nothing).
