@@ -1046,3 +1046,103 @@ def test_private_connections_are_freed_with_their_clients(proxy_for, pp_backend)
         alive = live(p, UpstreamProtocol)
     assert not pp_backend.writers                         # every one closed with its client
     assert alive - before < 10, f"{alive - before} closed UpstreamProtocols still alive"
+
+
+# ------------------------------------------------- one request per connection
+
+def test_connection_close_clients_each_get_their_answer(proxy_for, backends) -> None:
+    """`Connection: close` on every request: each new client connection is
+    answered and closed, counted once, leaves no state behind, and its
+    request goes out on a pooled server connection (a new client does not
+    need a new server connection), with its own address in X-Forwarded-For."""
+    p = proxy_for()
+    for _ in range(10):
+        c = p.client()
+        r = c.get("/c", "Connection: close\r\n")
+        assert r.status == 200 and r.header("connection") == "close"
+        assert c.closed()                       # the proxy closed after the answer
+        c.close()
+    received = [rec for b in backends for rec in b.received]
+    assert len(received) == 10
+    assert {rec.header("x-forwarded-for") for rec in received} == {"127.0.0.1"}
+    assert [len(b.received) for b in backends] == [5, 5]          # round robin
+    assert sum(b.accepted for b in backends) < 10                  # pooled, not one each
+    deadline = time.monotonic() + 5
+    while p.run(lambda: len(p.factory.active)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert p.run(lambda: len(p.factory.active)) == 0
+    assert p.run(lambda: p.factory.counters.conns_total) == 10
+    assert p.run(lambda: p.factory.counters.requests) == 10
+
+
+def test_swap_applies_to_connections_accepted_after_it(proxy_for, backends) -> None:
+    """A reload's frontend settings reach the next accepted connection (what a
+    connection reads of its frontend is cached per reload generation), while a
+    connection accepted before it keeps its own until its next request."""
+    from dataclasses import replace
+
+    p = proxy_for(one(backends))
+    old = p.client()
+    assert old.get("/a").status == 200
+    assert backends[0].received[-1].header("x-forwarded-for") == "127.0.0.1"
+    fe = replace(p.fe_cfg, xff=False)
+    p.run(lambda: p.factory.swap(fe, {"app": p.backend}))
+    c = p.client()
+    assert c.get("/b", "X-Forwarded-For: 10.9.9.9\r\n").status == 200
+    assert backends[0].received[-1].header("x-forwarded-for") == "10.9.9.9"
+    assert old.get("/c", "X-Forwarded-For: 10.9.9.9\r\n").status == 200
+    assert backends[0].received[-1].header("x-forwarded-for") == "10.9.9.9"
+    c.close()
+    old.close()
+
+
+def test_peer_is_formatted_for_logs(proxy_for, backends) -> None:
+    """The client's "host:port" (log lines, the access log) names the peer."""
+    p = proxy_for(one(backends))
+    c = p.client()
+    assert c.get("/").status == 200
+    port = c.sock.getsockname()[1]
+    peers = p.run(lambda: [x.peer for x in p.factory.active])
+    assert peers == [f"127.0.0.1:{port}"]
+    c.close()
+
+
+def _get_from(port: int, source: str, raw: bytes) -> bytes:
+    """One request on a new connection from ``source``; the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5,
+                                  source_address=(source, 0)) as s:
+        s.sendall(raw)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def test_new_connections_from_other_addresses_hash_their_own(proxy_for, backends) -> None:
+    """balance = source over many short connections from several addresses: each
+    address keeps its server, as a connection's first request hashes its own
+    client address (never an earlier connection's)."""
+    p = proxy_for(be={"balance": "source"})
+    raw = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    sources = [f"127.0.0.{i}" for i in range(2, 10)]
+    servers: dict[str, set[str]] = {s: set() for s in sources}
+    for _ in range(3):
+        for src in sources:
+            out = _get_from(p.port, src, raw)
+            assert out.startswith(b"HTTP/1.1 200"), out[:80]
+            servers[src].add(backends[0].name if b'"s1"' in out else backends[1].name)
+    assert all(len(v) == 1 for v in servers.values()), servers
+    assert len(set().union(*servers.values())) == 2      # the addresses do spread
+
+
+def test_a_bad_request_leaves_nothing_for_the_next_connection(proxy_for, backends) -> None:
+    """A connection closed on a malformed head; the next connections' requests
+    are scanned from a clean state."""
+    p = proxy_for(one(backends))
+    for _ in range(3):
+        bad = _get_from(p.port, "127.0.0.1", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        assert bad.startswith(b"HTTP/1.1 400")
+        good = _get_from(p.port, "127.0.0.1",
+                         b"GET /ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        assert good.startswith(b"HTTP/1.1 200"), good[:80]
+    assert [r.target for r in backends[0].received] == ["/ok"] * 3

@@ -67,10 +67,13 @@ class Scenario:
     big: bool = False             # one 100 MiB response, MB/s
     idle: int = 0                 # hold this many idle keep-alive clients; RSS
     reload: bool = False          # wrk without and with a reload every second
+    close: bool = False           # every request says Connection: close (a new connection each)
 
 
 SCENARIOS = (
     Scenario("keepalive", "plain keep-alive GET /, round robin"),
+    Scenario("close", "plain GET / with Connection: close: one request per new client "
+             "connection, round robin", close=True),
     Scenario("browser-head", "~700-byte browser head (bench/heads.py), round robin",
              browser=True),
     Scenario("insert-new", "insert-mode sticky cookie, new clients (no cookie sent)",
@@ -421,6 +424,10 @@ def lua_script(path: str, sc: Scenario, cookies: list[str]) -> str:
             if line:
                 k, _, val = line.partition(": ")
                 lines.append(f'wrk.headers["{k}"] = "{val}"')
+    if sc.close:
+        # wrk reconnects after each response that closes: every request on a
+        # new connection (accept, connect upstream or reuse, close).
+        lines.append('wrk.headers["Connection"] = "close"')
     if cookies:
         # Requests alternate between the servers' cookies.
         lines.append("cookies = {" + ", ".join(f'"{c}"' for c in cookies) + "}")

@@ -122,24 +122,87 @@ cdef class Pool:
 
 
 # -------------------------------------------------------- client (client.pyx)
+# What a connection reads of one frontend config served by one backend
+# runtime, read once per reload generation (not once per connection).
+cdef class Binding:
+    cdef readonly object fe
+    cdef readonly object be
+    cdef object persistence
+    cdef object choose                  # persistence.choose, looked up once
+    cdef bint sticky                    # the backend has sticky sessions (choose reads the clock)
+    cdef bint edits                     # persistence.edits_responses
+    cdef str sticky_reason              # access-log reason when the affinity was honoured
+    cdef str pick_reason                # ... when the algorithm picked
+    cdef bint passive_on                # report results to passive health checks
+    cdef tuple router_args              # BackendRuntime.make_router's Router arguments, in order
+    cdef bint reuse                     # a closed connection's router may serve the next one
+    cdef list spare                     # such routers, reset (at most SPARE_ROUTERS)
+    # Shared by the connections: a rewrite is one call that returns new bytes.
+    cdef RequestRewriter rewriter
+    cdef ResponseRewriter resp_rewriter
+    cdef Picker picker                  # the backend's: slots are C calls
+    cdef list pools                     # the backend's Pool per server
+    cdef object queue                   # the backend's wait queue (a deque)
+    cdef list outcome_counts            # the backend's requests per final Outcome
+    cdef bytes response_cookie_name
+    cdef Counters be_counts             # the backend's
+    cdef list srv_counts                # the backend's Counters per server
+    cdef object accept_proxy            # the frontend's trusted PROXY peers (empty: none)
+    cdef double t_client_head
+    cdef double t_client_idle
+    cdef double t_server
+    cdef double t_queue
+    cdef double t_tunnel
+    cdef double t_pool_idle
+    cdef int64_t max_body
+    cdef int retries
+    cdef int max_head
+    cdef int max_headers
+
+    cdef Router new_router(self)
+    cdef give_back(self, Router router)
+
+# The native half of client.HttpFactory: what every accepted connection
+# reads (C fields, Bindings cached per runtime) and maxconn's accounting.
+cdef class FactoryBase:
+    cdef object _fe
+    cdef object _be
+    cdef dict _backends
+    cdef object _routes
+    cdef public long generation         # bumped by a reload after it set fe, be, ...
+    cdef public set active              # connections served
+    cdef public object parked           # connections over maxconn (a deque), in order
+    cdef public bint draining
+    cdef public Counters counters       # the frontend's; a reload keeps the factory
+    cdef public object access_log       # fastlb.accesslog.AccessLog, set by the worker
+    cdef object loop                    # the running loop, looked up at the first accept
+    cdef int maxconn
+    cdef Binding binding                # fe served by be (None: not built yet)
+    cdef dict bindings                  # runtime -> Binding, for routes
+
+    cdef Binding bind(self, object be)
+    cdef bint _admit(self, object c) except -1
+    cdef _leave(self, object c)
+
 cdef class ClientProtocol:
     # Per-connection state
-    cdef readonly object factory
+    cdef readonly FactoryBase factory
     cdef readonly object fe
     cdef readonly object be             # the backend runtime of the current request
+    cdef Binding binding                # fe served by be: the settings below come from it
     cdef object routes                  # the frontend's Routes, or None
     cdef dict backends                  # the runtimes routes name (same generation)
-    cdef object generation              # the factory's generation this connection serves
-    cdef dict made                      # backend runtime -> (router, rewriter, resp_rewriter)
+    cdef long generation                # the factory's generation this connection serves
+    cdef dict made                      # backend runtime -> its router (None: one runtime so far)
     cdef object loop
     cdef public object transport
     cdef object t_write                 # transport.write, looked up once
     cdef readonly ReadGate gate
     cdef Timer timer
-    cdef Timer write_timer              # the client stopped reading our response
+    cdef Timer write_timer              # the client stopped reading our response (made on need)
     cdef readonly Router router
     cdef RequestScanner scanner
-    cdef ChunkedFramer framer
+    cdef ChunkedFramer framer           # made at the first chunked request body
     cdef object persistence
     cdef object choose                  # persistence.choose, looked up once
     cdef bint sticky                    # the backend has sticky sessions (choose reads the clock)
@@ -171,7 +234,7 @@ cdef class ClientProtocol:
     cdef int max_head
     cdef int max_headers
     cdef readonly bytes client_ip
-    cdef readonly str peer
+    cdef str peer_s                     # "host:port" of src, formatted when a log needs it
     cdef public object src              # the client (PROXY header or peer)
     cdef public object dst              # the header's destination, if any
     cdef object pp                      # a PROXY header's bytes so far (C_PROXY)
@@ -188,7 +251,8 @@ cdef class ClientProtocol:
     cdef readonly int server            # chosen server
     cdef int slot                       # server whose slot (take_conn) we hold
     cdef int tries                      # redispatches used
-    cdef set tried                      # servers this request went to
+    cdef int tried_first                # the first server this request went to
+    cdef set tried                      # all of them, made at the first redispatch
     cdef bint race_retried
     cdef int method
     cdef bint idempotent
@@ -200,7 +264,7 @@ cdef class ClientProtocol:
     cdef int64_t body_left
     cdef bint req_done                  # the whole request body came from the client
     cdef bytes head_out
-    cdef list hold                      # body bytes waiting for the upstream connection
+    cdef list hold                      # body bytes waiting for the upstream connection (or None)
     cdef int64_t hold_size
     cdef UpstreamProtocol up
     cdef bint reused
@@ -216,7 +280,9 @@ cdef class ClientProtocol:
     cdef int64_t req_bytes              # request bytes forwarded (head and body)
     cdef int64_t resp_bytes             # response bytes written to the client
 
-    cdef _bind(self, object fe, object be)
+    cdef _init(self, FactoryBase factory)
+    cdef _bind(self, Binding b)
+    cdef str _peer(self)
     cdef _clear_request(self)
     # called by the UpstreamProtocol serving our request
     cdef response_interim(self, ResponseScanner s)

@@ -1,6 +1,7 @@
 # Type stubs for fastlb.proxy._shell (mypy): the names Python code uses.
 import asyncio
 import enum
+from collections import deque
 from typing import Any, Callable
 
 LINGER: float
@@ -86,6 +87,22 @@ class Counters:
     lat_sum: float
     def __init__(self) -> None: ...
     def snapshot(self) -> dict[str, Any]: ...
+
+
+class FactoryBase:
+    fe: Any
+    be: Any
+    backends: dict[str, Any]
+    routes: Any
+    generation: int
+    active: set[Any]
+    parked: deque[Any]
+    draining: bool
+    counters: Counters
+    access_log: Any
+    def __call__(self) -> asyncio.BaseProtocol: ...
+    def admit(self, c: Any) -> bool: ...
+    def leave(self, c: Any) -> None: ...
 
 
 class ClientProtocol:

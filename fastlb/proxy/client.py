@@ -5,18 +5,21 @@ ClientProtocol itself, the downstream HTTP/1.1 side of the proxy, is native
 (``fastlb.proxy._shell``; source ``fastlb/proxy/_cy/client.pyx``), as are
 the server side and its pool (``_cy/upstream.pyx``): the per-request path
 makes C calls only, apart from the loop's callbacks, the transports'
-writes and the persistence decision.  Limits: this module holds no
-per-request code; the factory runs once per accepted connection.
+writes and the persistence decision.  So is the per-connection path: the
+factory's call, maxconn's admit and leave and what a connection reads of
+its frontend and backend (a ``Binding`` per runtime, built once per reload
+generation) live in its native base, ``FactoryBase``.  Limits: this module
+holds no per-request or per-connection code; it sets the factory up,
+swaps a reload in and drains.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
-from typing import Any, Protocol, cast
+from typing import Protocol
 
 from ..config import FrontendConfig
-from ._shell import ClientProtocol, Counters
+from ._shell import ClientProtocol, Counters, FactoryBase
 from .routes import Routes
 from .backend import BackendRuntime
 
@@ -31,13 +34,14 @@ class Parkable(Protocol):
     def abort(self) -> None: ...
 
 
-class HttpFactory:
+class HttpFactory(FactoryBase):
     """Makes a ClientProtocol per accepted connection; enforces the frontend's maxconn.
 
     Connections over maxconn are accepted but parked (not read) until a slot
     frees, as connections wait in a listener's backlog.  For a graceful stop
     or reload, close the listener, call ``drain()`` and wait until
-    ``connections`` is 0 (``abort_all()`` after a grace period).
+    ``connections`` is 0 (``abort_all()`` after a grace period).  Calling
+    it, ``admit`` and ``leave`` are FactoryBase's (native).
     """
 
     def __init__(self, fe: FrontendConfig, be: BackendRuntime,
@@ -49,11 +53,11 @@ class HttpFactory:
         # Bumped by a reload after it set fe, be, backends and routes: each
         # connection rebinds at its next request.
         self.generation = 0
-        self.active: set[Parkable] = set()
-        self.parked: deque[Parkable] = deque()
+        self.active = set()
+        self.parked = deque()
         self.draining = False
         self.counters = Counters()      # the frontend's; a reload keeps the factory
-        self.access_log: Any = None     # fastlb.accesslog.AccessLog, set by the worker
+        self.access_log = None          # fastlb.accesslog.AccessLog, set by the worker
 
     @property
     def connections(self) -> int:
@@ -80,27 +84,3 @@ class HttpFactory:
         """Close every client connection now (the end of a drain's grace period)."""
         for c in list(self.active) + list(self.parked):
             c.abort()
-
-    def __call__(self) -> asyncio.BaseProtocol:
-        # A native protocol: the loop duck-types it (it is no asyncio.Protocol subclass).
-        return cast(asyncio.BaseProtocol, ClientProtocol(self))
-
-    def admit(self, c: Parkable) -> bool:
-        if len(self.active) < self.fe.maxconn:
-            self.active.add(c)
-            return True
-        self.parked.append(c)
-        return False
-
-    def leave(self, c: Parkable) -> None:
-        if c in self.active:
-            self.active.discard(c)
-        else:
-            try:
-                self.parked.remove(c)
-            except ValueError:
-                pass
-        while self.parked and len(self.active) < self.fe.maxconn:
-            nxt = self.parked.popleft()
-            self.active.add(nxt)
-            nxt.unpark()

@@ -11,7 +11,13 @@
 # peer inside ``accept_proxy`` must open with a header whose source then
 # stands for the client; a connection to a ``send_proxy`` server starts
 # with a header, is private to this client connection and kept (``own``)
-# only for its next request.  Limits: no parsing and no per-header objects
+# only for its next request.  The accept path is native too: FactoryBase
+# (the native base of client.HttpFactory) makes the protocol, admits it
+# under maxconn and lets it leave with C calls, and a Binding per backend
+# runtime and reload generation holds what a connection reads of its
+# frontend and backend (settings, shared rewriters, spare routers), so an
+# accept allocates little more than the protocol, its gate, its timer and
+# (when no spare is left) a router.  Limits: no parsing and no per-header objects
 # here; persistence decisions belong to the backend's Persistence (a Python
 # call per request and per response head); health is not judged here (a
 # failed connect marks nothing).
@@ -19,8 +25,9 @@
 import asyncio
 import logging
 
-from fastlb._core cimport BODY_CHUNKED, BODY_LENGTH, BODY_UNTIL_CLOSE, M_CONNECT, M_DELETE, \
-    M_GET, M_HEAD, M_OPTIONS, M_PUT, M_TRACE, SCAN_DONE, SCAN_ERROR, SCAN_MORE
+from fastlb._core cimport BODY_CHUNKED, BODY_LENGTH, BODY_UNTIL_CLOSE, KEY_NONE, KEY_SOURCE, \
+    KEY_URI, M_CONNECT, M_DELETE, M_GET, M_HEAD, M_OPTIONS, M_PUT, M_TRACE, SCAN_DONE, \
+    SCAN_ERROR, SCAN_MORE
 
 from fastlb.errors import from_core_code
 from fastlb.proxy import proxyproto
@@ -36,6 +43,12 @@ LINGER = 2.0
 # Response bodies up to this size are joined to their head for one write.
 cdef enum:
     SMALL_BODY = 16384
+
+# Closed connections' routers a Binding keeps for new ones: enough for a burst
+# of accepts within one loop iteration; each holds a head buffer (grown up
+# to max_head) and max_headers header spans.
+cdef enum:
+    SPARE_ROUTERS = 64
 
 LABELS = [o.label for o in Outcome]
 cdef int O_VALID = Outcome.VALID
@@ -61,79 +74,52 @@ cdef inline bint idempotent(int method) noexcept:
             or method == M_PUT or method == M_DELETE)
 
 
-cdef class ClientProtocol:
-    """One client connection: requests in, responses out, in order."""
+cdef class Binding:
+    """What a connection reads of frontend config ``fe`` served by backend
+    runtime ``be``: built once per reload generation and shared by every
+    connection (its rewriters too: a rewrite is one call returning new bytes,
+    and the loop runs one at a time)."""
 
-    def __init__(self, factory):
-        # Per-connection state
-        self.factory = factory
-        self.loop = asyncio.get_running_loop()
-        self.transport = None
-        self.t_write = None
-        self.gate = ReadGate()
-        self.timer = Timer(self.loop, self._client_timeout, self.gate)
-        self.write_timer = Timer(self.loop, self._write_stalled)   # client stopped reading
-        self.framer = ChunkedFramer()
-        self.fe_counts = factory.counters
-        # A per-request isEnabledFor is a Python frame: a change of the access
-        # log's level applies to connections accepted after it.
-        self.log_each = access_log.isEnabledFor(logging.DEBUG)
-        self.client_ip = b""
-        self.peer = "-"
-        self.src = None
-        self.dst = None
-        self.pp = None
-        self.state = C_HEAD
-        self.buf = bytearray()
-        self.head_started = False
-        self.eof = False
-        self.partial = False
-        self.draining = factory.draining
-        self.writing_paused = False
-        self.requests = 0
-        self.own = None
-        self.tried = set()
-        self.hold = []
-        self.made = {}
-        self.generation = factory.generation
-        self.routes = factory.routes
-        self.backends = factory.backends
-        self._bind(factory.fe, factory.be)
-        self._clear_request()
-
-    cdef _bind(self, object fe, object be):
-        """Serve frontend ``fe`` with backend runtime ``be``: at the start, when
-        a route sends a request to another backend, and at a request boundary
-        after a reload swapped the factory's runtimes.  A connection keeps the
-        router and rewriters it made per runtime (routes switch back and forth)."""
+    def __init__(self, fe, be):
         p = be.persistence
         t = be.cfg.timeouts
         self.fe = fe
         self.be = be
-        made = self.made.get(be)
-        if made is None:
-            router = be.make_router(fe)
-            router.set_source(self.client_ip)
-            made = self.made[be] = (
-                router, RequestRewriter(xff=fe.xff, http10_keep_alive=True, **p.rewriter_kwargs),
-                ResponseRewriter(**p.response_rewriter_kwargs))
-        self.router, self.rewriter, self.resp_rewriter = made
-        self.scanner = self.router.scanner
         self.persistence = p
         self.choose = p.choose
         self.sticky = be.cfg.sticky is not None   # else choose() needs no clock
         self.edits = p.edits_responses
-        self.picker = be.picker
-        self.alog = self.factory.access_log
-        self.passive_on = be.cfg.passive.failures > 0
         self.sticky_reason = STICKY_REASONS.get(p.mode, "balance")
         self.pick_reason = "hash" if be.cfg.hash_key is not None else "balance"
+        self.passive_on = be.cfg.passive.failures > 0
+        # BackendRuntime.make_router's arguments, computed once and passed by
+        # position (no keyword dict per connection); max_target keeps the
+        # Router's default, read off one made here.
+        kw = p.router_kwargs
+        first = Router(be.picker, max_head=fe.max_head, max_headers=fe.max_headers, **kw)
+        self.router_args = (be.picker, kw["key_kind"], kw["key_name"], kw["affinity_cookie"],
+                            kw["seed"], fe.max_head, fe.max_headers,
+                            first.scanner.max_target, kw["auto_pick"])
+        if len(kw) != 5:
+            raise TypeError(f"Router arguments changed: {sorted(kw)}")
+        # A Router counts the requests that lacked their balancing key (their
+        # hash); every other state of it is reset between requests.  Where that
+        # counter is never used, a closed connection's router, reset, is the
+        # same as a new one, so it serves the next accepted connection instead
+        # of a new Router and its head buffers.
+        self.reuse = kw["key_kind"] in (KEY_NONE, KEY_URI, KEY_SOURCE)
+        self.spare = []
+        self.rewriter = RequestRewriter(xff=fe.xff, http10_keep_alive=True,
+                                        **p.rewriter_kwargs)
+        self.resp_rewriter = ResponseRewriter(**p.response_rewriter_kwargs)
+        self.picker = be.picker
         self.pools = be.pools
         self.queue = be.queue
         self.outcome_counts = be.outcome_counts
         self.be_counts = be.counters
         self.srv_counts = be.server_counters
         self.response_cookie_name = p.response_cookie_name
+        self.accept_proxy = fe.accept_proxy
         self.t_client_head = fe.timeouts.client_head
         self.t_client_idle = fe.timeouts.client_idle
         self.t_server = t.server
@@ -144,6 +130,207 @@ cdef class ClientProtocol:
         self.retries = be.cfg.retries
         self.max_head = fe.max_head
         self.max_headers = fe.max_headers
+
+    cdef Router new_router(self):
+        """One connection's Router (it owns the connection's head buffer)."""
+        if self.spare:
+            return self.spare.pop()
+        return Router(*self.router_args)
+
+    cdef give_back(self, Router router):
+        """A closed connection's router: kept for the next one, if it can be."""
+        if self.reuse and len(self.spare) < SPARE_ROUTERS:
+            router.reset()
+            self.spare.append(router)
+
+
+cdef class FactoryBase:
+    """The native half of ``client.HttpFactory``: makes a ClientProtocol per
+    accepted connection with C calls only, and keeps maxconn's accounting.
+
+    Setting ``fe``, ``be``, ``backends`` or ``routes`` drops the cached
+    Bindings: connections accepted after it read the new settings.
+    """
+
+    @property
+    def fe(self):
+        return self._fe
+
+    @fe.setter
+    def fe(self, value):
+        self._fe = value
+        self.maxconn = value.maxconn
+        self.binding = None
+        self.bindings = None
+
+    @property
+    def be(self):
+        return self._be
+
+    @be.setter
+    def be(self, value):
+        self._be = value
+        self.binding = None
+        self.bindings = None
+
+    @property
+    def backends(self):
+        return self._backends
+
+    @backends.setter
+    def backends(self, dict value):
+        self._backends = value
+        self.bindings = None
+
+    @property
+    def routes(self):
+        return self._routes
+
+    @routes.setter
+    def routes(self, value):
+        self._routes = value
+
+    cdef Binding bind(self, object be):
+        """The Binding of the current frontend config to runtime ``be``."""
+        cdef Binding b
+        if be is self._be:
+            if self.binding is None:
+                self.binding = Binding(self._fe, be)
+            return self.binding
+        if self.bindings is None:
+            self.bindings = {}
+        b = self.bindings.get(be)
+        if b is None:
+            b = self.bindings[be] = Binding(self._fe, be)
+        return b
+
+    def __call__(self):
+        """A new connection's protocol (the loop duck-types it: it is no
+        asyncio.Protocol subclass)."""
+        cdef ClientProtocol c = ClientProtocol.__new__(ClientProtocol)
+        c._init(self)
+        return c
+
+    cdef bint _admit(self, object c) except -1:
+        if len(self.active) < self.maxconn:
+            self.active.add(c)
+            return True
+        self.parked.append(c)
+        return False
+
+    cdef _leave(self, object c):
+        cdef object nxt
+        if c in self.active:
+            self.active.discard(c)
+        else:
+            try:
+                self.parked.remove(c)
+            except ValueError:
+                pass
+        while self.parked and len(self.active) < self.maxconn:
+            nxt = self.parked.popleft()
+            self.active.add(nxt)
+            nxt.unpark()
+
+    def admit(self, c):
+        """Serve ``c`` now (True), or park it until a slot frees (False)."""
+        return self._admit(c)
+
+    def leave(self, c):
+        """``c`` closed: its slot goes to the first parked connection."""
+        self._leave(c)
+
+
+cdef class ClientProtocol:
+    """One client connection: requests in, responses out, in order."""
+
+    def __init__(self, FactoryBase factory):
+        self._init(factory)
+
+    cdef _init(self, FactoryBase factory):
+        # Per-connection state
+        self.factory = factory
+        if factory.loop is None:
+            factory.loop = asyncio.get_running_loop()
+        self.loop = factory.loop
+        self.gate = ReadGate()
+        self.timer = new_timer(self.loop, self._client_timeout, self.gate)
+        self.fe_counts = factory.counters
+        # A per-request isEnabledFor is a Python frame: a change of the access
+        # log's level applies to connections accepted after it.
+        self.log_each = access_log.isEnabledFor(logging.DEBUG)
+        self.client_ip = b""
+        self.state = C_HEAD
+        self.buf = bytearray()
+        self.draining = factory.draining
+        self.generation = factory.generation
+        self.routes = factory._routes
+        self.backends = factory._backends
+        self._bind(factory.bind(factory._be))
+        self._clear_request()
+
+    cdef _bind(self, Binding b):
+        """Serve with Binding ``b`` (a frontend config and a backend runtime): at
+        the start, when a route sends a request to another backend, and at a
+        request boundary after a reload swapped the factory's runtimes.  A
+        connection keeps the router it made per runtime (routes switch back
+        and forth)."""
+        cdef Router router = None
+        if self.router is not None:
+            if self.made is None:
+                self.made = {}
+            self.made[self.be] = self.router
+            router = self.made.get(b.be)
+        if router is None:
+            router = b.new_router()
+            router.set_source(self.client_ip)
+            if self.made is not None:
+                self.made[b.be] = router
+        self.binding = b
+        self.fe = b.fe
+        self.be = b.be
+        self.router = router
+        self.rewriter = b.rewriter
+        self.resp_rewriter = b.resp_rewriter
+        self.scanner = router.scanner
+        self.persistence = b.persistence
+        self.choose = b.choose
+        self.sticky = b.sticky
+        self.edits = b.edits
+        self.picker = b.picker
+        self.alog = self.factory.access_log
+        self.passive_on = b.passive_on
+        self.sticky_reason = b.sticky_reason
+        self.pick_reason = b.pick_reason
+        self.pools = b.pools
+        self.queue = b.queue
+        self.outcome_counts = b.outcome_counts
+        self.be_counts = b.be_counts
+        self.srv_counts = b.srv_counts
+        self.response_cookie_name = b.response_cookie_name
+        self.t_client_head = b.t_client_head
+        self.t_client_idle = b.t_client_idle
+        self.t_server = b.t_server
+        self.t_queue = b.t_queue
+        self.t_tunnel = b.t_tunnel
+        self.t_pool_idle = b.t_pool_idle
+        self.max_body = b.max_body
+        self.retries = b.retries
+        self.max_head = b.max_head
+        self.max_headers = b.max_headers
+
+    @property
+    def peer(self):
+        """"host:port" of the client (its PROXY header's source if it sent one), or "-"."""
+        return self._peer()
+
+    cdef str _peer(self):
+        # Formatted when a log line needs it, not per accept.
+        cdef object src
+        if self.peer_s is None:
+            src = self.src
+            self.peer_s = "-" if src is None else f"{src[0]}:{src[1]}"
+        return self.peer_s
 
     @property
     def buffered(self):
@@ -161,7 +348,9 @@ cdef class ClientProtocol:
         self.server = -1
         self.slot = -1
         self.tries = 0
-        self.tried.clear()
+        self.tried_first = -1
+        if self.tried:
+            self.tried.clear()
         self.race_retried = False
         self.method = 0
         self.idempotent = False
@@ -199,10 +388,11 @@ cdef class ClientProtocol:
         try:
             peer = transport.get_extra_info("peername")
             if peer:
-                self.client_ip = str(peer[0]).encode()
-                self.peer = f"{peer[0]}:{peer[1]}"
-                self.src = (str(peer[0]), int(peer[1]))
-                if self.fe.accept_proxy and proxyproto.trusted(peer[0], self.fe.accept_proxy):
+                host = str(peer[0])
+                self.client_ip = host.encode()
+                self.src = (host, int(peer[1]))     # "host:port" is formatted by _peer
+                if self.binding.accept_proxy and proxyproto.trusted(
+                        peer[0], self.binding.accept_proxy):
                     self.state = C_PROXY     # its first bytes must be a PROXY header
                     self.pp = bytearray()
             self.router.set_source(self.client_ip)
@@ -211,13 +401,13 @@ cdef class ClientProtocol:
             # nothing gets 408 like a slow one (HAProxy's default, without
             # http-ignore-probes); later keep-alive waits close silently.
             self.head_started = True
-            if self.factory.admit(self):
+            if self.factory._admit(self):
                 self.timer.start(self.t_client_head)
             else:
                 self.gate.pause(PARKED)
                 self.loop.call_soon(self.gate.reapply)
         except Exception:
-            log.exception("client %s: unexpected error on accept", self.peer)
+            log.exception("client %s: unexpected error on accept", self._peer())
             transport.close()
 
     def unpark(self):
@@ -232,7 +422,7 @@ cdef class ClientProtocol:
                 elif self.buf:
                     self._next_request()
         except Exception:
-            log.exception("client %s: unexpected error", self.peer)
+            log.exception("client %s: unexpected error", self._peer())
             self._fail(500, "internal error")
 
     def drain(self, bint close_idle=True):
@@ -248,7 +438,7 @@ cdef class ClientProtocol:
                     and not self.buf and not self.gate.reasons & PARKED):
                 self._close()
         except Exception:
-            log.exception("client %s: unexpected error while draining", self.peer)
+            log.exception("client %s: unexpected error while draining", self._peer())
 
     def abort(self):
         try:
@@ -257,7 +447,7 @@ cdef class ClientProtocol:
             if self.transport is not None:
                 self.transport.abort()
         except Exception:
-            log.exception("client %s: unexpected error on abort", self.peer)
+            log.exception("client %s: unexpected error on abort", self._peer())
 
     def data_received(self, bytes data):
         cdef int st
@@ -284,7 +474,7 @@ cdef class ClientProtocol:
             else:
                 self._buffer(data, 0)
         except Exception:
-            log.exception("client %s: unexpected error", self.peer)
+            log.exception("client %s: unexpected error", self._peer())
             self._fail(500, "internal error")
 
     def eof_received(self):
@@ -304,7 +494,7 @@ cdef class ClientProtocol:
                 return None
             return True            # finish writing the response, then close
         except Exception:
-            log.exception("client %s: unexpected error at EOF", self.peer)
+            log.exception("client %s: unexpected error at EOF", self._peer())
             return None
 
     def connection_lost(self, exc):
@@ -314,22 +504,31 @@ cdef class ClientProtocol:
                 self._log_access()
             self.state = C_CLOSED
             self.timer.cancel()
-            self.write_timer.cancel()
+            if self.write_timer is not None:
+                self.write_timer.cancel()
             self._drop_server()
             self._drop_own()
-            self.factory.leave(self)
+            self.factory._leave(self)
+            if self.made is None and self.router is not None:
+                # Nothing reads this connection's head any more.
+                self.binding.give_back(self.router)
+                self.router = None
+                self.scanner = None
         except Exception:
-            log.exception("client %s: unexpected error at close", self.peer)
+            log.exception("client %s: unexpected error at close", self._peer())
 
     def pause_writing(self):
         self.writing_paused = True
+        if self.write_timer is None:
+            self.write_timer = new_timer(self.loop, self._write_stalled, None)
         self.write_timer.start(self.t_client_idle)
         if self.up is not None:
             self.up.peer_paused(True)
 
     def resume_writing(self):
         self.writing_paused = False
-        self.write_timer.armed = False
+        if self.write_timer is not None:
+            self.write_timer.armed = False
         if self.up is not None:
             self.up.peer_paused(False)
 
@@ -455,7 +654,7 @@ cdef class ClientProtocol:
         if h is None:
             return                      # the client_head timer keeps running
         if isinstance(h, proxyproto.Invalid):
-            log.warning("client %s: bad PROXY header: %s; closing", self.peer, h.reason)
+            log.warning("client %s: bad PROXY header: %s; closing", self._peer(), h.reason)
             self._close()
             return
         rest = bytes(self.pp[h.consumed:])
@@ -463,7 +662,7 @@ cdef class ClientProtocol:
         self.state = C_HEAD
         if h.src is not None:           # else LOCAL/UNKNOWN: the real peer stays
             self.src, self.dst = h.src, h.dst
-            self.peer = f"{h.src[0]}:{h.src[1]}"
+            self.peer_s = None          # _peer formats the new source
             self.client_ip = h.src[0].encode()
             self.router.set_source(self.client_ip)
         if rest:
@@ -477,11 +676,12 @@ cdef class ClientProtocol:
             # A reload swapped the runtimes: the next request uses the new ones
             # (a private connection names a server of an old one, so it goes).
             self._drop_own()
-            self.made.clear()
+            self.made = None
+            self.router = None          # every runtime gets a new router
             self.generation = self.factory.generation
-            self.routes = self.factory.routes
-            self.backends = self.factory.backends
-            self._bind(self.factory.fe, self.factory.be)
+            self.routes = self.factory._routes
+            self.backends = self.factory._backends
+            self._bind(self.factory.bind(self.factory._be))
         if not self.head_started:
             self.head_started = True
             self.timer.start(self.t_client_head)
@@ -511,7 +711,8 @@ cdef class ClientProtocol:
             return
         head = s.head_bytes()
         self._drop_own()            # a private connection is one backend's server
-        self._bind(self.fe, be)
+        self._bind(self.factory.bind(be) if self.generation == self.factory.generation
+                   else Binding(self.fe, be))
         if self.router.route(head, 0, now) != SCAN_DONE:
             raise RuntimeError("a head scanned once did not scan again")
 
@@ -540,7 +741,10 @@ cdef class ClientProtocol:
             self.body_left = s.content_length
             self.req_done = self.body_left == 0
         elif kind == BODY_CHUNKED:
-            self.framer.reset()
+            if self.framer is None:
+                self.framer = ChunkedFramer()
+            else:
+                self.framer.reset()
             self.body_left = 0
             self.req_done = False
         else:
@@ -588,7 +792,7 @@ cdef class ClientProtocol:
             self.state = C_CONNECT
             self._dispatch(i)
         except Exception:
-            log.exception("client %s: unexpected error leaving the queue", self.peer)
+            log.exception("client %s: unexpected error leaving the queue", self._peer())
             self._fail(500, "internal error")
         return True
 
@@ -599,13 +803,16 @@ cdef class ClientProtocol:
                 self.be.leave_queue(self)
                 self._reply(503, "queue timeout")
         except Exception:
-            log.exception("client %s: unexpected error on queue timeout", self.peer)
+            log.exception("client %s: unexpected error on queue timeout", self._peer())
 
     cdef _dispatch(self, int i):
         """Send the request to server i: a pooled connection if any, else a new one."""
         cdef UpstreamProtocol up = self.own
         self.server = i
-        self.tried.add(i)
+        if self.tried_first < 0:
+            self.tried_first = i
+        else:                       # a redispatch: _redispatch made the set
+            self.tried.add(i)
         self.slot = i
         self.picker.take_conn(i)
         if up is not None:
@@ -658,6 +865,9 @@ cdef class ClientProtocol:
         self.be_counts.redispatches += 1
         if self.server >= 0:
             (<Counters>self.srv_counts[self.server]).redispatches += 1
+        if self.tried is None:
+            self.tried = set()
+        self.tried.add(self.tried_first)
         j = self.be.redispatch(self.tried, self.tries, mono_now())
         if j < 0:
             self._reply(503, "no server available")
@@ -711,6 +921,8 @@ cdef class ClientProtocol:
                 self.up.timer.last = mono_now()   # an upload keeps the server side busy
                 self.up.write(chunk)
             else:
+                if self.hold is None:
+                    self.hold = []
                 self.hold.append(chunk)
                 self.hold_size += n
                 if self.hold_size > C_HOLD_MAX:
@@ -793,7 +1005,7 @@ cdef class ClientProtocol:
         """The client read nothing for client_idle while we had bytes for it."""
         try:
             if self.state != C_CLOSED:
-                log.warning("client %s: not reading for %.1fs; closing", self.peer,
+                log.warning("client %s: not reading for %.1fs; closing", self._peer(),
                             self.t_client_idle)
                 self._log_access()
                 self._drop_server()
@@ -801,12 +1013,12 @@ cdef class ClientProtocol:
                 if self.transport is not None:
                     self.transport.abort()     # the unsent bytes are not worth waiting for
         except Exception:
-            log.exception("client %s: unexpected error on timeout", self.peer)
+            log.exception("client %s: unexpected error on timeout", self._peer())
 
     def _client_timeout(self):
         try:
             if self.state == C_PROXY:
-                log.warning("client %s: no PROXY header within %.1fs; closing", self.peer,
+                log.warning("client %s: no PROXY header within %.1fs; closing", self._peer(),
                             self.t_client_head)
                 self._close()
             elif self.state == C_HEAD:
@@ -817,14 +1029,14 @@ cdef class ClientProtocol:
             elif not self.req_done:
                 self._fail(408, "request body timeout")
         except Exception:
-            log.exception("client %s: unexpected error on timeout", self.peer)
+            log.exception("client %s: unexpected error on timeout", self._peer())
 
     # -- endings
 
     cdef _reply(self, int status, str why):
         """Answer with a small error response and close the connection."""
         self.status = status
-        log.warning("client %s: %d %s", self.peer, status, why)
+        log.warning("client %s: %d %s", self._peer(), status, why)
         self._log_access()
         self._drop_server()
         if self.transport is not None and not self.transport.is_closing():
@@ -834,7 +1046,7 @@ cdef class ClientProtocol:
     cdef _fail(self, int status, str why):
         """An error: a response if none started, else an abrupt close."""
         if self.resp_started or self.state == C_TUNNEL:
-            log.warning("client %s: %s; closing", self.peer, why)
+            log.warning("client %s: %s; closing", self._peer(), why)
             self._log_access()
             self._drop_server()
             self._close()
@@ -895,7 +1107,8 @@ cdef class ClientProtocol:
         destroy the answer it has not read yet (RFC 9112 9.6)."""
         self.state = C_CLOSED
         self.timer.cancel()
-        self.write_timer.cancel()
+        if self.write_timer is not None:
+            self.write_timer.cancel()
         self._drop_own()
         t = self.transport
         if t is None or t.is_closing():
@@ -947,7 +1160,7 @@ cdef class ClientProtocol:
                 reason = self.sticky_reason
             else:
                 reason = self.pick_reason
-            self.alog.add((wall_now(), self.peer, self.fe.name, self.be.name,
+            self.alog.add((wall_now(), self._peer(), self.fe.name, self.be.name,
                            self.be.names[self.server] if self.server >= 0 else "-",
                            self.scanner.method_bytes(), self.scanner.target(), self.status,
                            secs, self.req_bytes, self.resp_bytes, reason, outcome,
@@ -955,7 +1168,7 @@ cdef class ClientProtocol:
         if self.log_each:
             s = self.scanner
             server = self.be.names[self.server] if self.server >= 0 else "-"
-            access_log.debug('%s "%s %s" %s/%s %d outcome=%s %.1fms', self.peer,
+            access_log.debug('%s "%s %s" %s/%s %d outcome=%s %.1fms', self._peer(),
                              s.method_bytes().decode("latin-1"),
                              s.target().decode("latin-1"), self.be.name, server,
                              self.status, outcome, (mono_now() - self.t0) * 1000.0)
@@ -983,5 +1196,5 @@ async def _connect_task(ClientProtocol c, int i):
     except asyncio.CancelledError:
         raise
     except Exception:
-        log.exception("client %s: unexpected error connecting", c.peer)
+        log.exception("client %s: unexpected error connecting", c._peer())
         c._fail(500, "internal error")

@@ -132,3 +132,13 @@ cdef class Timer:
             return
         self.armed = False
         self.cb()
+
+
+cdef Timer new_timer(object loop, object cb, ReadGate gate):
+    """Timer(loop, cb, gate) without the Python call (one per accepted
+    connection; module-private, so the .pxd does not declare it)."""
+    cdef Timer t = Timer.__new__(Timer)
+    t.loop = loop
+    t.cb = cb
+    t.gate = gate
+    return t
