@@ -469,6 +469,7 @@ cdef class Picker:
     cdef readonly uint64_t bound_factor
     cdef readonly int builds           # _build calls that succeeded (init, weight changes)
     cdef readonly int detour           # the last pick: 0, 1 (own server not UP), 2 (full)
+    cdef uint64_t keyless              # keys made up for keyless requests (route.pyx)
 
     cpdef void init(self, ServerTable t) except *
     cdef int _check(self, int i) except -1            # bound to a table, 0 <= i < n
@@ -548,7 +549,6 @@ cdef class Router:
     cdef readonly int affinity_slot        # scanner cookie slot of the affinity cookie, or -1
     cdef readonly int key_slot             # scanner cookie slot of a cookie key, or -1
     cdef readonly uint64_t seed
-    cdef uint64_t counter                  # keys for keyless requests
     cdef uint64_t source_hash              # hash of the client address (KEY_SOURCE)
     cdef readonly int server               # pick of the last complete head, or -1
     cdef readonly bint keyed               # that head carried its key

@@ -65,6 +65,21 @@ def test_keyless_requests_spread_over_servers(core: ModuleType) -> None:
     assert min(counts) > 1000 / len(NAMES) * 0.6, counts
 
 
+@pytest.mark.parametrize("kind,name", [(KeyKind.KEY_COOKIE, b"JSESSIONID"),
+                                       (KeyKind.KEY_HEADER, b"X-User")])
+def test_keyless_first_requests_of_new_connections_spread(core: ModuleType, kind: int,
+                                                          name: bytes) -> None:
+    # One Router per connection, one keyless request each (new clients with
+    # Connection: close): the backend's shared counter spreads them.
+    p = picker(core)
+    counts = [0] * len(NAMES)
+    for _ in range(1000):
+        r = core.Router(p, kind, name)
+        counts[routed(r, head())] += 1
+        assert not r.keyed
+    assert min(counts) > 1000 / len(NAMES) * 0.6, counts
+
+
 def test_header_key_matches_name_case_insensitively(core: ModuleType) -> None:
     p = picker(core, "RingPicker")
     r = core.Router(p, KeyKind.KEY_HEADER, b"X-Tenant")

@@ -7,9 +7,11 @@
 # spans and hashed in place: no bytes object, no Python call per request.
 # A request without its key (no cookie yet, no such header) still has to go
 # somewhere: like HAProxy's hash balancing, which falls back to round robin
-# when the key is absent, it gets a key from a per-router counter run through
-# a bijective mixer, which spreads keyless requests evenly over the ring or
-# table and stays deterministic for tests.
+# when the key is absent, it gets a key from a counter of the backend's (its
+# Picker's, shared by every connection) run through a bijective mixer, which
+# spreads keyless requests evenly over the ring or table (a counter per
+# connection would send every connection's first keyless request to one
+# server) and stays deterministic for tests.
 
 from libc.stdint cimport uint64_t
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -40,7 +42,6 @@ cdef class Router:
         self.key_kind = key_kind
         self.key_name = key_name.lower() if key_kind == KEY_HEADER else key_name
         self.seed = seed
-        self.counter = 0
         self.source_hash = 0
         self.affinity_slot = -1
         self.key_slot = -1
@@ -137,5 +138,5 @@ cdef class Router:
             return self.source_hash
         elif self.key_kind == KEY_NONE:
             return 0
-        self.counter += 1
-        return mix64(self.seed ^ self.counter)
+        self.picker.keyless += 1
+        return mix64(self.seed ^ self.picker.keyless)

@@ -53,6 +53,7 @@ class Picker:
         self.pool_conns = 0
         self.builds = 0
         self.detour = 0     # see _core.pxd: 0, 1 (own server not UP), 2 (full)
+        self.keyless = 0    # keys made up for keyless requests (route.py)
 
     def init(self, t: ServerTable) -> None:
         if t is None:

@@ -1,9 +1,10 @@
 """route: scan a head, hash its balancing key, pick (twin of _cy/route.pyx).
 
 A Router is per client connection; its Picker is shared by the backend.
-Requests without their key get one from a counter through mix64, so they
-spread evenly over a ring or table, like HAProxy falling back to round robin
-when a hash key is absent.
+Requests without their key get one from the backend's counter (kept on its
+Picker, shared by every connection) through mix64, so they spread evenly
+over a ring or table, like HAProxy falling back to round robin when a hash
+key is absent.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ class Router:
         self.key_kind = key_kind
         self.key_name = key_name.lower() if key_kind == KeyKind.KEY_HEADER else key_name
         self.seed = seed
-        self.counter = 0
         self.source_hash = 0
         names: list[bytes] = []
         self.affinity_slot = self.key_slot = -1
@@ -100,5 +100,5 @@ class Router:
         if key is not None:
             self.keyed = True
             return hash_bytes(key, self.seed)
-        self.counter = (self.counter + 1) & MASK64
-        return mix64(self.seed ^ self.counter)
+        self.picker.keyless = (self.picker.keyless + 1) & MASK64
+        return mix64(self.seed ^ self.picker.keyless)

@@ -135,7 +135,6 @@ cdef class Binding:
     cdef str pick_reason                # ... when the algorithm picked
     cdef bint passive_on                # report results to passive health checks
     cdef tuple router_args              # BackendRuntime.make_router's Router arguments, in order
-    cdef bint reuse                     # a closed connection's router may serve the next one
     cdef list spare                     # such routers, reset (at most SPARE_ROUTERS)
     # Shared by the connections: a rewrite is one call that returns new bytes.
     cdef RequestRewriter rewriter

@@ -25,9 +25,8 @@
 import asyncio
 import logging
 
-from fastlb._core cimport BODY_CHUNKED, BODY_LENGTH, BODY_UNTIL_CLOSE, KEY_NONE, KEY_SOURCE, \
-    KEY_URI, M_CONNECT, M_DELETE, M_GET, M_HEAD, M_OPTIONS, M_PUT, M_TRACE, SCAN_DONE, \
-    SCAN_ERROR, SCAN_MORE
+from fastlb._core cimport BODY_CHUNKED, BODY_LENGTH, BODY_UNTIL_CLOSE, M_CONNECT, \
+    M_DELETE, M_GET, M_HEAD, M_OPTIONS, M_PUT, M_TRACE, SCAN_DONE, SCAN_ERROR, SCAN_MORE
 
 from fastlb.errors import from_core_code
 from fastlb.proxy import proxyproto
@@ -102,12 +101,10 @@ cdef class Binding:
                             first.scanner.max_target, kw["auto_pick"])
         if len(kw) != 5:
             raise TypeError(f"Router arguments changed: {sorted(kw)}")
-        # A Router counts the requests that lacked their balancing key (their
-        # hash); every other state of it is reset between requests.  Where that
-        # counter is never used, a closed connection's router, reset, is the
-        # same as a new one, so it serves the next accepted connection instead
+        # A Router's state is reset between requests (its source key is set
+        # per connection), so a closed connection's router, reset, is the
+        # same as a new one: it serves the next accepted connection instead
         # of a new Router and its head buffers.
-        self.reuse = kw["key_kind"] in (KEY_NONE, KEY_URI, KEY_SOURCE)
         self.spare = []
         self.rewriter = RequestRewriter(xff=fe.xff, http10_keep_alive=True,
                                         **p.rewriter_kwargs)
@@ -139,7 +136,7 @@ cdef class Binding:
 
     cdef give_back(self, Router router):
         """A closed connection's router: kept for the next one, if it can be."""
-        if self.reuse and len(self.spare) < SPARE_ROUTERS:
+        if len(self.spare) < SPARE_ROUTERS:
             router.reset()
             self.spare.append(router)
 
