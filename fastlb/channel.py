@@ -6,8 +6,10 @@ them (SCM_RIGHTS: the listening sockets of frontends a reload adds).  A
 frame is a 4-byte big-endian length and the JSON; a message that carries
 descriptors says how many in its ``"nfds"`` key, and they travel with the
 first bytes of its frame, so the reader hands them to the frame that
-completes next.  Sending never blocks: frames queue while the socket is
-full.  Limits: frames of at most ``FRAME_MAX`` bytes; no request/response
+completes next.  More than ``FDS_MAX`` (the kernel's limit per message)
+go ahead in carrier frames (``{"op": "_fds"}``) that the reader keeps to
+itself.  Sending never blocks: frames queue while the socket is full.
+Limits: frames of at most ``FRAME_MAX`` bytes; no request/response
 matching (callers put an ``id`` in their messages); the loop must be
 running for ``send`` to flush what the socket did not take at once.
 """
@@ -26,8 +28,10 @@ from typing import Any, Callable, Sequence
 import orjson
 
 FRAME_MAX = 16 << 20
-FDS_MAX = 64
+FDS_MAX = 253        # SCM_MAX_FD: descriptors one sendmsg may carry
 _LEN = struct.Struct(">I")
+_CARRIER_BODY = b'{"op":"_fds"}'
+_CARRIER = _LEN.pack(len(_CARRIER_BODY)) + _CARRIER_BODY
 
 log = logging.getLogger("fastlb.channel")
 
@@ -66,7 +70,10 @@ class Channel:
         body = orjson.dumps(msg)
         if len(body) > FRAME_MAX:
             raise ValueError(f"control message of {len(body)} bytes is over {FRAME_MAX}")
-        self.out.append((_LEN.pack(len(body)) + body, [os.dup(fd) for fd in fds]))
+        first = len(fds) - (len(fds) - 1) % FDS_MAX - 1 if fds else 0   # the frame's own share
+        for at in range(0, first, FDS_MAX):
+            self.out.append((_CARRIER, [os.dup(fd) for fd in fds[at:at + FDS_MAX]]))
+        self.out.append((_LEN.pack(len(body)) + body, [os.dup(fd) for fd in fds[first:]]))
         if not self.writing:
             self._flush()
 
@@ -120,7 +127,7 @@ class Channel:
 
     def _readable(self) -> None:
         try:
-            data, anc, _flags, _addr = self.sock.recvmsg(
+            data, anc, flags, _addr = self.sock.recvmsg(
                 1 << 16, socket.CMSG_SPACE(FDS_MAX * array.array("i").itemsize))
         except (BlockingIOError, InterruptedError):
             return
@@ -133,6 +140,11 @@ class Channel:
                 got = array.array("i")
                 got.frombytes(payload[:len(payload) - len(payload) % got.itemsize])
                 self.rfds.extend(got)
+        if flags & socket.MSG_CTRUNC:
+            # Descriptors were lost: what they belonged to cannot be trusted.
+            log.error("control channel: descriptors truncated; closing")
+            self.close()
+            return
         if not data:
             self.close()
             return
@@ -147,6 +159,8 @@ class Channel:
                 break
             body = bytes(self.rbuf[4:4 + n])
             del self.rbuf[:4 + n]
+            if body == _CARRIER_BODY:
+                continue                   # its descriptors wait in rfds
             try:
                 msg = orjson.loads(body)
                 nfds = int(msg.get("nfds", 0))

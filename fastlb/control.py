@@ -35,7 +35,7 @@ import logging
 import os
 import socket
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from . import config
 from ._version import __version__
@@ -105,6 +105,7 @@ class Balancer:
         self.weights: dict[tuple[str, str], int] = {}      # admin API weight overrides
         self.ids = itertools.count(1)
         self.pending: dict[int, tuple[dict[int, Any], asyncio.Future[None], set[int]]] = {}
+        self.applying = asyncio.Lock()     # one apply at a time
         # Reloads waiting for the workers: generation -> (answers by slot, done,
         # the slots the config was sent to).
         self.applied: dict[int, tuple[dict[int, str | None], asyncio.Future[None],
@@ -241,10 +242,17 @@ class Balancer:
         return errs
 
     async def apply(self, cfg: config.Config) -> list[str]:
-        """Send ``cfg`` (validated) to every worker; the problems, or []."""
+        """Send ``cfg`` (validated) to every worker; the problems, or [].
+        One at a time (a file reload and an admin server change would
+        otherwise interleave their socket hand-overs)."""
+        async with self.applying:
+            return await self._apply(cfg)
+
+    async def _apply(self, cfg: config.Config) -> list[str]:
         assert self.master is not None
+        master = self.master
         old = self.cfg
-        workers, was = cfg.global_.workers, len(self.master.slots)
+        workers, was = cfg.global_.workers, len(master.slots)
         added: dict[str, list[socket.socket]] = {}    # new or moved frontends: new groups
         grown: dict[str, list[socket.socket]] = {}    # kept ones: sockets for more workers
         try:
@@ -252,27 +260,23 @@ class Balancer:
                 prev = old.frontends.get(fe.name)
                 if prev is None or prev.bind != fe.bind:
                     added[fe.name] = listener.bind(fe.name, fe.bind, workers)
-                elif len(group := self.master.sockets[fe.name]) < workers:
+                elif len(group := master.sockets[fe.name]) < workers:
                     grown[fe.name] = listener.grow(fe.name, group, workers - len(group))
-        except ListenError as e:
+            stores, fresh = self._stores_for(old, cfg)
+            body: dict[str, Any] = {
+                "op": "config", "cfg": encode_config(cfg), "fresh": list(added),
+                "stores": fresh}
+        except BaseException as e:
+            # Nothing is committed: sockets bound for it must not linger in a
+            # frontend's SO_REUSEPORT group, where the kernel would queue
+            # connections nobody accepts.
             listener.close_all(added)
             listener.close_all(grown)
-            log.error("reload refused, the running config stays: %s", e)
-            return [f"{cfg.path}: {e}"]
-        stores: dict[str, SessionStore | None] = {}
-        fresh: list[tuple[str, int]] = []
-        for name, bc in cfg.backends.items():
-            prev_store = self.stores.get(name)
-            same = (prev_store is not None and learns(old, name) and bc.sticky is not None
-                    and old.backends[name].sticky.learn_max_entries  # type: ignore[union-attr]
-                    == bc.sticky.learn_max_entries)
-            if same:
-                stores[name] = prev_store
-            elif learns(cfg, name):
-                stores[name] = make_store(bc)
-                fresh.append((name, bc.sticky.learn_max_entries))  # type: ignore[union-attr]
-            else:
-                stores[name] = None
+            if isinstance(e, ListenError):
+                log.error("reload refused, the running config stays: %s", e)
+                return [f"{cfg.path}: {e}"]
+            raise
+        held = {i: master.assigned(i, was) for i in range(was)}   # what each worker serves
         # Health follows the new server sets (kept servers keep their state);
         # admin weights of servers that are gone are forgotten.
         live = {(b, s.name) for b, bc in cfg.backends.items() for s in bc.servers}
@@ -281,43 +285,46 @@ class Balancer:
         self.health.update(cfg.backends)
         for (b, sname), w in self.weights.items():
             self.health.set_weight(b, sname, w)
+        body["states"], body["weights"] = self.state_map(cfg), self.weight_map(cfg)
         self.generation += 1
-        gen = self.generation
+        gen = body["generation"] = self.generation
+        # Commit in the master first: a worker forked from now on starts with it.
+        self.cfg, self.stores = cfg, stores
+        master.grace = cfg.global_.grace
+        master.target = workers
+        for name, group in added.items():
+            master.remove_sockets(name)
+            master.add_sockets(name, group)
+        for name, extra in grown.items():
+            master.sockets[name].extend(extra)
+        for name in [n for n in old.frontends if n not in cfg.frontends]:
+            master.remove_sockets(name)
+        store_fds = [st.fd for name, _ in fresh
+                     if isinstance(st := stores[name], SharedStore)]
+        # Every live worker gets the config and the sockets it serves now.
+        # More workers are forked first (a socket a worker gives up is then
+        # already served); fewer are retired last, once the staying workers
+        # serve the retiring ones' sockets (the retiring ones, meanwhile,
+        # serve theirs with the new config).
+        channels = self._channels()
+        if workers > was:
+            master.resize(workers)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         got: dict[int, str | None] = {}
-        body = {"op": "config", "generation": gen, "cfg": encode_config(cfg),
-                "fresh": list(added), "stores": fresh,
-                "states": self.state_map(cfg), "weights": self.weight_map(cfg)}
-        held = {i: self.master.assigned(i) for i in range(was)}   # what each worker serves
-        # Commit in the master first: a worker forked from now on starts with it.
-        self.cfg, self.stores = cfg, stores
-        self.master.grace = cfg.global_.grace
-        for name, group in added.items():
-            self.master.remove_sockets(name)
-            self.master.add_sockets(name, group)
-        for name, extra in grown.items():
-            self.master.sockets[name].extend(extra)
-        for name in [n for n in old.frontends if n not in cfg.frontends]:
-            self.master.remove_sockets(name)
-        store_fds = [st.fd for name, _ in fresh
-                     if isinstance(st := stores[name], SharedStore)]
-        # Workers that stay are told which sockets they serve now; more workers
-        # are forked first (so a socket a worker gives up is already served),
-        # fewer are retired last (once the others serve their sockets).
-        channels = [(i, ch) for i, ch in self._channels() if i < workers]
-        if workers > was:
-            self.master.resize(workers)
-        sent = dict(channels)
+        sent = {i: ch for i, ch in channels if i < workers}   # awaited: not those going
         self.applied[gen] = (got, fut, sent)
         for slot, ch in channels:
-            now = self.master.assigned(slot, workers)
+            now = master.assigned(slot) if slot < workers else held[slot]
             adopt = [(name, k) for name, group in now.items() for k in group
                      if name in added or k not in held[slot].get(name, {})]
+            if slot >= workers:
+                now = {name: g for name, g in now.items() if name not in added}
+                adopt = []
             ch.send({**body, "listen": {name: sorted(g) for name, g in now.items()},
                      "adopt": adopt},
                     [now[name][k].fileno() for name, k in adopt] + store_fds)
-        if not channels:
+        if not sent:
             fut.set_result(None)
         deadline = time.monotonic() + APPLY_TIMEOUT
         try:
@@ -334,9 +341,38 @@ class Balancer:
             got.update({i: "did not confirm the reload in time" for i in missing})
         finally:
             self.applied.pop(gen, None)
+        errs = [f"worker {i}: {err}" for i, err in sorted(got.items()) if err]
+        if workers != was:
+            # A worker that failed to take its share of the sockets may leave
+            # one unserved: it is restarted, and its successor is forked
+            # serving exactly its share.
+            for i in sorted(i for i, err in got.items() if err and i < workers):
+                log.error("worker %d failed to apply a change of workers; restarting it", i)
+                master.restart(i)
         if workers < was:
-            self.master.resize(workers)
-        return [f"worker {i}: {err}" for i, err in sorted(got.items()) if err]
+            master.resize(workers)
+        return errs
+
+    def _stores_for(self, old: config.Config, cfg: config.Config
+                    ) -> tuple[dict[str, SessionStore | None], list[tuple[str, int]]]:
+        """The learn-mode session stores for ``cfg``: kept from ``old`` where a
+        backend keeps learning with the same size, else new ones (listed in
+        the second value, by name and size, to be sent to the workers)."""
+        stores: dict[str, SessionStore | None] = {}
+        fresh: list[tuple[str, int]] = []
+        for name, bc in cfg.backends.items():
+            prev_store = self.stores.get(name)
+            same = (prev_store is not None and learns(old, name) and bc.sticky is not None
+                    and old.backends[name].sticky.learn_max_entries  # type: ignore[union-attr]
+                    == bc.sticky.learn_max_entries)
+            if same:
+                stores[name] = prev_store
+            elif learns(cfg, name):
+                stores[name] = make_store(bc)
+                fresh.append((name, bc.sticky.learn_max_entries))  # type: ignore[union-attr]
+            else:
+                stores[name] = None
+        return stores, fresh
 
     async def _watch(self) -> None:
         """Reload when the config file's contents change (global.watch)."""
@@ -387,7 +423,9 @@ class Balancer:
         raise KeyError(f"backend {backend!r} has no server {server!r}")
 
     def _broadcast(self, msg: dict[str, Any]) -> None:
-        for _, ch in self._channels():
+        # Retired workers too: they serve their open connections for a grace.
+        assert self.master is not None
+        for _, ch in self.master.channels(retiring=True):
             ch.send(msg)
 
     def _on_state(self, e: StateChange) -> None:
@@ -415,31 +453,42 @@ class Balancer:
 
     async def add_server(self, backend: str, server: dict[str, Any]) -> None:
         """Add a server at run time (kept until the next reload of the file)."""
-        bc = self.cfg.backends.get(backend)
-        if bc is None:
-            raise KeyError(f"no backend {backend!r}")
-        s = _server_from(backend, len(bc.servers), server)
-        if any(x.name == s.name for x in bc.servers):
-            raise ValueError(f"backend {backend!r} already has a server {s.name!r}")
-        await self._apply_backend(dataclasses.replace(bc, servers=bc.servers + (s,)))
-        log.info("backend %s: server %s (%s) added at run time", backend, s.name, s.address)
+        def change(bc: config.BackendConfig) -> config.BackendConfig:
+            s = _server_from(backend, len(bc.servers), server)
+            if any(x.name == s.name for x in bc.servers):
+                raise ValueError(f"backend {backend!r} already has a server {s.name!r}")
+            log.info("backend %s: adding server %s (%s) at run time", backend, s.name, s.address)
+            return dataclasses.replace(bc, servers=bc.servers + (s,))
+
+        await self._apply_backend(backend, change)
 
     async def remove_server(self, backend: str, server: str) -> None:
-        self._server(backend, server)
-        bc = self.cfg.backends[backend]
-        rest = tuple(s for s in bc.servers if s.name != server)
-        if not rest:
-            raise ValueError(f"backend {backend!r} would have no server left")
-        await self._apply_backend(dataclasses.replace(bc, servers=rest))
-        log.info("backend %s: server %s removed at run time", backend, server)
+        def change(bc: config.BackendConfig) -> config.BackendConfig:
+            self._server(backend, server)
+            rest = tuple(s for s in bc.servers if s.name != server)
+            if not rest:
+                raise ValueError(f"backend {backend!r} would have no server left")
+            log.info("backend %s: removing server %s at run time", backend, server)
+            return dataclasses.replace(bc, servers=rest)
 
-    async def _apply_backend(self, bc: config.BackendConfig) -> None:
-        cfg = dataclasses.replace(self.cfg, backends={**self.cfg.backends, bc.name: bc})
-        try:
-            validate(cfg, os.environ)
-        except (ConfigError, ValueError) as e:
-            raise ValueError("; ".join(problems(e))) from None
-        errs = await self.apply(cfg)
+        await self._apply_backend(backend, change)
+
+    async def _apply_backend(self, backend: str,
+                             change: Callable[[config.BackendConfig], config.BackendConfig]
+                             ) -> None:
+        """Apply ``change`` to backend ``backend`` of the config in force when
+        no other apply runs (a reload in flight is not undone by it)."""
+        async with self.applying:
+            bc = self.cfg.backends.get(backend)
+            if bc is None:
+                raise KeyError(f"no backend {backend!r}")
+            new = change(bc)
+            cfg = dataclasses.replace(self.cfg, backends={**self.cfg.backends, backend: new})
+            try:
+                validate(cfg, os.environ)
+            except (ConfigError, ValueError) as e:
+                raise ValueError("; ".join(problems(e))) from None
+            errs = await self._apply(cfg)
         if errs:
             raise RuntimeError("; ".join(errs))
 

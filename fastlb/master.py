@@ -89,7 +89,7 @@ class App(Protocol):
     async def close(self) -> None: ...
 
 
-@dataclass
+@dataclass(eq=False)       # a slot is itself: `in` and remove() mean this one
 class _Slot:
     index: int
     pid: int = 0
@@ -131,6 +131,9 @@ class Master:
         self.grace = grace
         self.app = app
         self.slots = [_Slot(i) for i in range(workers)]
+        # The worker count the config asks for: it leads len(slots) while a
+        # reload to fewer workers waits for the staying ones to take over.
+        self.target = workers
         self.retiring: list[_Slot] = []     # slots a resize dropped, until they exit
         self.stopping = False
         self.reloading: asyncio.Task[list[str]] | None = None
@@ -227,7 +230,8 @@ class Master:
             self._wake.clear()
             now = time.monotonic()
             for slot in self.slots:
-                if slot.pid == 0 and slot.restart_at <= now and not self.stopping:
+                if (slot.pid == 0 and slot.restart_at <= now and not self.stopping
+                        and slot.index < self.target):   # not one a resize drops
                     self._try_start(slot)
 
     def _try_start(self, slot: _Slot) -> None:
@@ -249,8 +253,8 @@ class Master:
     def assigned(self, index: int, workers: int | None = None
                  ) -> dict[str, dict[int, socket.socket]]:
         """The sockets slot ``index`` serves with ``workers`` slots (by default
-        as many as now): socket k of each frontend goes to slot k % workers."""
-        n = len(self.slots) if workers is None else workers
+        ``target``): socket k of each frontend goes to slot k % workers."""
+        n = self.target if workers is None else workers
         return {name: {k: s for k, s in enumerate(g) if k % n == index}
                 for name, g in self.sockets.items()}
 
@@ -262,6 +266,7 @@ class Master:
         stay open here and are served by the staying slots (the caller told
         them first)."""
         n = len(self.slots)
+        self.target = workers
         if workers > n:
             new = [_Slot(i) for i in range(n, workers)]
             self.slots += new             # first: each fork sees the final count
@@ -273,7 +278,8 @@ class Master:
                 if slot.pid:
                     self.retiring.append(slot)
                     if slot.channel is not None and not slot.channel.closed:
-                        slot.channel.send({"op": "retire"})    # a gentler SIGTERM
+                        # A gentler SIGTERM, with the grace of the config now.
+                        slot.channel.send({"op": "retire", "grace": self.grace})
                     else:
                         _kill(slot.pid, signal.SIGTERM)
                     assert self.loop is not None
@@ -286,9 +292,12 @@ class Master:
         for s in self.sockets.pop(name, []):
             s.close()
 
-    def channels(self) -> list[tuple[int, Channel]]:
-        """The control channels of the live workers, by slot."""
-        return [(s.index, s.channel) for s in self.slots
+    def channels(self, retiring: bool = False) -> list[tuple[int, Channel]]:
+        """The control channels of the live workers, by slot (``retiring``:
+        with those of retired workers still draining; their slot numbers may
+        repeat a live one's)."""
+        slots = self.slots + self.retiring if retiring else self.slots
+        return [(s.index, s.channel) for s in slots
                 if s.pid and s.channel is not None and not s.channel.closed]
 
     # ------------------------------------------------------------- workers
@@ -296,7 +305,14 @@ class Master:
     def _start(self, slot: _Slot) -> None:
         master = os.getpid()
         mine, theirs = pair()
-        pid = os.fork()
+        # Held across the fork: until the child has reset its handlers, a
+        # signal for it would run the master's (and wake the master's loop).
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+        try:
+            pid = os.fork()
+        finally:
+            if os.getpid() == master:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
         if pid == 0:   # the worker: never returns into the master's stack
             code = 0
             try:
@@ -326,6 +342,13 @@ class Master:
         log.info("worker %d started, pid %d", slot.index, pid)
         if self.app is not None:
             self.app.worker_started(slot.index, slot.channel)
+
+    def restart(self, index: int) -> None:
+        """Stop slot ``index``'s worker gracefully (SIGTERM); the supervisor
+        forks its successor, with the current config and sockets."""
+        for slot in self.slots:
+            if slot.index == index and slot.pid:
+                _kill(slot.pid, signal.SIGTERM)
 
     def _overdue(self, slot: _Slot, pid: int) -> None:
         """A retired worker should have exited by now."""

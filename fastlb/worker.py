@@ -132,7 +132,7 @@ class Worker:
         self.tasks: set[asyncio.Task[None]] = set()    # drains and reloads running
         self.access_log: AccessLog | None = None
         self.stop: asyncio.Future[None] | None = None
-        self.retiring = False
+        self.retiring: float | None = None     # the grace of a retire order
 
     # ------------------------------------------------------------- serving
 
@@ -159,8 +159,10 @@ class Worker:
             await self._serve(fe, self.sockets[fe.name])
         self.channel.send({"op": "ready", "pid": os.getpid()})
         await stop
-        await self._drain(*self._take(list(self.servers)), self.cfg.global_.grace,
-                          close_idle=not self.retiring)
+        if self.retiring is None:
+            await self._drain(*self._take(list(self.servers)), self.cfg.global_.grace)
+        else:
+            await self._drain(*self._take(list(self.servers)), self.retiring, close_idle=False)
         if self.access_log is not None:
             self.access_log.close()
 
@@ -178,6 +180,9 @@ class Worker:
         """Accept on ``socks`` too (sockets of frontend ``name``'s group)."""
         loop = asyncio.get_running_loop()
         for k, sock in socks.items():
+            if k in self.servers[name]:      # served already: this copy is not needed
+                sock.close()
+                continue
             self.sockets.setdefault(name, {})[k] = sock
             self.servers[name][k] = await loop.create_server(self.entries[name], sock=sock)
 
@@ -286,7 +291,7 @@ class Worker:
                 rt.wake()
         elif op == "retire":
             log.info("worker %d retired by a reload to fewer workers; draining", self.index)
-            self.retiring = True
+            self.retiring = float(msg.get("grace", self.cfg.global_.grace))
             if self.stop is not None and not self.stop.done():
                 self.stop.set_result(None)
         elif op == "stats":
@@ -315,6 +320,11 @@ class Worker:
         store_names = list(msg.get("stores", []))
         new_socks: dict[str, dict[int, socket.socket]] = {}
         try:
+            if len(fds) != len(adopt) + len(store_names):
+                for fd in fds:
+                    os.close(fd)
+                raise ValueError(f"{len(fds)} descriptors came with the reload, "
+                                 f"{len(adopt) + len(store_names)} were announced")
             for (name, k), fd in zip(adopt, fds):
                 new_socks.setdefault(name, {})[k] = socket.socket(fileno=fd)
             stores = dict(self.stores)

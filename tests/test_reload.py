@@ -323,6 +323,92 @@ def test_a_retired_worker_that_hangs_is_killed_and_its_socket_still_served(
             os.kill(hung, signal.SIGKILL)
 
 
+def worker_pid(lb: Any, index: int) -> int:
+    """The pid of the last worker started on slot ``index``."""
+    return [int(line.split("pid ")[1]) for line in list(lb.log)
+            if f"worker {index} started" in line][-1]
+
+
+def test_a_worker_restarted_while_the_workers_shrink_serves_the_new_share(
+        balancer: Any, servers: list[int]) -> None:
+    # Worker 0 dies while the reload 2 -> 1 waits for it: its successor must
+    # be forked serving both sockets, or worker 1's goes unserved.
+    s1, s2, _ = servers
+    port = free_ports(1)[0]
+    pool = {"s1": s1, "s2": s2}
+    lb = balancer(config_text(port, pool, workers=2), port)
+    lb.wait_log("worker 1 started")
+    w0 = worker_pid(lb, 0)
+    os.kill(w0, signal.SIGSTOP)
+    write(lb.path, config_text(port, pool, workers=1))
+    lb.hup()
+    time.sleep(0.5)
+    os.kill(w0, signal.SIGKILL)
+    lb.wait_log("after a reload to fewer workers")
+    lb.wait_log("worker 0 started", 2)
+    wait_for(lambda: len(tree(lb.proc.pid)) == 2)
+    assert listening_sockets(worker_pid(lb, 0), port) == 2
+    for _ in range(20):
+        assert get(port)[0].status == 200
+
+
+def test_workers_a_reload_retires_serve_with_the_new_config_until_they_go(
+        balancer: Any, servers: list[int]) -> None:
+    # Worker 0 (staying) is slow to confirm; worker 1 (retiring) already
+    # routes new connections with the new server set.
+    s1, s2, _ = servers
+    port = free_ports(1)[0]
+    lb = balancer(config_text(port, {"s1": s1}, workers=2), port)
+    lb.wait_log("worker 1 started")
+    w0 = worker_pid(lb, 0)
+    os.kill(w0, signal.SIGSTOP)
+    try:
+        write(lb.path, config_text(port, {"s2": s2}, workers=1))
+        lb.hup()
+        lb.wait_log("worker 1: now at config generation 1")
+        seen = set()
+        for _ in range(10):
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.3)
+                seen.add(get(port, conn=conn)[0].getheader("X-Backend"))
+                conn.close()
+            except OSError:
+                seen.add("waiting for worker 0")
+        assert seen - {"waiting for worker 0"} == {"s2"}
+    finally:
+        os.kill(w0, signal.SIGCONT)
+    lb.wait_log("reloaded")
+
+
+def test_a_retired_worker_drains_with_the_grace_of_the_new_config(
+        balancer: Any, servers: list[int]) -> None:
+    # The old grace is 2 s; the reload to one worker raises it to 30 s: the
+    # retiring worker's 3 s answers in flight must complete.
+    s1, _, _ = servers
+    port = free_ports(1)[0]
+    lb = balancer(config_text(port, {"s1": s1}, workers=2), port)
+    lb.wait_log("worker 1 started")
+    results: list[int] = []
+
+    def slow() -> None:
+        try:
+            results.append(get(port, "/slow?ms=3000")[0].status)
+        except (OSError, http.client.HTTPException):
+            results.append(-1)
+
+    threads = [threading.Thread(target=slow) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    longer = config_text(port, {"s1": s1}, workers=1).replace('grace = "2s"', 'grace = "30s"')
+    write(lb.path, longer)
+    lb.hup()
+    for t in threads:
+        t.join(15)
+    assert results == [200] * 8
+    lb.wait_log("worker 1 retired by a reload to fewer workers")
+
+
 def test_sigterm_lets_a_request_in_flight_finish_then_exits(
         balancer: Any, servers: list[int]) -> None:
     # Graceful stop: listeners close, the request in flight (a 1 s answer)

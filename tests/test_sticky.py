@@ -516,9 +516,15 @@ def test_hash_mode_reports_a_moved_key_as_repinned_or_spilled(core: ModuleType,
     c = lb.request(T0, b"SID=u1")
     assert c.outcome == Outcome.VALID and c.server == i
     assert lb.request(T0).outcome == Outcome.NONE
+    lb.picker.take_conn(i)                      # spilled, then nothing is up at all:
+    assert lb.request(T0, b"SID=u1").outcome == Outcome.SPILLED
+    for j in range(3):
+        lb.picker.set_down(j)
+    c = lb.request(T0, b"SID=u1")
+    assert c.outcome == Outcome.REPINNED and c.server == -1
     counts = lb.p.counts
     assert (counts[Outcome.VALID], counts[Outcome.REPINNED], counts[Outcome.SPILLED],
-            counts[Outcome.NONE]) == (2, 3, 1, 1)
+            counts[Outcome.NONE]) == (2, 4, 2, 1)
 
 
 def test_hash_mode_header_key(core: ModuleType) -> None:

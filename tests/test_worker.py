@@ -50,3 +50,36 @@ def test_a_state_change_right_behind_a_reload_is_not_undone_by_it(tmp_path: Path
         assert rt.table.state(rt.table.find(b"s2")) == BackendState.ST_DOWN
 
     uvloop.run(main())
+
+
+def test_a_message_with_more_descriptors_than_one_sendmsg_carries_gets_them_all() -> None:
+    # A reload to fewer workers may hand one worker hundreds of sockets; the
+    # kernel passes at most 253 per sendmsg (SCM_MAX_FD).
+    async def main() -> None:
+        import os
+        a, b = pair()
+        got: list[tuple[dict[str, Any], list[int]]] = []
+        sender = Channel(a, lambda msg, fds: None)
+        Channel(b, lambda msg, fds: got.append((msg, fds)))
+        r, w = os.pipe()
+        try:
+            sender.send({"op": "first"})
+            sender.send({"op": "many"}, [r] * 300)
+            sender.send({"op": "after"}, [w])
+            for _ in range(200):
+                if len(got) == 3:
+                    break
+                await asyncio.sleep(0.01)
+            assert [m["op"] for m, _ in got] == ["first", "many", "after"]
+            assert len(got[1][1]) == 300 and len(got[2][1]) == 1
+            same = os.fstat(r).st_ino
+            assert all(os.fstat(fd).st_ino == same for fd in got[1][1])
+            assert os.fstat(got[2][1][0]).st_ino == os.fstat(w).st_ino
+        finally:
+            for _, fds in got:
+                for fd in fds:
+                    os.close(fd)
+            os.close(r)
+            os.close(w)
+
+    uvloop.run(main())

@@ -117,6 +117,7 @@ cdef class MaglevPicker(Picker):
         cdef int s
         cdef uint64_t _j
         if tbl == NULL:
+            self.detour = 1
             return -1
         c = ((key_hash >> 32) * m) >> 32
         FLB_CHECK(c < m)
@@ -138,6 +139,7 @@ cdef class MaglevPicker(Picker):
 
     cpdef int pick(self, uint64_t key_hash, double now) noexcept:
         if self.npool == 0:
+            self.detour = 1        # nothing is up, the key's own server neither
             return -1
         return self._probe(self.pool_is_backup, key_hash)
 

@@ -130,6 +130,7 @@ cdef class RingPicker(Picker):
 
     cpdef int pick(self, uint64_t key_hash, double now) noexcept:
         if self.npool == 0:
+            self.detour = 1        # nothing is up, the key's own server neither
             return -1
         return self._walk(self.pool_is_backup, key_hash)
 

@@ -60,6 +60,7 @@ class MaglevPicker(Picker):
     def pick(self, key_hash: int, now: float) -> int:
         table = self.entry[int(self.pool_is_backup)]
         if self.npool == 0 or table is None or self.table is None:
+            self.detour = 1
             return -1
         m = self.size
         c = ((key_hash >> 32) * m) >> 32

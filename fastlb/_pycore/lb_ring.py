@@ -45,6 +45,7 @@ class RingPicker(Picker):
 
     def pick(self, key_hash: int, now: float) -> int:
         if self.npool == 0 or self.table is None:
+            self.detour = 1
             return -1
         tier = int(self.pool_is_backup)
         points, owner = self.points[tier], self.owner[tier]

@@ -21,7 +21,7 @@ import errno
 import logging
 import signal
 import socket
-from typing import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 from ..config import Address, FrontendConfig
 from ..errors import ListenError
@@ -53,36 +53,28 @@ def _reason(e: OSError) -> str:
     return e.strerror or str(e)
 
 
-def bind(name: str, address: Address, count: int = 1, backlog: int = BACKLOG,
-         probe: bool = True) -> list[socket.socket]:
+def bind(name: str, address: Address, count: int = 1,
+         backlog: int = BACKLOG) -> list[socket.socket]:
     """``count`` listening sockets on ``address`` sharing it with SO_REUSEPORT.
 
     A probe bind without SO_REUSEPORT comes first: SO_REUSEPORT alone would
     let two fastlb instances of the same user share a port silently and
-    split its traffic (``probe=False`` skips it, to add sockets to a group
-    of ours).  Port 0 picks a free port, shared by all ``count`` sockets.
-    Raises ListenError; closes what it opened on failure.
+    split its traffic.  Port 0 picks a free port, shared by all ``count``
+    sockets.  Raises ListenError; closes what it opened on failure.
     """
     host = "127.0.0.1" if address.host == "localhost" else address.host
     family = _family(host)
     sockaddr: tuple[str, int] = (host, address.port)
     socks: list[socket.socket] = []
     try:
-        if address.port and probe:
+        if address.port:
             with socket.socket(family, socket.SOCK_STREAM) as alone:
                 alone.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 alone.bind(sockaddr)
         for _ in range(count):
-            s = socket.socket(family, socket.SOCK_STREAM)
+            s = _listener(family, sockaddr, backlog)
             socks.append(s)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            s.bind(sockaddr)
             sockaddr = (host, s.getsockname()[1])
-            s.listen(backlog)
-            s.setblocking(False)
     except OSError as e:
         for s in socks:
             s.close()
@@ -91,10 +83,37 @@ def bind(name: str, address: Address, count: int = 1, backlog: int = BACKLOG,
 
 
 def grow(name: str, group: list[socket.socket], count: int) -> list[socket.socket]:
-    """``count`` more sockets in ``group``'s SO_REUSEPORT group (its address and
-    port, even one port 0 picked).  Raises ListenError."""
-    host, port = group[0].getsockname()[:2]
-    return bind(name, Address(host, port), count, probe=False)
+    """``count`` more sockets in ``group``'s SO_REUSEPORT group (its address,
+    port, even one port 0 picked, and IPv6 scope).  Raises ListenError."""
+    first = group[0]
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            socks.append(_listener(first.family, first.getsockname(), BACKLOG))
+    except OSError as e:
+        for s in socks:
+            s.close()
+        host, port = first.getsockname()[:2]
+        raise ListenError(name, Address(host, port), _reason(e)) from None
+    return socks
+
+
+def _listener(family: socket.AddressFamily, sockaddr: tuple[Any, ...],
+              backlog: int) -> socket.socket:
+    """One non-blocking listening socket on ``sockaddr``, in its SO_REUSEPORT group."""
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind(sockaddr)
+        s.listen(backlog)
+        s.setblocking(False)
+    except OSError:
+        s.close()
+        raise
+    return s
 
 
 def bind_frontends(frontends: Iterable[FrontendConfig],
