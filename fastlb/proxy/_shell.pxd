@@ -340,7 +340,7 @@ cdef class TcpUpstream:
 
 cdef class TcpClientProtocol:
     # Per-connection state
-    cdef readonly object factory
+    cdef readonly FactoryBase factory   # a TcpFactory: admit and leave are C calls
     cdef readonly object be             # the backend runtime (fixed for the pair)
     cdef Picker picker                  # the backend's: slots are C calls
     cdef object queue                   # the backend's wait queue (HTTP frontends' requests)

@@ -71,7 +71,7 @@ cdef class TcpUpstream:
 cdef class TcpClientProtocol:
     """The client side of one relayed pair."""
 
-    def __init__(self, factory):
+    def __init__(self, FactoryBase factory):
         be = factory.be
         t = be.cfg.timeouts
         # Per-connection state
@@ -84,11 +84,13 @@ cdef class TcpClientProtocol:
         self.t_connect = t.connect
         self.t_tunnel = t.tunnel
         self.retries = be.cfg.retries
-        self.loop = asyncio.get_running_loop()
+        if factory.loop is None:
+            factory.loop = asyncio.get_running_loop()
+        self.loop = factory.loop
         self.transport = None
         self.t_write = None
         self.gate = ReadGate()
-        self.timer = Timer(self.loop, self._idle, self.gate)
+        self.timer = new_timer(self.loop, self._idle, self.gate)
         self.up = None
         self.connecting = None
         self.key = 0
@@ -121,7 +123,7 @@ cdef class TcpClientProtocol:
                 self.gate.pause(HOLD)   # nothing is read until the server is connected
                 self.loop.call_soon(self.gate.reapply)
                 self._set_key()
-            if not self.factory.admit(self):
+            if not self.factory._admit(self):
                 self.gate.pause(PARKED)
                 if self.pp is not None:
                     self.loop.call_soon(self.gate.reapply)
@@ -196,7 +198,7 @@ cdef class TcpClientProtocol:
     def connection_lost(self, exc):
         try:
             self._close()
-            self.factory.leave(self)
+            self.factory._leave(self)
         except Exception:
             log.exception("tcp %s: unexpected error at close", self.peer)
 
