@@ -1,7 +1,8 @@
 # tcp: the L4 relay for ``mode = "tcp"`` frontends (TcpClientProtocol, TcpUpstream).
 #
-# Job: pick a server with the backend's picker (the key is the client
-# address for source and hashed balancing, a counter otherwise), connect
+# Job: pick a server with the backend's picker (the key is a hash of the
+# client address, the PROXY header's source if any: config allows a tcp
+# frontend no other hash key; pickers without a key ignore it), connect
 # within the connect timeout (a failed connect is redispatched to another
 # server up to ``retries``), then copy bytes both ways with flow control
 # (each side's ReadGate pauses while the other side's write buffer is full).
