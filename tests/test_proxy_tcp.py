@@ -101,6 +101,17 @@ def test_bytes_relay_both_ways_and_half_close_propagates(tcp_proxy) -> None:
     assert out[3:] == payload + b"<eof>"
 
 
+def test_relay_protocols_are_the_native_ones(tcp_proxy) -> None:
+    from fastlb.proxy import _shell
+    p = tcp_proxy()
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    s.sendall(b"a")
+    read_until(s, b":a")
+    kinds = p.run(lambda: {(type(c), type(c.up)) for c in p.factory.active})
+    assert kinds == {(_shell.TcpClientProtocol, _shell.TcpUpstream)}
+    assert finish(s) == b"<eof>"
+
+
 def test_roundrobin_over_connections(tcp_proxy) -> None:
     p = tcp_proxy()
     assert [exchange(p.port, b"x")[:2] for _ in range(4)] == [b"e1", b"e2", b"e1", b"e2"]
@@ -274,3 +285,200 @@ def test_parked_trusted_connection_reads_its_header_when_let_in(tcp_proxy, parti
         parked.close()
     else:
         assert finish(parked)[2:] == b":b<eof>"
+
+
+# ------------------------------------------------------------ relay edges
+
+class HalfCloser:
+    """Greets with b"bye", half-closes at once, then records what it still
+    receives until the client's EOF (then closes)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.got = b""
+        self.ended = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            c, _ = self.sock.accept()
+        except OSError:
+            return
+        with c:
+            c.settimeout(10)
+            c.sendall(b"bye")
+            c.shutdown(socket.SHUT_WR)
+            try:
+                while data := c.recv(65536):
+                    self.got += data
+            except OSError:
+                pass
+            self.ended.set()
+
+    def stop(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(5)
+
+
+def test_server_half_close_reaches_the_client_which_can_still_send(tcp_proxy) -> None:
+    srv = HalfCloser()
+    try:
+        p = tcp_proxy([srv.port])
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+        got = b""
+        while data := s.recv(100):              # the server's EOF ends this loop
+            got += data
+        assert got == b"bye"
+        s.sendall(b"still here")                # the other direction stays open
+        s.shutdown(socket.SHUT_WR)
+        assert srv.ended.wait(5)
+        assert srv.got == b"still here"
+        assert s.recv(100) == b""               # both ended: the pair is closed
+        s.close()
+        assert p.run(lambda: p.factory.connections) == 0 or _settles(p)
+    finally:
+        srv.stop()
+
+
+def _settles(p) -> bool:
+    """The proxy drops a closed pair within a second (bounded poll)."""
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        if p.run(lambda: p.factory.connections) == 0:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_activity_pushes_the_tunnel_timeout_back(tcp_proxy) -> None:
+    p = tcp_proxy(be_timeouts={"tunnel": 0.3})
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    assert s.recv(3) in (b"e1:", b"e2:")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 0.9:          # three timeouts' worth, never idle
+        s.sendall(b"k")
+        assert s.recv(10) == b"k"
+        time.sleep(0.05)
+    s.settimeout(3)
+    assert s.recv(10) == b""                    # idle now: closed by the timer
+    s.close()
+
+
+def test_no_retries_means_no_redispatch(tcp_proxy, echoes) -> None:
+    p = tcp_proxy([free_port(), echoes[1].port], be={"retries": 0})
+    outs = []
+    for _ in range(2):                          # round robin: the dead server, then e2
+        try:
+            outs.append(exchange(p.port, b"hi"))
+        except OSError:
+            outs.append(b"")
+    assert outs == [b"", b"e2:hi<eof>"]
+
+
+def test_connect_timeout_redispatches(tcp_proxy, echoes) -> None:
+    # A listener that never accepts and whose backlog is full: its SYNs are
+    # dropped, so a connect hangs until fastlb's connect timeout.
+    with open("/proc/sys/net/ipv4/tcp_abort_on_overflow") as f:
+        if f.read().strip() != "0":
+            pytest.skip("a full backlog answers with a reset here")
+    stuck = socket.socket()
+    stuck.bind(("127.0.0.1", 0))
+    stuck.listen(0)
+    fill = []
+    try:
+        for _ in range(4):
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(stuck.getsockname())
+            fill.append(f)
+        time.sleep(0.1)
+        p = tcp_proxy([stuck.getsockname()[1], echoes[1].port],
+                      be_timeouts={"connect": 0.3})
+        t0 = time.monotonic()
+        assert exchange(p.port, b"hi") == b"e2:hi<eof>"     # round robin tries s1 first
+        assert 0.25 < time.monotonic() - t0 < 4             # after the connect timeout
+    finally:
+        for f in fill:
+            f.close()
+        stuck.close()
+
+
+def test_slots_are_released_when_pairs_end(tcp_proxy, echoes) -> None:
+    p = tcp_proxy([free_port(), echoes[0].port, echoes[1].port], be={"balance": "leastconn"})
+    held = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    assert held.recv(3) in (b"e1:", b"e2:")
+    table = p.backend.table
+    assert p.run(lambda: sum(table.conns(i) for i in range(3))) == 1
+    for _ in range(4):
+        assert exchange(p.port, b"x")[3:] == b"x<eof>"
+    assert finish(held) == b"<eof>"
+    deadline = time.monotonic() + 2
+    while p.run(lambda: sum(table.conns(i) for i in range(3))) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert p.run(lambda: [table.conns(i) for i in range(3)]) == [0, 0, 0]
+
+
+def test_parked_connection_is_relayed_with_its_early_bytes(tcp_proxy) -> None:
+    p = tcp_proxy(fe={"maxconn": 1})
+    first = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    first.sendall(b"a")
+    read_until(first, b":a")
+    parked = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    parked.sendall(b"early")
+    time.sleep(0.2)
+    assert p.run(lambda: len(p.factory.parked)) == 1
+    assert finish(first) == b"<eof>"
+    assert finish(parked)[2:] == b":early<eof>"
+
+
+def test_drain_leaves_relays_running_and_abort_all_ends_them(tcp_proxy) -> None:
+    p = tcp_proxy()
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    s.sendall(b"a")
+    read_until(s, b":a")
+    p.run(p.factory.drain)
+    s.sendall(b"b")
+    assert read_until(s, b"b") == b"b"          # a relay has no boundary to stop at
+    p.run(p.factory.abort_all)
+    try:
+        assert s.recv(100) == b""
+    except ConnectionResetError:
+        pass                                    # aborted: a reset is an answer too
+    s.close()
+    assert _settles(p)
+
+
+def test_server_reset_closes_the_client(tcp_proxy) -> None:
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+
+    def serve() -> None:                        # reads one chunk, then resets
+        c, _ = lsock.accept()
+        c.recv(100)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        p = tcp_proxy([lsock.getsockname()[1]])
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+        s.sendall(b"a")
+        try:
+            assert s.recv(100) == b""
+        except ConnectionResetError:
+            pass
+        s.close()
+        t.join(5)
+        assert _settles(p)
+    finally:
+        lsock.close()

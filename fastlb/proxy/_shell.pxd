@@ -319,3 +319,64 @@ cdef class ClientProtocol:
     cdef _passive(self, int i, str kind, bint ok)
     cdef _close(self, bint linger=*)
     cdef _log_access(self)
+
+
+# ------------------------------------------------------------ tcp (tcp.pyx)
+# The L4 relay of ``mode = "tcp"`` frontends: per chunk, data_received
+# writes to the peer transport (t_write, looked up once) and stamps the
+# tunnel timer, with C calls only.
+from libc.stdint cimport uint64_t
+
+cdef class TcpClientProtocol
+
+cdef class TcpUpstream:
+    # Per-connection state
+    cdef TcpClientProtocol owner        # None once the pair closed
+    cdef public object transport
+    cdef object t_write                 # transport.write, looked up once
+    cdef readonly ReadGate gate
+    cdef readonly bint eof              # the server half-closed
+
+cdef class TcpClientProtocol:
+    # Per-connection state
+    cdef readonly FactoryBase factory   # a TcpFactory: admit and leave are C calls
+    cdef readonly object be             # the backend runtime (fixed for the pair)
+    cdef Picker picker                  # the backend's: slots are C calls
+    cdef object queue                   # the backend's wait queue (HTTP frontends' requests)
+    cdef bint hash_source               # the key is the client address (source, none)
+    cdef uint64_t seed                  # the backend's hash seed
+    cdef double t_connect
+    cdef double t_tunnel
+    cdef int retries
+    cdef object loop
+    cdef public object transport
+    cdef object t_write                 # transport.write, looked up once
+    cdef readonly ReadGate gate
+    cdef Timer timer                    # client_head while a PROXY header is read, then tunnel
+    cdef readonly TcpUpstream up        # set once connected
+    cdef object connecting              # the connect task
+    cdef uint64_t key                   # the picker's key
+    cdef int slot                       # server whose slot (take_conn) we hold
+    cdef set tried                      # servers a connect went to
+    cdef int tries                      # redispatches used
+    cdef readonly list hold             # client bytes waiting for the server connection
+    cdef readonly bint eof              # the client half-closed
+    cdef readonly bint closed
+    cdef readonly str peer
+    cdef public object src              # the client (PROXY header or peer)
+    cdef public object dst              # the header's destination, if any
+    cdef bytearray pp                   # a PROXY header's bytes so far (trusted peer)
+
+    # called by the TcpUpstream
+    cdef from_server(self, bytes data)
+    cdef server_eof(self)
+    cdef server_closed(self)
+    # core decisions
+    cdef _set_key(self)
+    cdef _read_proxy(self, bytes data)
+    cdef _pick(self)
+    cdef _connect(self, int i)
+    cdef _connected(self, int i, TcpUpstream up)
+    cdef _connect_failed(self, int i, object e)
+    cdef _release(self)
+    cdef _close(self)

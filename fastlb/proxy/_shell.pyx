@@ -1,11 +1,11 @@
 # cython: language_level=3
-"""fastlb.proxy._shell: the HTTP proxy's per-request path, native.
+"""fastlb.proxy._shell: the proxy's per-request and per-chunk path, native.
 
 ClientProtocol (the downstream side), UpstreamProtocol and its keep-alive
-Pool (the server side), and the flow control (ReadGate, Timer) they share,
-as cdef classes; the contract is fastlb/proxy/_shell.pxd.  The control
-plane around them (the factory, the backend runtime, persistence, the TCP
-relay) stays plain Python.
+Pool (the server side), the TCP relay (TcpClientProtocol, TcpUpstream),
+and the flow control (ReadGate, Timer) they share, as cdef classes; the
+contract is fastlb/proxy/_shell.pxd.  The control plane around them (the
+factories, the backend runtime, persistence) stays plain Python.
 """
 
 # Include order: flow first (both protocols hold gates and timers), then
@@ -16,3 +16,6 @@ include "_cy/flow.pyx"
 include "_cy/counters.pyx"
 include "_cy/upstream.pyx"
 include "_cy/client.pyx"
+# The TCP relay last: of the HTTP side it uses only flow.pyx and the logger
+# upstream.pyx defines.
+include "_cy/tcp.pyx"
