@@ -482,3 +482,41 @@ def test_server_reset_closes_the_client(tcp_proxy) -> None:
         assert _settles(p)
     finally:
         lsock.close()
+
+
+def test_counters_count_relayed_connections_bytes_and_failed_connects(tcp_proxy,
+                                                                      echoes) -> None:
+    p = tcp_proxy([free_port(), echoes[1].port])
+    reports: list[tuple[str, str, bool]] = []
+    p.run(lambda: setattr(p.backend, "on_passive",
+                          lambda name, kind, ok: reports.append((name, kind, ok))))
+    for _ in range(2):
+        assert exchange(p.port, b"hello") == b"e2:hello<eof>"
+    deadline = time.monotonic() + 5
+    while p.run(lambda: p.factory.counters.requests) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    fe = p.run(lambda: p.factory.counters.snapshot())
+    be = p.run(lambda: p.backend.counters.snapshot())
+    s1, s2 = p.run(lambda: [c.snapshot() for c in p.backend.server_counters])
+    answer = len(b"e2:hello<eof>")
+    assert fe["connections"]["total"] == 2 and fe["requests"] == 2 and fe["errors"] == 0
+    assert fe["bytes_in"] == 10 and fe["bytes_out"] == 2 * answer
+    assert be["requests"] == 2 and be["bytes_out"] == 2 * answer and be["redispatches"] >= 1
+    assert s1["errors"] >= 1 and s1["requests"] == 0
+    assert s2["requests"] == 2 and s2["connections"]["total"] == 2 and s2["bytes_in"] == 10
+    assert ("s1", "connect", False) in reports
+
+
+def test_a_pair_that_reaches_no_server_is_an_error(tcp_proxy) -> None:
+    p = tcp_proxy([free_port()], be={"retries": 1})
+    try:
+        exchange(p.port, b"hi")
+    except OSError:
+        pass
+    deadline = time.monotonic() + 5
+    while p.run(lambda: p.factory.counters.requests) < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    fe = p.run(lambda: p.factory.counters.snapshot())
+    be = p.run(lambda: p.backend.counters.snapshot())
+    assert fe["requests"] == 1 and fe["errors"] == 1
+    assert be["errors"] == 1 and be["redispatches"] == 1

@@ -67,6 +67,10 @@ cdef class Counters:
     cdef public int streak              # consecutive failures reported (passive health)
     cdef void response(self, int status, double seconds) noexcept
 
+# Tell passive health (be.report) a live-traffic result of server i, whose
+# Counters are c: every failure, and the first success after failures.
+cdef passive_report(object be, Counters c, int i, str kind, bint ok)
+
 
 # ---------------------------------------------------- upstream (upstream.pyx)
 cdef class ClientProtocol
@@ -341,6 +345,12 @@ cdef class TcpClientProtocol:
     # Per-connection state
     cdef readonly FactoryBase factory   # a TcpFactory: admit and leave are C calls
     cdef readonly object be             # the backend runtime (fixed for the pair)
+    cdef Counters fe_counts             # the frontend's, the backend's, by server
+    cdef Counters be_counts
+    cdef list srv_counts
+    cdef int server                     # the server connected to, -1 before
+    cdef int64_t bytes_in               # relayed client -> server, server -> client
+    cdef int64_t bytes_out
     cdef Picker picker                  # the backend's: slots are C calls
     cdef object queue                   # the backend's wait queue (HTTP frontends' requests)
     cdef bint hash_source               # the key is the client address (source, none)
@@ -379,4 +389,5 @@ cdef class TcpClientProtocol:
     cdef _connected(self, int i, TcpUpstream up)
     cdef _connect_failed(self, int i, object e)
     cdef _release(self)
+    cdef _count(self)
     cdef _close(self)

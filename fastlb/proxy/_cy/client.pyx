@@ -1087,16 +1087,8 @@ cdef class ClientProtocol:
                 self.be.wake()
 
     cdef _passive(self, int i, str kind, bint ok):
-        """Tell passive health a result of server i: every failure, and the first
-        success after failures (a success alone costs nothing)."""
-        cdef Counters c = <Counters>self.srv_counts[i]
-        if ok:
-            if c.streak:
-                c.streak = 0
-                self.be.report(i, kind, True)
-        else:
-            c.streak += 1
-            self.be.report(i, kind, False)
+        """Tell passive health a result of server i (see passive_report)."""
+        passive_report(self.be, <Counters>self.srv_counts[i], i, kind, ok)
 
     cdef _close(self, bint linger=False):
         """Close; with ``linger``, half-close first and read (discarding) for up to

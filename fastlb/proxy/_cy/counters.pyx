@@ -50,3 +50,15 @@ cdef class Counters:
             "latency": {"le": list(LATENCY_LE), "counts": counts, "sum": self.lat_sum,
                         "count": total},
         }
+
+
+cdef passive_report(object be, Counters c, int i, str kind, bint ok):
+    # A success alone costs nothing; a failure, or the first success after
+    # failures, goes to the worker's reporter (and on to the master's checker).
+    if ok:
+        if c.streak:
+            c.streak = 0
+            be.report(i, kind, True)
+    else:
+        c.streak += 1
+        be.report(i, kind, False)

@@ -13,10 +13,14 @@
 # hashing sees the address it carries; a bad or missing one closes the
 # connection); a server with ``send_proxy`` gets a header for the client
 # before any byte.  Per chunk the relay makes C calls only, apart from the
-# peer transport's write.  Limits: one server connection per client; no
-# counters and no passive health reports (the relay has no request or
-# response to judge); the PROXY header is parsed in Python
-# (``proxyproto.parse``), once per connection.
+# peer transport's write.  Counters (frontend, backend, server): a relayed
+# connection counts as one request when it ends, with its bytes each way;
+# a connect failure is an error of its server and a passive-health failure
+# ("connect"); a pair that never reached a server is an error of the
+# frontend and backend.  Limits: one server connection per client; no
+# response status or latency (the relay has no request or response to
+# judge); the PROXY header is parsed in Python (``proxyproto.parse``),
+# once per connection.
 
 import asyncio
 
@@ -78,6 +82,12 @@ cdef class TcpClientProtocol:
         # Per-connection state
         self.factory = factory
         self.be = be
+        self.fe_counts = factory.counters
+        self.be_counts = be.counters
+        self.srv_counts = be.server_counters
+        self.server = -1
+        self.bytes_in = 0
+        self.bytes_out = 0
         self.picker = be.picker
         self.queue = be.queue
         self.hash_source = be.key_kind == KEY_SOURCE or be.key_kind == KEY_NONE
@@ -112,6 +122,7 @@ cdef class TcpClientProtocol:
         self.transport = transport
         self.t_write = transport.write
         self.gate.transport = transport
+        self.fe_counts.conns_total += 1
         try:
             peer = transport.get_extra_info("peername")
             fe = self.factory.fe
@@ -169,6 +180,7 @@ cdef class TcpClientProtocol:
         try:
             if up is not None and up.t_write is not None:
                 self.timer.last = mono_now()
+                self.bytes_in += len(data)
                 up.t_write(data)
             elif self.pp is not None and not self.gate.reasons & PARKED:
                 self._read_proxy(data)
@@ -216,6 +228,7 @@ cdef class TcpClientProtocol:
     cdef from_server(self, bytes data):
         self.timer.last = mono_now()
         if self.t_write is not None:
+            self.bytes_out += len(data)
             self.t_write(data)
 
     cdef server_eof(self):
@@ -281,11 +294,16 @@ cdef class TcpClientProtocol:
             up.transport.close()
             return
         self.up = up
+        self.server = i
+        (<Counters>self.srv_counts[i]).conns_total += 1
+        passive_report(self.be, <Counters>self.srv_counts[i], i, "connect", True)
         self.timer.start(self.t_tunnel)
         header = self.be.proxy_header(i, self.src, self.dst, self.transport)
         if header:
             up.t_write(header)
         if self.hold:
+            for chunk in self.hold:
+                self.bytes_in += len(chunk)
             up.transport.writelines(self.hold)
             self.hold.clear()
         if self.eof:
@@ -300,10 +318,14 @@ cdef class TcpClientProtocol:
             return
         log.warning("backend %s: connect to server %s failed: %s", self.be.name,
                     self.be.names[i], e or type(e).__name__)
+        (<Counters>self.srv_counts[i]).errors += 1
+        passive_report(self.be, <Counters>self.srv_counts[i], i, "connect", False)
         if self.tries >= self.retries:
             self._close()
             return
         self.tries += 1
+        self.be_counts.redispatches += 1
+        (<Counters>self.srv_counts[i]).redispatches += 1
         # key + tries wraps modulo 2**64 (the key is a 64-bit hash).
         j = self.be.redispatch(self.tried, self.key + <uint64_t>self.tries, mono_now())
         if j < 0:
@@ -330,11 +352,22 @@ cdef class TcpClientProtocol:
             if self.queue:              # an HTTP frontend may share the backend
                 self.be.wake()
 
+    cdef _count(self):
+        """The pair ends: one request in the counters, with its bytes; an error
+        where it never reached a server (the backend's when one was tried)."""
+        cdef bint failed = self.server < 0
+        _add(self.fe_counts, self.bytes_in, self.bytes_out, failed)
+        if self.tried:
+            _add(self.be_counts, self.bytes_in, self.bytes_out, failed)
+        if self.server >= 0:
+            _add(<Counters>self.srv_counts[self.server], self.bytes_in, self.bytes_out, False)
+
     cdef _close(self):
         cdef TcpUpstream up
         if self.closed:
             return
         self.closed = True
+        self._count()
         self.timer.cancel()
         if self.connecting is not None:
             self.connecting.cancel()
@@ -347,6 +380,14 @@ cdef class TcpClientProtocol:
         self._release()
         if self.transport is not None:
             self.transport.close()
+
+
+cdef inline void _add(Counters c, int64_t bytes_in, int64_t bytes_out, bint error) noexcept:
+    c.requests += 1
+    c.bytes_in += bytes_in
+    c.bytes_out += bytes_out
+    if error:
+        c.errors += 1
 
 
 async def _tcp_connect_task(TcpClientProtocol c, int i):
