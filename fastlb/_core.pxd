@@ -281,8 +281,12 @@ cdef class ChunkedFramer:
     cdef readonly int status     # ScanStatus
     cdef readonly int error      # ErrCode when status is SCAN_ERROR
     cdef readonly Py_ssize_t consumed  # bytes of the last feed in this message
+    cdef object sink             # decode's bytearray while it runs, else None
+    cdef bint sink_failed        # appending to it ran out of memory
 
     cpdef int feed(self, bytes data, Py_ssize_t start=*) except -1
+    cpdef int decode(self, bytes data, Py_ssize_t start, bytearray out) except -1
+    cdef void _emit(self, const unsigned char* p, Py_ssize_t k) noexcept
     cdef int feed_ptr(self, const unsigned char* p, Py_ssize_t n) noexcept
     cpdef void reset(self) noexcept
     cdef int _trailer_line(self) noexcept
@@ -350,11 +354,13 @@ cdef class ResponseRewriter:
     cdef readonly bytes own_cookie     # insert mode: the server's Set-Cookie of it is dropped
     cdef RwBuf out
     cpdef bytes rewrite(self, ResponseScanner s, bytes set_cookie_line=*, bint nocache=*,
-                        bytes app_prefix=*, bint upgrading=*, bytes connection=*)
+                        bytes app_prefix=*, bint upgrading=*, bytes connection=*,
+                        bint dechunk=*)
     cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t start_off,
                              Py_ssize_t head_len, const HeaderSpan* hdrs, Py_ssize_t nhdrs,
                              int64_t content_length, bytes set_cookie_line, bint nocache,
-                             bytes app_prefix, bint upgrading, bytes connection)
+                             bytes app_prefix, bint upgrading, bytes connection,
+                             bint dechunk)
 
 # Cookie-value edits on bytes (the rewriters use the _rw_ forms on spans).
 cpdef bytes remove_cookie(bytes value, bytes name)

@@ -164,3 +164,29 @@ def test_feed_start_offset_frames_the_rest(core: ModuleType) -> None:
     f = core.ChunkedFramer()
     data = b"HEAD" + body(b"abc")
     assert f.feed(data, 4) == DONE and f.consumed == len(data) - 4
+
+
+@pytest.mark.parametrize("chunks", [
+    (b"hello", b" world"),
+    (),
+    (b"x" * 300, b"y"),
+    (b"\r\n0\r\n", b"ab"),           # framing-like bytes inside the data are data
+])
+def test_decode_yields_the_data_without_framing_in_any_split(core: ModuleType,
+                                                             chunks: tuple[bytes, ...]) -> None:
+    data = body(*chunks, trailers=b"X-T: 1\r\n") + b"NEXT"
+    want = b"".join(chunks)
+    for k in range(len(data)):
+        f, out = core.ChunkedFramer(), bytearray()
+        st = f.decode(data[:k], 0, out)
+        taken = f.consumed
+        if st == MORE:
+            st = f.decode(data, k, out)
+            taken += f.consumed
+        assert (st, bytes(out), taken) == (DONE, want, len(data) - 4), k
+
+
+def test_decode_stops_at_an_error_like_feed(core: ModuleType) -> None:
+    f, out = core.ChunkedFramer(), bytearray()
+    assert f.decode(b"5\r\nhello\r\nzz\r\n", 0, out) == ERROR
+    assert bytes(out) == b"hello" and f.error == ErrCode.E_CHUNK_SIZE

@@ -336,6 +336,41 @@ def test_http10_expect_100_continue_gets_no_interim(proxy_for, backends) -> None
     assert r.status == 200
 
 
+@pytest.mark.parametrize("keep_alive", [False, True])
+def test_http10_client_gets_a_chunked_response_decoded_and_closed(scripted,
+                                                                  keep_alive: bool) -> None:
+    # RFC 9112 6.1: no Transfer-Encoding to a client that did not say
+    # HTTP/1.1; the body goes out decoded, ended by the close (HAProxy 2.6
+    # forwards it chunked).  Trailers are dropped with the framing.
+    chunks = [b"hello ", b"x" * 70000, b"\r\n0\r\n", b"end"]
+    body = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(c), c) for c in chunks)
+    srv = scripted(ch=(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                       b"Content-Type: text/plain\r\n\r\n" + body
+                       + b"0\r\nX-Trailer: t\r\n\r\n", True))
+    with proxies([srv.port]) as make:
+        c = make().client()
+        fields = ("Connection: keep-alive",) if keep_alive else ()
+        c.send(req("/ch", *fields, version="HTTP/1.0"))
+        r = c.read_response()             # no framing field: read until the close
+        assert r.status == 200 and r.header("transfer-encoding") is None
+        assert r.header("content-length") is None and r.header("connection") == "close"
+        assert r.header("content-type") == "text/plain"
+        assert r.body == b"".join(chunks)
+        assert c.closed()
+
+
+def test_http11_client_still_gets_chunked(scripted) -> None:
+    srv = scripted(ch=(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       b"5\r\nhello\r\n0\r\n\r\n", True), next=(ok(b"next"), True))
+    with proxies([srv.port]) as make:
+        c = make().client()
+        c.send(req("/ch"))
+        r = c.read_response()
+        assert r.header("transfer-encoding") == "chunked" and r.body == b"hello"
+        c.send(req("/next"))
+        assert c.read_response().body == b"next"
+
+
 # ---------------------------------------------------- timeouts, both agree
 
 def test_trickled_head_gets_408_from_its_first_byte(proxy_for, backends) -> None:

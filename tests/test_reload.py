@@ -218,7 +218,7 @@ class Load:
                 else:
                     self.ok[k] += 1
             except (OSError, http.client.HTTPException) as e:
-                self.failures.append(f"{type(e).__name__}: {e}")
+                self.failures.append(f"{time.strftime('%H:%M:%S')} {type(e).__name__}: {e}")
                 conn = None
         if conn is not None:
             conn.close()
@@ -295,7 +295,7 @@ def test_a_reload_changing_workers_forks_or_retires_them_and_fails_no_request(
             held = [listening_sockets(pid, port) for pid in workers()]
             assert sum(held) == sockets and max(held) - min(held) <= 1, held
         time.sleep(0.3)
-    assert load.failures == [], load.failures[:5]
+    assert load.failures == [], (load.failures[:5], "".join(lb.log))
     assert all(load.ok), load.ok
     assert "now 2 worker(s), was 4" in "".join(lb.log)
     lb.wait_log("after a reload to fewer workers", 2 + 2)

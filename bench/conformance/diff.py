@@ -531,6 +531,10 @@ NOTES: dict[str, str] = {
     "cl-te-chunked-then-next": f"{_S}: CL with TE refused (RFC 9112 6.1)",
     "te-gzip-chunked": f"{_ST}: 501 for an unknown coding (RFC 9112 6.1 SHOULD); HAProxy 422",
     "te-http10": f"{_S}: TE in HTTP/1.0 is faulty framing (RFC 9112 6.1)",
+    "http10-chunked-response": f"{_R}: no Transfer-Encoding to an HTTP/1.0 client: the body "
+                               "goes decoded, ended by the close (RFC 9112 6.1)",
+    "resp-chunked-to-http10": f"{_R}: no Transfer-Encoding to an HTTP/1.0 client: the body "
+                              "goes decoded, ended by the close (RFC 9112 6.1)",
     "chunk-ext-bare-lf": f"{_S}: bare LF never ends a line (RFC 9112 2.2 MAY)",
     "chunk-lf-only": f"{_S}: bare LF never ends a line (RFC 9112 2.2 MAY)",
     "bare-lf-everywhere": f"{_S}: bare LF never ends a line (RFC 9112 2.2 MAY)",

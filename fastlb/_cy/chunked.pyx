@@ -5,10 +5,14 @@
 # many bytes of each feed belong to this message; what follows is the next
 # pipelined message.  Trailer lines alone are copied into `line` (they are
 # short and rare) so the head scanners' field-line check can read them.
+# `decode` frames alike and also appends the chunks' data to a bytearray:
+# the body without its framing, for a recipient that cannot take chunked
+# (an HTTP/1.0 client, RFC 9112 6.1).
 
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 
 cdef class ChunkedFramer:
@@ -24,6 +28,7 @@ cdef class ChunkedFramer:
         if self.line == NULL:
             raise MemoryError()
         memset(self.line + max_line, 0, FLB_PAD)
+        self.sink = None
         self.reset()
 
     def __dealloc__(self):
@@ -46,6 +51,29 @@ cdef class ChunkedFramer:
         cdef const unsigned char* p = flb_feed_args(data, start, &n)
         return self.feed_ptr(p, n)
 
+    cpdef int decode(self, bytes data, Py_ssize_t start, bytearray out) except -1:
+        """As feed, and append the chunk data of data[start:] to ``out``."""
+        cdef Py_ssize_t n
+        cdef const unsigned char* p = flb_feed_args(data, start, &n)
+        cdef int st
+        self.sink = out
+        self.sink_failed = False
+        try:
+            st = self.feed_ptr(p, n)
+        finally:
+            self.sink = None
+        if self.sink_failed:
+            raise MemoryError()
+        return st
+
+    cdef void _emit(self, const unsigned char* p, Py_ssize_t k) noexcept:
+        cdef bytearray out = <bytearray>self.sink
+        cdef Py_ssize_t had = PyByteArray_GET_SIZE(out)
+        if PyByteArray_Resize(out, had + k) < 0:
+            self.sink_failed = True
+            return
+        memcpy(PyByteArray_AS_STRING(out) + had, p, k)
+
     cdef int feed_ptr(self, const unsigned char* p, Py_ssize_t n) noexcept:
         cdef Py_ssize_t i = 0
         cdef uint64_t take
@@ -60,6 +88,8 @@ cdef class ChunkedFramer:
                 take = <uint64_t>(n - i)
                 if take > self.remaining:
                     take = self.remaining
+                if self.sink is not None:
+                    self._emit(p + i, <Py_ssize_t>take)
                 i += <Py_ssize_t>take
                 self.remaining -= take
                 if self.remaining == 0:

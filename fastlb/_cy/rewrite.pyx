@@ -532,7 +532,7 @@ cdef class ResponseRewriter:
 
     cpdef bytes rewrite(self, ResponseScanner s, bytes set_cookie_line=None,
                         bint nocache=False, bytes app_prefix=None, bint upgrading=False,
-                        bytes connection=None):
+                        bytes connection=None, bint dechunk=False):
         """The head to write to the client for the response `s` has scanned.
 
         set_cookie_line: a SetCookieBuilder line to add (insert mode);
@@ -541,17 +541,20 @@ cdef class ResponseRewriter:
         responses that insert the cookie);
         app_prefix: the server id put before the app cookie (prefix mode);
         connection: a Connection value for the client (e.g. b"close"),
-        ignored when upgrading (b"upgrade" is sent).
+        ignored when upgrading (b"upgrade" is sent);
+        dechunk: drop Transfer-Encoding (the body goes out decoded and
+        close-delimited, to an HTTP/1.0 client: RFC 9112 6.1).
         """
         _rw_check_done(s)
         return self._rewrite_head(s.buf, s.start_off, s.head_len, s.hdrs, s.nhdrs,
                                   s.content_length, set_cookie_line, nocache, app_prefix,
-                                  upgrading, connection)
+                                  upgrading, connection, dechunk)
 
     cdef bytes _rewrite_head(self, const unsigned char* buf, Py_ssize_t start_off,
                              Py_ssize_t head_len, const HeaderSpan* hdrs, Py_ssize_t nhdrs,
                              int64_t content_length, bytes set_cookie_line, bint nocache,
-                             bytes app_prefix, bint upgrading, bytes connection):
+                             bytes app_prefix, bint upgrading, bytes connection,
+                             bint dechunk):
         cdef RwBuf* o = &self.out
         cdef const HeaderSpan* h
         cdef Py_ssize_t i
@@ -564,7 +567,7 @@ cdef class ResponseRewriter:
         _rw_put_start_line(o, buf, start_off, _rw_start_line_end(head_len, hdrs, nhdrs), False)
         for i in range(nhdrs):
             h = &hdrs[i]
-            if _rw_is_hop(h, upgrading):
+            if _rw_is_hop(h, upgrading) or (dechunk and h.kind == H_TRANSFER_ENCODING):
                 continue
             if h.flags & HF_CANON:
                 _rw_put_canon(o, buf, h, content_length)

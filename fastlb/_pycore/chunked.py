@@ -4,6 +4,7 @@ A byte-at-a-time state machine over the size lines (RFC 9112 7.1) and one
 jump over each chunk's data; the body is never copied.  ``consumed`` tells
 how many bytes of a feed belong to this message: what follows is the next
 pipelined message.  Trailer lines are checked as header field lines.
+``decode`` frames alike and also appends the chunks' data to a bytearray.
 """
 
 from __future__ import annotations
@@ -98,7 +99,11 @@ class ChunkedFramer:
         self.error = ErrCode.E_OK
         self.consumed = 0
 
-    def feed(self, data: bytes, start: int = 0) -> int:
+    def decode(self, data: bytes, start: int, out: bytearray) -> int:
+        """As feed, and append the chunk data of data[start:] to ``out``."""
+        return self.feed(data, start, out)
+
+    def feed(self, data: bytes, start: int = 0, out: bytearray | None = None) -> int:
         """Frame data[start:]; returns the ScanStatus (see `consumed`)."""
         check_feed(data, start)
         self.consumed = 0
@@ -110,6 +115,8 @@ class ChunkedFramer:
         while i < len(p):
             if self.state == S.DATA:
                 take = min(self.remaining, len(p) - i)
+                if out is not None:
+                    out += p[i:i + take]
                 i += take
                 self.remaining -= take
                 if self.remaining == 0:

@@ -397,7 +397,7 @@ class ResponseRewriter:
 
     def rewrite(self, s: Any, set_cookie_line: bytes | None = None, nocache: bool = False,
                 app_prefix: bytes | None = None, upgrading: bool = False,
-                connection: bytes | None = None) -> bytes:
+                connection: bytes | None = None, dechunk: bool = False) -> bytes:
         """The head to write to the client for the response `s` has scanned.
 
         set_cookie_line: a SetCookieBuilder line to add (insert mode);
@@ -406,22 +406,25 @@ class ResponseRewriter:
         responses that insert the cookie);
         app_prefix: the server id put before the app cookie (prefix mode);
         connection: a Connection value for the client (e.g. b"close"),
-        ignored when upgrading (b"upgrade" is sent).
+        ignored when upgrading (b"upgrade" is sent);
+        dechunk: drop Transfer-Encoding (the body goes out decoded and
+        close-delimited, to an HTTP/1.0 client: RFC 9112 6.1).
         """
         _check_done(s)
         return self._rewrite_head(s.buf, s.start_off, s.head_len, s.hdrs, s.content_length,
-                                  set_cookie_line, nocache, app_prefix, upgrading, connection)
+                                  set_cookie_line, nocache, app_prefix, upgrading, connection,
+                                  dechunk)
 
     def _rewrite_head(self, buf: bytes, start_off: int, head_len: int,
                       hdrs: list[dict[str, int]], content_length: int,
                       set_cookie_line: bytes | None = None, nocache: bool = False,
                       app_prefix: bytes | None = None, upgrading: bool = False,
-                      connection: bytes | None = None) -> bytes:
+                      connection: bytes | None = None, dechunk: bool = False) -> bytes:
         start = _start_line_end(head_len, hdrs)
         out = [_start_line(buf, start_off, start, False)]
         for h in hdrs:
             kind = h["kind"]
-            if _is_hop(h, upgrading):
+            if _is_hop(h, upgrading) or (dechunk and kind == HeaderKind.H_TRANSFER_ENCODING):
                 continue
             if h["flags"] & HeaderFlag.HF_CANON:
                 out.append(_canon(buf, h, content_length))

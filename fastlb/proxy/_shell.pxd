@@ -261,6 +261,7 @@ cdef class ClientProtocol:
     cdef bint idempotent
     cdef bint keep_alive
     cdef bint http10
+    cdef bint dechunk                   # the response's chunks go out decoded (HTTP/1.0 client)
     cdef bint upgrading
     cdef bint has_body
     cdef int body_kind

@@ -353,6 +353,7 @@ cdef class ClientProtocol:
         self.idempotent = False
         self.keep_alive = True
         self.http10 = False
+        self.dechunk = False
         self.upgrading = False
         self.has_body = False
         self.body_kind = 0
@@ -555,10 +556,12 @@ cdef class ClientProtocol:
             # fails (HAProxy's observe layer7 leaves them out too).
             self._passive(self.server, "5xx", code < 500 or code == 501 or code == 505)
         kind = s.body_kind
+        # An HTTP/1.0 client cannot take chunked (RFC 9112 6.1): the body goes
+        # out decoded, ended by the close.
+        self.dechunk = self.http10 and kind == BODY_CHUNKED
         self.close_after = (not self.keep_alive or self.eof or self.draining
                             or not self.req_done
-                            or kind == BODY_UNTIL_CLOSE
-                            or (self.http10 and kind == BODY_CHUNKED))
+                            or kind == BODY_UNTIL_CLOSE or self.dechunk)
         conn = b"close" if self.close_after else (b"keep-alive" if self.http10 else None)
         choice = self.choice
         if choice is not None and self.edits:
@@ -572,9 +575,11 @@ cdef class ClientProtocol:
                 edit = self.persistence.response(choice, s, now, self.server)
             if edit is not NO_EDIT:
                 self.pending_head = self.resp_rewriter.rewrite(
-                    s, edit.set_cookie_line, edit.nocache, edit.app_prefix, False, conn)
+                    s, edit.set_cookie_line, edit.nocache, edit.app_prefix, False, conn,
+                    self.dechunk)
                 return
-        self.pending_head = self.resp_rewriter.rewrite(s, None, False, None, False, conn)
+        self.pending_head = self.resp_rewriter.rewrite(s, None, False, None, False, conn,
+                                                       self.dechunk)
 
     cdef response_body(self, bytes data):
         cdef bytes head = self.pending_head

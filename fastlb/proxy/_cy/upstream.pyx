@@ -257,12 +257,19 @@ cdef class UpstreamProtocol:
             if not self.remaining:
                 self._end(pos + n == total)
         elif kind == BODY_CHUNKED:
-            st = self.framer.feed(data, pos)
+            if owner.dechunk:
+                out = bytearray()
+                st = self.framer.decode(data, pos, out)
+            else:
+                st = self.framer.feed(data, pos)
             if st == SCAN_ERROR:
                 self._fail(F_BAD)
                 return
             n = self.framer.consumed
-            owner.response_body(data if pos == 0 and n == total else data[pos:pos + n])
+            if not owner.dechunk:
+                owner.response_body(data if pos == 0 and n == total else data[pos:pos + n])
+            elif out:
+                owner.response_body(bytes(out))
             if st == SCAN_DONE:
                 self._end(pos + n == total)
         else:
