@@ -56,6 +56,7 @@ from .sticky import load_secret
 log = logging.getLogger("fastlb.worker")
 
 STATES = ("up", "down", "drain", "maint")
+DRAIN_POLL = 0.05       # seconds between looks at a drain's open connections
 
 
 def encode_config(cfg: config.Config) -> str:
@@ -208,20 +209,23 @@ class Worker:
                      close_idle: bool = True) -> None:
         """Stop accepting on ``servers`` and let their factories' connections finish
         for ``grace`` seconds, then close what is left (``close_idle``: see
-        ``HttpFactory.drain``)."""
-        drained = [asyncio.ensure_future(s.wait_closed()) for s in servers]
-        await asyncio.sleep(0)    # wait_closed must be waiting before close()
+        ``HttpFactory.drain``).  The factories' own counts are waited for, not
+        the servers': a connection accepted on a socket this worker has since
+        given up (a change of workers) belongs to no server it still has."""
         for s in servers:
             s.close()
         for f in factories:
             f.drain(close_idle)
-        try:
-            await asyncio.wait_for(asyncio.gather(*drained), grace)
-        except asyncio.TimeoutError:
-            log.warning("worker %d: connections still open after a %.1fs grace; closing them",
-                        self.index, grace)
-            for f in factories:
-                f.abort_all()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while any(f.connections for f in factories):
+            if loop.time() >= deadline:
+                log.warning("worker %d: connections still open after a %.1fs grace; "
+                            "closing them", self.index, grace)
+                for f in factories:
+                    f.abort_all()
+                return
+            await asyncio.sleep(DRAIN_POLL)
 
     def _open_log(self, cfg: config.Config) -> None:
         """Open (or, on a reload, reopen: log rotation) the JSON access log."""

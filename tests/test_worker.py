@@ -83,3 +83,58 @@ def test_a_message_with_more_descriptors_than_one_sendmsg_carries_gets_them_all(
             os.close(w)
 
     uvloop.run(main())
+
+
+def test_a_drain_waits_for_a_request_accepted_on_a_socket_since_given_up(tmp_path: Path) -> None:
+    # A change of workers made this worker give up socket 1 while a request it
+    # accepted there was in flight: a graceful stop still lets it finish.
+    import socket
+    import threading
+
+    from backend_server import Backend
+
+    from fastlb.proxy.listener import bind
+
+    backend = Backend("s1").start()
+    path = tmp_path / "lb.toml"
+    path.write_text(f"""
+[frontends.web]
+bind = "127.0.0.1:1"
+backend = "app"
+[backends.app]
+servers = [{{ name = "s1", address = "127.0.0.1:{backend.port}" }}]
+""")
+    cfg = config.load(str(path))
+    s0 = bind("web", config.Address("127.0.0.1", 0))[0]
+    s1 = bind("web", config.Address("127.0.0.1", 0))[0]   # its own port: the test picks it
+    answers: list[bytes] = []
+
+    def slow_client() -> None:
+        c = socket.create_connection(s1.getsockname(), timeout=10)
+        c.sendall(b"GET /slow?d=0.6 HTTP/1.1\r\nHost: a\r\n\r\n")
+        answers.append(c.recv(100))
+        c.close()
+
+    async def main() -> None:
+        master_end, worker_end = pair()
+        Channel(master_end, lambda msg, fds: None)
+        w = Worker(0, cfg, {}, {}, worker_end)
+        w.runtimes = w._build_runtimes(cfg, {})
+        await w._serve(cfg.frontends["web"], {0: s0, 1: s1})
+        t = threading.Thread(target=slow_client)
+        t.start()
+        factory = w.factories["web"]
+        for _ in range(200):
+            if factory.connections:
+                break
+            await asyncio.sleep(0.01)
+        w._release("web", {0})                 # socket 1 goes to another worker
+        await w._drain(*w._take(["web"]), 5.0)
+        assert factory.connections == 0
+        await asyncio.get_running_loop().run_in_executor(None, t.join, 10)
+
+    try:
+        uvloop.run(main())
+    finally:
+        backend.stop()
+    assert answers and answers[0].startswith(b"HTTP/1.1 200")
