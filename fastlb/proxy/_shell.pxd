@@ -192,7 +192,7 @@ cdef class ClientProtocol:
     cdef readonly FactoryBase factory
     cdef readonly object fe
     cdef readonly object be             # the backend runtime of the current request
-    cdef Binding binding                # fe served by be: the settings below come from it
+    cdef Binding binding                # fe served by be: its settings, rewriters, counters
     cdef object routes                  # the frontend's Routes, or None
     cdef dict backends                  # the runtimes routes name (same generation)
     cdef long generation                # the factory's generation this connection serves
@@ -206,36 +206,9 @@ cdef class ClientProtocol:
     cdef readonly Router router
     cdef RequestScanner scanner
     cdef ChunkedFramer framer           # made at the first chunked request body
-    cdef object persistence
-    cdef object choose                  # persistence.choose, looked up once
-    cdef bint sticky                    # the backend has sticky sessions (choose reads the clock)
-    cdef bint edits                     # persistence.edits_responses
     cdef bint log_each                  # the access log takes debug lines (read per connection)
     cdef object alog                    # the JSON access log (fastlb.accesslog), or None
-    cdef str sticky_reason              # access-log reason when the affinity was honoured
-    cdef str pick_reason                # ... when the algorithm picked
-    cdef bint passive_on                # report results to passive health checks
-    cdef RequestRewriter rewriter
-    cdef ResponseRewriter resp_rewriter
-    cdef Picker picker                  # the backend's: slots are C calls
-    cdef list pools                     # the backend's Pool per server
-    cdef object queue                   # the backend's wait queue (a deque)
-    cdef list outcome_counts            # the backend's requests per final Outcome
-    cdef bytes response_cookie_name
     cdef Counters fe_counts             # the frontend's
-    cdef Counters be_counts             # the backend's
-    cdef list srv_counts                # the backend's Counters per server
-    # the frontend's and backend's settings, read once
-    cdef double t_client_head
-    cdef double t_client_idle
-    cdef double t_server
-    cdef double t_queue
-    cdef double t_tunnel
-    cdef double t_pool_idle
-    cdef int64_t max_body
-    cdef int retries
-    cdef int max_head
-    cdef int max_headers
     cdef readonly bytes client_ip
     cdef str peer_s                     # "host:port" of src, formatted when a log needs it
     cdef public object src              # the client (PROXY header or peer)

@@ -287,34 +287,8 @@ cdef class ClientProtocol:
         self.fe = b.fe
         self.be = b.be
         self.router = router
-        self.rewriter = b.rewriter
-        self.resp_rewriter = b.resp_rewriter
         self.scanner = router.scanner
-        self.persistence = b.persistence
-        self.choose = b.choose
-        self.sticky = b.sticky
-        self.edits = b.edits
-        self.picker = b.picker
         self.alog = self.factory.access_log
-        self.passive_on = b.passive_on
-        self.sticky_reason = b.sticky_reason
-        self.pick_reason = b.pick_reason
-        self.pools = b.pools
-        self.queue = b.queue
-        self.outcome_counts = b.outcome_counts
-        self.be_counts = b.be_counts
-        self.srv_counts = b.srv_counts
-        self.response_cookie_name = b.response_cookie_name
-        self.t_client_head = b.t_client_head
-        self.t_client_idle = b.t_client_idle
-        self.t_server = b.t_server
-        self.t_queue = b.t_queue
-        self.t_tunnel = b.t_tunnel
-        self.t_pool_idle = b.t_pool_idle
-        self.max_body = b.max_body
-        self.retries = b.retries
-        self.max_head = b.max_head
-        self.max_headers = b.max_headers
 
     @property
     def peer(self):
@@ -400,7 +374,7 @@ cdef class ClientProtocol:
             # http-ignore-probes); later keep-alive waits close silently.
             self.head_started = True
             if self.factory._admit(self):
-                self.timer.start(self.t_client_head)
+                self.timer.start(self.binding.t_client_head)
             else:
                 self.gate.pause(PARKED)
                 self.loop.call_soon(self.gate.reapply)
@@ -412,7 +386,7 @@ cdef class ClientProtocol:
         try:
             if self.state != C_CLOSED:
                 self.gate.resume(PARKED)
-                self.timer.start(self.t_client_head)
+                self.timer.start(self.binding.t_client_head)
                 if self.buf and self.state == C_PROXY:
                     data = bytes(self.buf)
                     self.buf.clear()
@@ -519,7 +493,7 @@ cdef class ClientProtocol:
         self.writing_paused = True
         if self.write_timer is None:
             self.write_timer = new_timer(self.loop, self._write_stalled, None)
-        self.write_timer.start(self.t_client_idle)
+        self.write_timer.start(self.binding.t_client_idle)
         if self.up is not None:
             self.up.peer_paused(True)
 
@@ -535,7 +509,7 @@ cdef class ClientProtocol:
     cdef response_interim(self, ResponseScanner s):
         # 1xx: forwarded to HTTP/1.1 clients only (RFC 9110 15.2).
         if self.scanner.version == 11 and self.t_write is not None:
-            self.t_write(self.resp_rewriter.rewrite(s))
+            self.t_write(self.binding.resp_rewriter.rewrite(s))
 
     cdef response_head(self, ResponseScanner s):
         cdef int code = s.status_code
@@ -551,7 +525,7 @@ cdef class ClientProtocol:
             return
         self.status = code
         self.resp_started = True
-        if self.passive_on:
+        if self.binding.passive_on:
             # 501 and 505 say what the server does not support, not that it
             # fails (HAProxy's observe layer7 leaves them out too).
             self._passive(self.server, "5xx", code < 500 or code == 501 or code == 505)
@@ -564,22 +538,22 @@ cdef class ClientProtocol:
                             or kind == BODY_UNTIL_CLOSE or self.dechunk)
         conn = b"close" if self.close_after else (b"keep-alive" if self.http10 else None)
         choice = self.choice
-        if choice is not None and self.edits:
+        if choice is not None and self.binding.edits:
             now = wall_now()
             if self.server == choice.server:
                 if now < choice.quiet_until:      # nothing to edit (see fastlb.sticky)
                     edit = NO_EDIT
                 else:
-                    edit = self.persistence.response(choice, s, now, None)
+                    edit = self.binding.persistence.response(choice, s, now, None)
             else:
-                edit = self.persistence.response(choice, s, now, self.server)
+                edit = self.binding.persistence.response(choice, s, now, self.server)
             if edit is not NO_EDIT:
-                self.pending_head = self.resp_rewriter.rewrite(
+                self.pending_head = self.binding.resp_rewriter.rewrite(
                     s, edit.set_cookie_line, edit.nocache, edit.app_prefix, False, conn,
                     self.dechunk)
                 return
-        self.pending_head = self.resp_rewriter.rewrite(s, None, False, None, False, conn,
-                                                       self.dechunk)
+        self.pending_head = self.binding.resp_rewriter.rewrite(s, None, False, None, False,
+                                                               conn, self.dechunk)
 
     cdef response_body(self, bytes data):
         cdef bytes head = self.pending_head
@@ -609,7 +583,7 @@ cdef class ClientProtocol:
             elif up.private:
                 self._keep_own(up)
             else:
-                (<Pool>self.pools[self.server]).put(up)
+                (<Pool>self.binding.pools[self.server]).put(up)
         self._log_access()
         self._free_slot()
         self.requests += 1
@@ -620,7 +594,7 @@ cdef class ClientProtocol:
         self._clear_request()
         self.state = C_HEAD
         self.head_started = False
-        self.timer.start(self.t_client_idle)
+        self.timer.start(self.binding.t_client_idle)
         if self.buf:
             self._next_request()
 
@@ -686,7 +660,7 @@ cdef class ClientProtocol:
             self._bind(self.factory.bind(self.factory._be))
         if not self.head_started:
             self.head_started = True
-            self.timer.start(self.t_client_head)
+            self.timer.start(self.binding.t_client_head)
         now = mono_now()
         st = self.router.route(data, 0, now)
         if st == SCAN_MORE:
@@ -728,9 +702,10 @@ cdef class ClientProtocol:
         """A request head is complete: check it, then choose a server."""
         cdef RequestScanner s = self.scanner
         cdef int kind = s.body_kind
+        cdef int64_t max_body = self.binding.max_body
         self.timer.armed = False
         self.method = s.method
-        if self.max_body and kind == BODY_LENGTH and s.content_length > self.max_body:
+        if max_body and kind == BODY_LENGTH and s.content_length > max_body:
             self._reply(413, f"Content-Length {s.content_length} over max_body")
             return
         self.idempotent = idempotent(self.method)
@@ -752,12 +727,12 @@ cdef class ClientProtocol:
         else:
             self.req_done = True
         self.has_body = not self.req_done
-        self.head_out = self.rewriter.rewrite(s, self.client_ip, self.upgrading)
+        self.head_out = self.binding.rewriter.rewrite(s, self.client_ip, self.upgrading)
         self.req_bytes = len(self.head_out)
         self.state = C_CONNECT
-        self.choice = self.choose(self.router, wall_now() if self.sticky else 0.0)
+        self.choice = self.binding.choose(self.router, wall_now() if self.binding.sticky else 0.0)
         if not self.req_done:
-            self.timer.start(self.t_client_idle)
+            self.timer.start(self.binding.t_client_idle)
         if pos < len(data):
             if self.req_done:
                 self._buffer(data, pos)
@@ -771,11 +746,11 @@ cdef class ClientProtocol:
         cdef int i = self.choice.server
         if i >= 0:
             self._dispatch(i)
-        elif not self.picker.npool:
+        elif not self.binding.picker.npool:
             self._reply(503, "no server available")
         elif self.be.enqueue(self):
             self.state = C_QUEUED
-            self.queue_timer = self.loop.call_later(self.t_queue, self._queue_timeout)
+            self.queue_timer = self.loop.call_later(self.binding.t_queue, self._queue_timeout)
         else:
             self._reply(503, "backend queue full")
 
@@ -816,7 +791,7 @@ cdef class ClientProtocol:
         else:                       # a redispatch: _redispatch made the set
             self.tried.add(i)
         self.slot = i
-        self.picker.take_conn(i)
+        self.binding.picker.take_conn(i)
         if up is not None:
             # Our private connection serves only our requests to its own server.
             self.own = None
@@ -824,7 +799,7 @@ cdef class ClientProtocol:
                 self._attach(up, True)
                 return
             up.close()
-        up = (<Pool>self.pools[i]).take()
+        up = (<Pool>self.binding.pools[i]).take()
         if up is not None:
             self._attach(up, True)
         else:
@@ -839,7 +814,7 @@ cdef class ClientProtocol:
         if self.state != C_CONNECT or self.server != i:
             up.close()
             return
-        (<Counters>self.srv_counts[i]).conns_total += 1
+        (<Counters>self.binding.srv_counts[i]).conns_total += 1
         header = self.be.proxy_header(i, self.src, self.dst, self.transport)
         if header:
             up.private = True        # names this client: never pooled for another
@@ -852,7 +827,7 @@ cdef class ClientProtocol:
             return
         log.warning("backend %s: connect to server %s failed: %s", self.be.name,
                     self.be.names[i], e or type(e).__name__)
-        if self.passive_on:
+        if self.binding.passive_on:
             self._passive(i, "connect", False)
         self._free_slot()
         self._redispatch()
@@ -860,13 +835,13 @@ cdef class ClientProtocol:
     cdef _redispatch(self):
         """Try another server, if retries are left."""
         cdef int j
-        if self.tries >= self.retries:
+        if self.tries >= self.binding.retries:
             self._reply(503, "no server could be reached")
             return
         self.tries += 1
-        self.be_counts.redispatches += 1
+        self.binding.be_counts.redispatches += 1
         if self.server >= 0:
-            (<Counters>self.srv_counts[self.server]).redispatches += 1
+            (<Counters>self.binding.srv_counts[self.server]).redispatches += 1
         if self.tried is None:
             self.tried = set()
         self.tried.add(self.tried_first)
@@ -911,10 +886,10 @@ cdef class ClientProtocol:
             n = self.framer.consumed
             done = st == SCAN_DONE
             self.body_left += n            # chunked: bytes seen, framing included
-            if self.max_body and self.body_left > self.max_body:
+            if self.binding.max_body and self.body_left > self.binding.max_body:
                 # The head may be upstream already: the server connection is
                 # closed mid-body, so the truncated request is never complete.
-                self._fail(413, f"chunked body over max_body ({self.max_body})")
+                self._fail(413, f"chunked body over max_body ({self.binding.max_body})")
                 return
         if n:
             self.req_bytes += n
@@ -947,11 +922,12 @@ cdef class ClientProtocol:
     cdef _start_tunnel(self, ResponseScanner s):
         self.status = 101
         self.resp_started = True
-        self.t_write(self.resp_rewriter.rewrite(s, None, False, None, self.upgrading, None))
+        self.t_write(self.binding.resp_rewriter.rewrite(s, None, False, None, self.upgrading,
+                                                        None))
         self.state = C_TUNNEL
         self.timer.armed = False
         self._log_access()
-        self.up.tunnel(self.t_tunnel)
+        self.up.tunnel(self.binding.t_tunnel)
         if self.buf:
             self.up.write(bytes(self.buf))
             self.buf.clear()
@@ -973,13 +949,13 @@ cdef class ClientProtocol:
                 # The keep-alive race: the server closed the idle connection as we
                 # wrote.  Resend once on a fresh connection to the same server.
                 self.race_retried = True
-                self.be_counts.retries += 1
-                (<Counters>self.srv_counts[self.server]).retries += 1
+                self.binding.be_counts.retries += 1
+                (<Counters>self.binding.srv_counts[self.server]).retries += 1
                 self.slot = self.server
-                self.picker.take_conn(self.server)
+                self.binding.picker.take_conn(self.server)
                 self._connect(self.server)
                 return
-            if self.tries < self.retries:
+            if self.tries < self.binding.retries:
                 log.warning("backend %s: server %s closed before answering; retrying",
                             self.be.name, self.be.names[self.server])
                 self._redispatch()
@@ -995,7 +971,7 @@ cdef class ClientProtocol:
             self._close()
             return
         if why == F_TIMEOUT:
-            if self.passive_on:
+            if self.binding.passive_on:
                 self._passive(self.server, "timeout", False)
             self._reply(504, "server response timeout")
         elif why == F_BAD:
@@ -1008,7 +984,7 @@ cdef class ClientProtocol:
         try:
             if self.state != C_CLOSED:
                 log.warning("client %s: not reading for %.1fs; closing", self._peer(),
-                            self.t_client_idle)
+                            self.binding.t_client_idle)
                 self._log_access()
                 self._drop_server()
                 self._close()
@@ -1021,7 +997,7 @@ cdef class ClientProtocol:
         try:
             if self.state == C_PROXY:
                 log.warning("client %s: no PROXY header within %.1fs; closing", self._peer(),
-                            self.t_client_head)
+                            self.binding.t_client_head)
                 self._close()
             elif self.state == C_HEAD:
                 if self.head_started:
@@ -1075,7 +1051,7 @@ cdef class ClientProtocol:
         (HAProxy keeps send-proxy connections private to their client session)."""
         self._drop_own()
         self.own = up
-        up.park(self.t_pool_idle)
+        up.park(self.binding.t_pool_idle)
 
     cdef _drop_own(self):
         cdef UpstreamProtocol up = self.own
@@ -1087,13 +1063,13 @@ cdef class ClientProtocol:
         cdef int i = self.slot
         if i >= 0:
             self.slot = -1
-            self.picker.drop_conn(i)
-            if self.queue:
+            self.binding.picker.drop_conn(i)
+            if self.binding.queue:
                 self.be.wake()
 
     cdef _passive(self, int i, str kind, bint ok):
         """Tell passive health a result of server i (see passive_report)."""
-        passive_report(self.be, <Counters>self.srv_counts[i], i, kind, ok)
+        passive_report(self.be, <Counters>self.binding.srv_counts[i], i, kind, ok)
 
     cdef _close(self, bint linger=False):
         """Close; with ``linger``, half-close first and read (discarding) for up to
@@ -1132,18 +1108,18 @@ cdef class ClientProtocol:
         outcome = "-"
         choice = self.choice
         if choice is not None:      # the request reached its backend
-            self.be_counts.response(self.status, secs)
-            self.be_counts.bytes_in += self.req_bytes
-            self.be_counts.bytes_out += self.resp_bytes
+            self.binding.be_counts.response(self.status, secs)
+            self.binding.be_counts.bytes_in += self.req_bytes
+            self.binding.be_counts.bytes_out += self.resp_bytes
             if self.server >= 0:
-                c = <Counters>self.srv_counts[self.server]
+                c = <Counters>self.binding.srv_counts[self.server]
                 c.response(self.status, secs)
                 c.bytes_in += self.req_bytes
                 c.bytes_out += self.resp_bytes
             out = choice.outcome
             if out == O_VALID and self.server != choice.pinned:
                 out = O_REPINNED          # a VALID choice served elsewhere
-            self.outcome_counts[out] += 1
+            self.binding.outcome_counts[out] += 1
             outcome = LABELS[out]
         if self.alog is not None:
             if self.tries or self.race_retried or out == O_REPINNED or out == O_SPILLED:
@@ -1151,9 +1127,9 @@ cdef class ClientProtocol:
             elif choice is None:
                 reason = "-"
             elif out == O_VALID:
-                reason = self.sticky_reason
+                reason = self.binding.sticky_reason
             else:
-                reason = self.pick_reason
+                reason = self.binding.pick_reason
             self.alog.add((wall_now(), self._peer(), self.fe.name, self.be.name,
                            self.be.names[self.server] if self.server >= 0 else "-",
                            self.scanner.method_bytes(), self.scanner.target(), self.status,
@@ -1173,8 +1149,9 @@ async def _connect_task(ClientProtocol c, int i):
     be = c.be
     host, port = be.addresses[i]
     loop = c.loop
-    max_head, max_headers, t_server = c.max_head, c.max_headers, c.t_server
-    cookie_name = c.response_cookie_name
+    b = c.binding
+    max_head, max_headers, t_server = b.max_head, b.max_headers, b.t_server
+    cookie_name = b.response_cookie_name
     try:
         try:
             # asyncio.timeout, not wait_for: no extra task per connect.
